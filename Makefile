@@ -1,0 +1,32 @@
+# prober — the two commands are `make run` (the embedded default) and `make test` (the whole suite).
+GO       ?= go
+DATA_DIR ?= .prober-data
+ARGS     ?=
+PKGS     := ./...
+
+.PHONY: run test bench build lint clean
+
+## run: the embedded default — a 3-node JetStream cluster in-process, file store, API on :8889
+run:
+	$(GO) run ./cmd/prober embedded --data-dir $(DATA_DIR) $(ARGS)
+
+## test: everything, with the race detector
+test: lint
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+
+## bench: speed goals, printed side by side (not part of `make test`)
+bench:
+	$(GO) run ./bench/writegap $(BENCH_ARGS)
+
+## build: the prober binary in bin/
+build:
+	$(GO) build -o bin/prober ./cmd/prober
+
+## lint: gofmt + go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin $(DATA_DIR)

@@ -1,0 +1,363 @@
+// Command writegap measures the longest pause of synchronous JetStream writes
+// while the R3 stream's leader enters and leaves maintenance, for two
+// sequences side by side in one run:
+//
+//	(a) fence only: the node is cut off as if it were lost;
+//	(c) hand off + fence, without quiescing JetStream (why quiesce matters);
+//	(b) the full sequence through the product: PUT /pods/<leader> on the
+//	    embedded default (hand off leaderships, quiesce JetStream, fence),
+//	    then DELETE (unfence, resume, wait for catch-up).
+//
+// Writes go through a node that stays up. It prints min/median/max of the
+// max write gap over the repetitions and the ratio (a)/(b).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/prober-dev/prober/natsraft"
+	"github.com/prober-dev/prober/prober"
+)
+
+func main() {
+	reps := flag.Int("reps", 5, "repetitions per sequence")
+	settle := flag.Duration("settle", 1500*time.Millisecond, "how long writes keep going after a step has completed and writes flow again")
+	withC := flag.Bool("no-quiesce", true, "also measure (c): hand off + fence without quiescing JetStream")
+	flag.Parse()
+	if err := run(*reps, *settle, *withC, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "writegap:", err)
+		os.Exit(1)
+	}
+}
+
+// retryWait is the publisher's pause after "no responders" (nats.go's
+// default is 250ms, which would hide every gap shorter than that).
+const retryWait = 5 * time.Millisecond
+
+type result struct{ enter, leave []time.Duration }
+
+func run(reps int, settle time.Duration, withC bool, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	fmt.Fprintf(out, "write gap on R3 stream demo, sync publishes through a node that stays up, %d repetitions\n", reps)
+	a, err := benchDirect(ctx, fenceOnly, reps, settle, out)
+	if err != nil {
+		return fmt.Errorf("fence only: %w", err)
+	}
+	var c result
+	if withC {
+		if c, err = benchDirect(ctx, handOffFence, reps, settle, out); err != nil {
+			return fmt.Errorf("hand off + fence: %w", err)
+		}
+	}
+	full, err := benchFull(ctx, reps, settle, out)
+	if err != nil {
+		return fmt.Errorf("full sequence: %w", err)
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "max write gap (min/median/max)", "entering", "leaving")
+	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(a) fence only", stats(a.enter), stats(a.leave))
+	if withC {
+		fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(c) hand off + fence, no quiesce", stats(c.enter), stats(c.leave))
+	}
+	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(b) hand off + quiesce + fence", stats(full.enter), stats(full.leave))
+	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "ratio of medians (a)/(b)", ratio(a.enter, full.enter), ratio(a.leave, full.leave))
+	return nil
+}
+
+// direct is a sequence run straight on a bare embedded cluster, without the
+// product's control loop (which would undo a fence nobody asked for).
+type direct struct {
+	label        string
+	enter, leave func(ctx context.Context, c *natsraft.Embedded, node string) error
+}
+
+var (
+	fenceOnly = direct{
+		label: "(a)",
+		enter: func(ctx context.Context, c *natsraft.Embedded, node string) error { return c.Node(node).Fence(ctx) },
+		leave: func(ctx context.Context, c *natsraft.Embedded, node string) error { return c.Node(node).Unfence(ctx) },
+	}
+	handOffFence = direct{
+		label: "(c)",
+		enter: func(ctx context.Context, c *natsraft.Embedded, node string) error {
+			if err := handOff(c).Run(ctx, node); err != nil {
+				return err
+			}
+			return c.Node(node).Fence(ctx)
+		},
+		leave: func(ctx context.Context, c *natsraft.Embedded, node string) error { return c.Node(node).Unfence(ctx) },
+	}
+)
+
+func handOff(c *natsraft.Embedded) *natsraft.HandOff {
+	col := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: c.Endpoints(), Logger: zerolog.Nop()})
+	return &natsraft.HandOff{Views: col, Dial: c.Dial, Logger: zerolog.Nop()}
+}
+
+// benchDirect runs seq on the stream leader of a bare cluster reps times.
+func benchDirect(ctx context.Context, seq direct, reps int, settle time.Duration, out io.Writer) (result, error) {
+	var res result
+	dir, err := os.MkdirTemp("", "writegap-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	c, err := natsraft.StartEmbedded(ctx, natsraft.EmbeddedOptions{DataDir: dir, Demo: true, Logger: zerolog.Nop()})
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	for i := 0; i < reps; i++ {
+		leader, err := streamLeader(ctx, c)
+		if err != nil {
+			return res, err
+		}
+		enter, err := measure(ctx, c, leader, settle, func(ctx context.Context) error { return seq.enter(ctx, c, leader) })
+		if err != nil {
+			return res, fmt.Errorf("enter: %w", err)
+		}
+		leave, err := measure(ctx, c, leader, settle, func(ctx context.Context) error { return seq.leave(ctx, c, leader) })
+		if err != nil {
+			return res, fmt.Errorf("leave: %w", err)
+		}
+		if err := waitCurrent(ctx, c, leader); err != nil {
+			return res, err
+		}
+		fmt.Fprintf(out, "  %s run %d: leader %s  entering %6.3fs  leaving %6.3fs\n", seq.label, i+1, leader, enter.Seconds(), leave.Seconds())
+		res.enter, res.leave = append(res.enter, enter), append(res.leave, leave)
+	}
+	return res, nil
+}
+
+// benchFull drives the product: PUT and DELETE /pods/<leader> on the API.
+func benchFull(ctx context.Context, reps int, settle time.Duration, out io.Writer) (result, error) {
+	var res result
+	dir, err := os.MkdirTemp("", "writegap-b-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	app := &prober.EmbeddedApp{Listen: "127.0.0.1:0", DataDir: dir, ClientPort: 0, MonitorPort: 0, Resync: 5 * time.Second, Logger: zerolog.Nop()}
+	appCtx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- app.Run(appCtx) }()
+	defer func() { stop(); <-errc }()
+	select {
+	case <-app.Started():
+	case err := <-errc:
+		return res, err
+	}
+	c := app.Cluster()
+	base := "http://" + app.Addr()
+	for i := 0; i < reps; i++ {
+		leader, err := streamLeader(ctx, c)
+		if err != nil {
+			return res, err
+		}
+		enter, err := measure(ctx, c, leader, settle, func(ctx context.Context) error {
+			return call(ctx, http.MethodPut, base+"/pods/"+leader+"?wait=60s")
+		})
+		if err != nil {
+			return res, fmt.Errorf("enter: %w", err)
+		}
+		leave, err := measure(ctx, c, leader, settle, func(ctx context.Context) error {
+			return call(ctx, http.MethodDelete, base+"/pods/"+leader+"?wait=60s")
+		})
+		if err != nil {
+			return res, fmt.Errorf("leave: %w", err)
+		}
+		fmt.Fprintf(out, "  (b) run %d: leader %s  entering %6.3fs  leaving %6.3fs\n", i+1, leader, enter.Seconds(), leave.Seconds())
+		res.enter, res.leave = append(res.enter, enter), append(res.leave, leave)
+	}
+	return res, nil
+}
+
+func call(ctx context.Context, method, url string) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, body)
+	}
+	return nil
+}
+
+// measure publishes synchronously through a node other than target while
+// step runs, until writes have flowed for settle after step returned, and
+// returns the longest time between two consecutive acknowledgements.
+func measure(ctx context.Context, c *natsraft.Embedded, target string, settle time.Duration, step func(context.Context) error) (time.Duration, error) {
+	var via string
+	for _, n := range c.Nodes() {
+		if n.Name() != target && n.DC() == c.Node(target).DC() {
+			via = n.ClientURL()
+			break
+		}
+	}
+	nc, err := nats.Connect(via, nats.UserInfo("app", "app"), nats.DontRandomize(), nats.MaxReconnects(-1))
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		mu      sync.Mutex
+		last    = time.Now()
+		maxGap  time.Duration
+		stepEnd time.Time
+		acked   int
+	)
+	pubCtx, stopPub := context.WithCancel(ctx)
+	defer stopPub()
+	done := make(chan error, 1)
+	// A short warm-up so the first gap is measured from a flowing stream.
+	go func() {
+		for pubCtx.Err() == nil {
+			pctx, cancel := context.WithTimeout(pubCtx, 2*time.Second)
+			_, err := js.Publish(pctx, "demo.bench", []byte("x"),
+				jetstream.WithRetryWait(retryWait), jetstream.WithRetryAttempts(200))
+			cancel()
+			now := time.Now()
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			if g := now.Sub(last); g > maxGap {
+				maxGap = g
+			}
+			last = now
+			acked++
+			if !stepEnd.IsZero() && now.Sub(stepEnd) > settle {
+				mu.Unlock()
+				done <- nil
+				return
+			}
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond) // pacing: ~200 msg/s, as in the design's measurements
+		}
+		done <- pubCtx.Err()
+	}()
+	if err := waitAcks(ctx, &mu, &acked, 50); err != nil {
+		return 0, err
+	}
+	mu.Lock()
+	maxGap = 0
+	mu.Unlock()
+	if err := step(ctx); err != nil {
+		return 0, err
+	}
+	mu.Lock()
+	stepEnd = time.Now()
+	mu.Unlock()
+	if err := <-done; err != nil {
+		return 0, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return maxGap, nil
+}
+
+func waitAcks(ctx context.Context, mu *sync.Mutex, acked *int, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		mu.Lock()
+		ok := *acked >= n
+		mu.Unlock()
+		if ok {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return errors.New("writes never started")
+}
+
+func streamLeader(ctx context.Context, c *natsraft.Embedded) (string, error) {
+	nc, err := c.Dial(natsraft.AppAccount)
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := js.Stream(ctx, "demo")
+		if err == nil {
+			if info, err := s.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+				return info.Cluster.Leader, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "", errors.New("stream demo has no leader")
+}
+
+// waitCurrent waits until every replica of demo, target included, is current.
+func waitCurrent(ctx context.Context, c *natsraft.Embedded, target string) error {
+	h := handOff(c)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok, _, err := h.CaughtUp(ctx, target); err == nil && ok {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not catch up", target)
+}
+
+func stats(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return fmt.Sprintf("%.3f / %.3f / %.3f s", s[0].Seconds(), median(s).Seconds(), s[len(s)-1].Seconds())
+}
+
+func median(sorted []time.Duration) time.Duration {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+func ratio(a, b []time.Duration) string {
+	if len(a) == 0 || len(b) == 0 {
+		return "-"
+	}
+	sa := append([]time.Duration(nil), a...)
+	sb := append([]time.Duration(nil), b...)
+	sort.Slice(sa, func(i, j int) bool { return sa[i] < sa[j] })
+	sort.Slice(sb, func(i, j int) bool { return sb[i] < sb[j] })
+	mb := median(sb)
+	if mb <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fx", float64(median(sa))/float64(mb))
+}

@@ -1,0 +1,800 @@
+package maintenance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	recPod = "nats-1"
+	recDC  = "dc-a"
+)
+
+// Node operations as recorded by recNode.
+const (
+	recOpHandOff     = "HandOff"
+	recOpQuiesce     = "Quiesce"
+	recOpMoveClients = "MoveClients"
+	recOpFence       = "Fence"
+	recOpUnfence     = "Unfence"
+	recOpResume      = "Resume"
+	recOpCaughtUp    = "CaughtUp"
+)
+
+var (
+	recEnterCalls = []string{recOpHandOff, recOpQuiesce, recOpMoveClients, recOpFence}
+	recEnterPath  = []Phase{PhaseRequested, PhaseHandingOff, PhaseFencing, PhaseInMaintenance}
+	recLeavePath  = []Phase{PhaseUnfencing, PhaseCatchingUp, PhaseActive}
+)
+
+// recNode is a Node whose fence and quiesce are two booleans. Every call is
+// recorded; before, if set, runs first with the operation and how many times
+// it has been called (from 1), and its error fails the call; caughtUp, if
+// set, answers the n-th CaughtUp (default: caught up).
+type recNode struct {
+	before   func(ctx context.Context, op string, n int) error
+	caughtUp func(n int) (bool, string)
+
+	mu       sync.Mutex
+	fenced   bool
+	quiesced bool
+	calls    []string
+}
+
+func (f *recNode) Name() string { return recPod }
+
+func (f *recNode) Fenced() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fenced
+}
+
+func (f *recNode) Quiesced() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.quiesced
+}
+
+func (f *recNode) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+func (f *recNode) count(op string) int {
+	n := 0
+	for _, c := range f.Calls() {
+		if c == op {
+			n++
+		}
+	}
+	return n
+}
+
+// call records op, runs before and, on success, applies set to the state.
+func (f *recNode) call(ctx context.Context, op string, set func()) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, op)
+	n := 0
+	for _, c := range f.calls {
+		if c == op {
+			n++
+		}
+	}
+	f.mu.Unlock()
+	if f.before != nil {
+		if err := f.before(ctx, op, n); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if set != nil {
+		set()
+	}
+	return nil
+}
+
+func (f *recNode) HandOff(ctx context.Context) error { return f.call(ctx, recOpHandOff, nil) }
+func (f *recNode) Quiesce(ctx context.Context) error {
+	return f.call(ctx, recOpQuiesce, func() { f.quiesced = true })
+}
+func (f *recNode) MoveClients(ctx context.Context) error { return f.call(ctx, recOpMoveClients, nil) }
+func (f *recNode) Fence(ctx context.Context) error {
+	return f.call(ctx, recOpFence, func() { f.fenced = true })
+}
+func (f *recNode) Unfence(ctx context.Context) error {
+	return f.call(ctx, recOpUnfence, func() { f.fenced = false })
+}
+func (f *recNode) Resume(ctx context.Context) error {
+	return f.call(ctx, recOpResume, func() { f.quiesced = false })
+}
+
+func (f *recNode) CaughtUp(ctx context.Context) (bool, string, error) {
+	if err := f.call(ctx, recOpCaughtUp, nil); err != nil {
+		return false, "", err
+	}
+	if f.caughtUp == nil {
+		return true, "", nil
+	}
+	ok, detail := f.caughtUp(f.count(recOpCaughtUp))
+	return ok, detail, nil
+}
+
+// recStore wraps the real store: it counts reads and writes, records
+// every distinct status of recPod that a write of the reconciler left
+// behind (phase Active when the status is gone) and can be made unreachable.
+type recStore struct {
+	Store
+	down   atomic.Bool
+	gets   atomic.Int64
+	writes atomic.Int64
+
+	mu       sync.Mutex
+	statuses []Status
+}
+
+var recErrStoreDown = errors.New("store unreachable")
+
+func (s *recStore) Get(ctx context.Context) (*Document, error) {
+	s.gets.Add(1)
+	if s.down.Load() {
+		return nil, recErrStoreDown
+	}
+	return s.Store.Get(ctx)
+}
+
+func (s *recStore) Update(ctx context.Context, fn func(*Document) error) (*Document, error) {
+	if s.down.Load() {
+		return nil, recErrStoreDown
+	}
+	d, err := s.Store.Update(ctx, fn)
+	if err != nil {
+		return d, err
+	}
+	s.writes.Add(1)
+	st, ok := d.Status[recPod]
+	if !ok {
+		st = Status{Phase: PhaseActive}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.statuses); n == 0 || s.statuses[n-1].Phase != st.Phase || s.statuses[n-1].Message != st.Message {
+		s.statuses = append(s.statuses, st)
+	}
+	return d, nil
+}
+
+// Phases returns the recorded phases, consecutive repeats collapsed.
+func (s *recStore) Phases() []Phase {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Phase
+	for _, st := range s.statuses {
+		if len(out) == 0 || out[len(out)-1] != st.Phase {
+			out = append(out, st.Phase)
+		}
+	}
+	return out
+}
+
+func (s *recStore) Statuses() []Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.statuses)
+}
+
+// recClock is an injectable clock that moves only when told.
+type recClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *recClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *recClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func recFileStore(t *testing.T) *FileStore {
+	t.Helper()
+	s, err := OpenFileStore(filepath.Join(t.TempDir(), "maintenance.json"),
+		FileStoreOptions{PollInterval: 50 * time.Millisecond, Logger: zerolog.Nop()})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, s.Close()) })
+	return s
+}
+
+// recNew fills in the options the tests share.
+func recNew(o ReconcilerOptions) *Reconciler {
+	if o.DC == "" {
+		o.DC = recDC
+	}
+	if o.CatchUpPoll == 0 {
+		o.CatchUpPoll = 5 * time.Millisecond
+	}
+	o.Logger = zerolog.Nop()
+	return NewReconciler(o)
+}
+
+// recStart runs a reconciler until the test ends (or stop is called)
+// and checks that Run returns nil promptly.
+func recStart(t *testing.T, o ReconcilerOptions) (r *Reconciler, stop func()) {
+	t.Helper()
+	r = recNew(o)
+	return r, recRun(t, r)
+}
+
+func recRun(t *testing.T, r *Reconciler) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				assert.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return after its context ended")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func recUpdate(t *testing.T, s Store, fn func(d *Document)) {
+	t.Helper()
+	_, err := s.Update(context.Background(), func(d *Document) error { fn(d); return nil })
+	require.NoError(t, err)
+}
+
+func recStatus(t *testing.T, s Store) (Status, bool) {
+	t.Helper()
+	d, err := s.Get(context.Background())
+	require.NoError(t, err)
+	st, ok := d.Status[recPod]
+	return st, ok
+}
+
+// recWaitFor polls cond until it holds or the deadline passes.
+func recWaitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, "waiting for %s", what)
+}
+
+func recWaitPhase(t *testing.T, r *Reconciler, s Store, want Phase) {
+	t.Helper()
+	recWaitFor(t, "phase "+string(want), func() bool {
+		if r.Phase() != want {
+			return false
+		}
+		st, ok := recStatus(t, s)
+		if want == PhaseActive {
+			return !ok
+		}
+		return ok && st.Phase == want
+	})
+}
+
+// recStepPhase is the status a step must find stored when it runs.
+var recStepPhase = map[string]Phase{
+	recOpHandOff:     PhaseHandingOff,
+	recOpQuiesce:     PhaseFencing,
+	recOpMoveClients: PhaseFencing,
+	recOpFence:       PhaseFencing,
+	recOpUnfence:     PhaseUnfencing,
+	recOpResume:      PhaseUnfencing,
+	recOpCaughtUp:    PhaseCatchingUp,
+}
+
+func TestReconcilerEntersAndLeaves(t *testing.T) {
+	tests := []struct {
+		name    string
+		request func(d *Document)
+		cancel  func(d *Document)
+		source  string
+	}{
+		{
+			name:    "pod entry",
+			request: func(d *Document) { d.Pods[recPod] = Entry{Reason: "kernel upgrade", Since: time.Now()} },
+			cancel:  func(d *Document) { delete(d.Pods, recPod) },
+			source:  "pod." + recPod,
+		},
+		{
+			name:    "dc entry",
+			request: func(d *Document) { d.DCs[recDC] = Entry{Reason: "rack move", Since: time.Now()} },
+			cancel:  func(d *Document) { delete(d.DCs, recDC) },
+			source:  "dc." + recDC,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := recFileStore(t)
+			store := &recStore{Store: fs}
+			var (
+				r          *Reconciler
+				mu         sync.Mutex
+				violations []string
+			)
+			node := &recNode{
+				// Every step must find its phase already stored, and the
+				// node must be not ready while it runs.
+				before: func(ctx context.Context, op string, _ int) error {
+					st, ok := recStatus(t, fs)
+					ready, _ := r.Ready()
+					mu.Lock()
+					defer mu.Unlock()
+					if !ok || st.Phase != recStepPhase[op] {
+						violations = append(violations, fmt.Sprintf("%s ran with status %+v", op, st))
+					}
+					if ready {
+						violations = append(violations, op+" ran while ready")
+					}
+					return nil
+				},
+				caughtUp: func(n int) (bool, string) {
+					return n >= 3, fmt.Sprintf("stream ORDERS: %d behind", 3-n)
+				},
+			}
+			recUpdate(t, fs, tt.request)
+			r = recNew(ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
+			recRun(t, r)
+
+			recWaitPhase(t, r, fs, PhaseInMaintenance)
+			assert.Equal(t, recEnterCalls, node.Calls())
+			assert.Equal(t, recEnterPath, store.Phases())
+			assert.True(t, node.Fenced())
+			assert.True(t, node.Quiesced())
+			ready, msg := r.Ready()
+			assert.False(t, ready)
+			assert.Contains(t, msg, tt.source)
+			st, _ := recStatus(t, fs)
+			assert.Contains(t, st.Message, tt.source)
+			assert.False(t, st.PhaseSince.IsZero())
+
+			recUpdate(t, fs, tt.cancel)
+			recWaitPhase(t, r, fs, PhaseActive)
+			assert.Equal(t, append(slices.Clone(recEnterCalls), recOpUnfence, recOpResume, recOpCaughtUp, recOpCaughtUp, recOpCaughtUp),
+				node.Calls())
+			assert.Equal(t, append(slices.Clone(recEnterPath), recLeavePath...), store.Phases())
+			assert.False(t, node.Fenced())
+			assert.False(t, node.Quiesced())
+			ready, _ = r.Ready()
+			assert.True(t, ready)
+			mu.Lock()
+			assert.Empty(t, violations)
+			mu.Unlock()
+		})
+	}
+}
+
+func TestReconcilerIgnoresEntriesForOthers(t *testing.T) {
+	past := time.Now().Add(-time.Minute)
+	tests := []struct {
+		name  string
+		setup func(d *Document)
+	}{
+		{"other pod", func(d *Document) { d.Pods["nats-10"] = Entry{Since: time.Now()} }},
+		{"other dc", func(d *Document) { d.DCs["dc-ab"] = Entry{Since: time.Now()} }},
+		{"expired pod entry", func(d *Document) { d.Pods[recPod] = Entry{Since: past.Add(-time.Hour), ExpiresAt: &past} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := recFileStore(t)
+			store := &recStore{Store: fs}
+			node := &recNode{}
+			recUpdate(t, fs, tt.setup)
+			r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: 5 * time.Millisecond})
+			recWaitFor(t, "several passes", func() bool {
+				ready, _ := r.Ready()
+				return ready && store.gets.Load() >= 5
+			})
+			assert.Empty(t, node.Calls())
+			_, ok := recStatus(t, fs)
+			assert.False(t, ok, "status written for a node not in maintenance")
+			assert.Equal(t, PhaseActive, r.Phase())
+		})
+	}
+}
+
+func TestReconcilerConvergesAfterRestart(t *testing.T) {
+	inMaintenance := func(d *Document) {
+		d.Status[recPod] = Status{Phase: PhaseInMaintenance, ObservedAt: time.Now(), PhaseSince: time.Now()}
+	}
+	desired := func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} }
+	tests := []struct {
+		name               string
+		setup              []func(d *Document)
+		fenced, quiesced   bool
+		wantCalls          []string
+		wantPhases         []Phase
+		wantFenced, wantUp bool
+	}{
+		{
+			name:       "status InMaintenance but node unfenced is fenced again",
+			setup:      []func(*Document){desired, inMaintenance},
+			wantCalls:  recEnterCalls,
+			wantPhases: []Phase{PhaseHandingOff, PhaseFencing, PhaseInMaintenance},
+			wantFenced: true,
+		},
+		{
+			name:       "fenced node with nothing desired is unfenced",
+			fenced:     true,
+			quiesced:   true,
+			wantCalls:  []string{recOpUnfence, recOpResume, recOpCaughtUp},
+			wantPhases: recLeavePath,
+			wantUp:     true,
+		},
+		{
+			name:       "fenced node with a stale InMaintenance status is unfenced",
+			setup:      []func(*Document){inMaintenance},
+			fenced:     true,
+			quiesced:   true,
+			wantCalls:  []string{recOpUnfence, recOpResume, recOpCaughtUp},
+			wantPhases: recLeavePath,
+			wantUp:     true,
+		},
+		{
+			name:       "quiesced node with nothing desired resumes",
+			quiesced:   true,
+			wantCalls:  []string{recOpResume, recOpCaughtUp},
+			wantPhases: recLeavePath,
+			wantUp:     true,
+		},
+		{
+			name:       "running node with a stale status waits for catch-up",
+			setup:      []func(*Document){inMaintenance},
+			wantCalls:  []string{recOpCaughtUp},
+			wantPhases: []Phase{PhaseCatchingUp, PhaseActive},
+			wantUp:     true,
+		},
+		{
+			name:       "desired node already fenced and quiesced goes straight to InMaintenance",
+			setup:      []func(*Document){desired},
+			fenced:     true,
+			quiesced:   true,
+			wantPhases: []Phase{PhaseInMaintenance},
+			wantFenced: true,
+		},
+		{
+			name:       "desired node quiesced but not fenced is only fenced",
+			setup:      []func(*Document){desired},
+			quiesced:   true,
+			wantCalls:  []string{recOpMoveClients, recOpFence},
+			wantPhases: []Phase{PhaseRequested, PhaseFencing, PhaseInMaintenance},
+			wantFenced: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := recFileStore(t)
+			store := &recStore{Store: fs}
+			for _, fn := range tt.setup {
+				recUpdate(t, fs, fn)
+			}
+			node := &recNode{fenced: tt.fenced, quiesced: tt.quiesced}
+			r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
+			want := PhaseInMaintenance
+			if tt.wantUp {
+				want = PhaseActive
+			}
+			recWaitPhase(t, r, fs, want)
+			assert.Equal(t, tt.wantCalls, node.Calls())
+			assert.Equal(t, tt.wantPhases, store.Phases())
+			assert.Equal(t, tt.wantFenced, node.Fenced())
+			assert.Equal(t, tt.wantFenced, node.Quiesced())
+			ready, _ := r.Ready()
+			assert.Equal(t, tt.wantUp, ready)
+		})
+	}
+}
+
+func TestReconcilerTTLExpiry(t *testing.T) {
+	t.Run("injected clock", func(t *testing.T) {
+		clock := &recClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+		fs := recFileStore(t)
+		expires := clock.Now().Add(10 * time.Minute)
+		recUpdate(t, fs, func(d *Document) {
+			d.Pods[recPod] = Entry{Since: clock.Now(), ExpiresAt: &expires}
+			d.Pods["nats-2"] = Entry{Since: clock.Now()}
+		})
+		node := &recNode{}
+		r, _ := recStart(t, ReconcilerOptions{Store: fs, Node: node, Resync: 10 * time.Millisecond, Now: clock.Now})
+		recWaitPhase(t, r, fs, PhaseInMaintenance)
+		d, err := fs.Get(context.Background())
+		require.NoError(t, err)
+		require.Contains(t, d.Pods, recPod)
+		st := d.Status[recPod]
+		assert.WithinDuration(t, clock.Now(), st.ObservedAt, 0)
+
+		clock.Add(10 * time.Minute)
+		recWaitPhase(t, r, fs, PhaseActive)
+		d, err = fs.Get(context.Background())
+		require.NoError(t, err)
+		assert.NotContains(t, d.Pods, recPod, "expired entry not removed")
+		assert.Contains(t, d.Pods, "nats-2", "entry without TTL removed")
+		assert.Equal(t, append(slices.Clone(recEnterCalls), recOpUnfence, recOpResume, recOpCaughtUp), node.Calls())
+		ready, _ := r.Ready()
+		assert.True(t, ready)
+	})
+
+	t.Run("wakes up at the expiry, not at the resync", func(t *testing.T) {
+		fs := recFileStore(t)
+		expires := time.Now().Add(2 * time.Second)
+		recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now(), ExpiresAt: &expires} })
+		node := &recNode{}
+		r, _ := recStart(t, ReconcilerOptions{Store: fs, Node: node, Resync: time.Hour})
+		recWaitPhase(t, r, fs, PhaseInMaintenance)
+		require.True(t, time.Now().Before(expires), "entered maintenance only after the TTL")
+		recWaitPhase(t, r, fs, PhaseActive)
+		left := time.Since(expires)
+		assert.Less(t, left, time.Second, "left maintenance %s after the expiry", left)
+		d, err := fs.Get(context.Background())
+		require.NoError(t, err)
+		assert.Empty(t, d.Pods)
+	})
+}
+
+func TestReconcilerStepErrorIsReportedAndRetried(t *testing.T) {
+	tests := []struct {
+		op      string
+		leaving bool
+		hang    bool // the step hangs until its timeout instead of failing
+		wantMsg string
+	}{
+		{op: recOpHandOff, wantMsg: "injected HandOff failure"},
+		{op: recOpQuiesce, wantMsg: "injected Quiesce failure"},
+		{op: recOpMoveClients, wantMsg: "injected MoveClients failure"},
+		{op: recOpFence, wantMsg: "injected Fence failure"},
+		{op: recOpFence, hang: true, wantMsg: context.DeadlineExceeded.Error()},
+		{op: recOpUnfence, leaving: true, wantMsg: "injected Unfence failure"},
+		{op: recOpResume, leaving: true, wantMsg: "injected Resume failure"},
+		{op: recOpCaughtUp, leaving: true, wantMsg: "injected CaughtUp failure"},
+	}
+	for _, tt := range tests {
+		name := tt.op
+		if tt.hang {
+			name += " hangs"
+		}
+		t.Run(name, func(t *testing.T) {
+			fs := recFileStore(t)
+			store := &recStore{Store: fs}
+			node := &recNode{before: func(ctx context.Context, op string, n int) error {
+				if op != tt.op || n > 2 {
+					return nil
+				}
+				if tt.hang {
+					<-ctx.Done()
+					return ctx.Err()
+				}
+				return fmt.Errorf("injected %s failure", op)
+			}}
+			recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
+			r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: time.Second,
+				StepTimeout: 50 * time.Millisecond})
+			recWaitPhase(t, r, fs, PhaseInMaintenance)
+			want := PhaseInMaintenance
+			if tt.leaving {
+				recUpdate(t, fs, func(d *Document) { delete(d.Pods, recPod) })
+				recWaitPhase(t, r, fs, PhaseActive)
+				want = PhaseActive
+			}
+			assert.Equal(t, 3, node.count(tt.op), "calls: %v", node.Calls())
+			var failed []Status
+			for _, st := range store.Statuses() {
+				if st.Phase == PhaseFailed {
+					failed = append(failed, st)
+				}
+			}
+			require.Len(t, failed, 2, "statuses: %+v", store.Statuses())
+			for _, st := range failed {
+				assert.Contains(t, st.Message, tt.wantMsg)
+				assert.Contains(t, st.Message, recPod)
+			}
+			phases := store.Phases()
+			assert.Equal(t, want, phases[len(phases)-1], "phases: %v", phases)
+		})
+	}
+}
+
+func TestReconcilerStoreErrorsNeverLiftTheFence(t *testing.T) {
+	t.Run("fenced node stays fenced", func(t *testing.T) {
+		fs := recFileStore(t)
+		store := &recStore{Store: fs}
+		node := &recNode{}
+		recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
+		r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: 10 * time.Millisecond})
+		recWaitPhase(t, r, fs, PhaseInMaintenance)
+
+		store.down.Store(true)
+		recUpdate(t, fs, func(d *Document) { delete(d.Pods, recPod) })
+		gets := store.gets.Load()
+		recWaitFor(t, "failed reads", func() bool { return store.gets.Load() >= gets+4 })
+		assert.Equal(t, recEnterCalls, node.Calls())
+		assert.True(t, node.Fenced())
+		assert.True(t, node.Quiesced())
+		ready, msg := r.Ready()
+		assert.False(t, ready)
+		assert.Contains(t, msg, recErrStoreDown.Error())
+
+		store.down.Store(false)
+		recWaitPhase(t, r, fs, PhaseActive)
+		assert.Equal(t, append(slices.Clone(recEnterCalls), recOpUnfence, recOpResume, recOpCaughtUp), node.Calls())
+	})
+
+	t.Run("not ready before the state was read once", func(t *testing.T) {
+		fs := recFileStore(t)
+		store := &recStore{Store: fs}
+		store.down.Store(true)
+		node := &recNode{}
+		r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: 10 * time.Millisecond})
+		recWaitFor(t, "failed reads", func() bool { return store.gets.Load() >= 3 })
+		ready, msg := r.Ready()
+		assert.False(t, ready)
+		assert.Contains(t, msg, recErrStoreDown.Error())
+
+		store.down.Store(false)
+		recWaitFor(t, "ready", func() bool { ready, _ := r.Ready(); return ready })
+		assert.Empty(t, node.Calls())
+	})
+}
+
+func TestReconcilerReversesWhenDeletedWhileEntering(t *testing.T) {
+	tests := []struct {
+		blockAt   string
+		wantCalls []string
+	}{
+		{recOpHandOff, []string{recOpHandOff, recOpCaughtUp}},
+		{recOpQuiesce, []string{recOpHandOff, recOpQuiesce, recOpResume, recOpCaughtUp}},
+		{recOpMoveClients, []string{recOpHandOff, recOpQuiesce, recOpMoveClients, recOpResume, recOpCaughtUp}},
+		{recOpFence, append(slices.Clone(recEnterCalls), recOpUnfence, recOpResume, recOpCaughtUp)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.blockAt, func(t *testing.T) {
+			fs := recFileStore(t)
+			store := &recStore{Store: fs}
+			entered, release := make(chan struct{}), make(chan struct{})
+			node := &recNode{before: func(ctx context.Context, op string, _ int) error {
+				if op != tt.blockAt {
+					return nil
+				}
+				close(entered)
+				select {
+				case <-release:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}}
+			recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
+			r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s never ran", tt.blockAt)
+			}
+			recUpdate(t, fs, func(d *Document) { delete(d.Pods, recPod) })
+			close(release)
+			recWaitPhase(t, r, fs, PhaseActive)
+			assert.Equal(t, tt.wantCalls, node.Calls())
+			assert.False(t, node.Fenced())
+			assert.False(t, node.Quiesced())
+			assert.NotContains(t, store.Phases(), PhaseInMaintenance)
+			ready, _ := r.Ready()
+			assert.True(t, ready)
+		})
+	}
+}
+
+func TestReconcilerStatusWrites(t *testing.T) {
+	clock := &recClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	fs := recFileStore(t)
+	store := &recStore{Store: fs}
+	recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: clock.Now()} })
+	const resync = 10 * time.Millisecond
+	r, _ := recStart(t, ReconcilerOptions{Store: store, Node: &recNode{}, Resync: resync, Now: clock.Now})
+	recWaitPhase(t, r, fs, PhaseInMaintenance)
+	first, _ := recStatus(t, fs)
+
+	// Resyncs while nothing changes write nothing.
+	writes, gets := store.writes.Load(), store.gets.Load()
+	recWaitFor(t, "resyncs", func() bool { return store.gets.Load() >= gets+10 })
+	assert.Equal(t, writes, store.writes.Load(), "status rewritten without a change")
+
+	// Once ObservedAt is a Resync old it is refreshed, PhaseSince kept.
+	clock.Add(resync)
+	recWaitFor(t, "ObservedAt refreshed", func() bool {
+		st, _ := recStatus(t, fs)
+		return st.ObservedAt.Equal(clock.Now())
+	})
+	gets = store.gets.Load()
+	recWaitFor(t, "resyncs", func() bool { return store.gets.Load() >= gets+10 })
+	assert.Equal(t, writes+1, store.writes.Load())
+	st, _ := recStatus(t, fs)
+	assert.Equal(t, PhaseInMaintenance, st.Phase)
+	assert.True(t, st.PhaseSince.Equal(first.PhaseSince), "PhaseSince moved: %s → %s", first.PhaseSince, st.PhaseSince)
+}
+
+func TestReconcilerStopsCleanlyMidStep(t *testing.T) {
+	fs := recFileStore(t)
+	entered := make(chan struct{})
+	node := &recNode{before: func(ctx context.Context, op string, _ int) error {
+		if op == recOpQuiesce {
+			close(entered)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}}
+	recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
+	_, stop := recStart(t, ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Quiesce never ran")
+	}
+	stop()
+	st, ok := recStatus(t, fs)
+	require.True(t, ok)
+	assert.Equal(t, PhaseFencing, st.Phase, "status after cancellation: %+v", st)
+	assert.Equal(t, []string{recOpHandOff, recOpQuiesce}, node.Calls())
+}
+
+func TestReconcilerBacksOffButHonoursChanges(t *testing.T) {
+	fs := recFileStore(t)
+	store := &recStore{Store: fs}
+	node := &recNode{before: func(_ context.Context, op string, _ int) error {
+		if op == recOpHandOff {
+			return errors.New("no healthy peer")
+		}
+		return nil
+	}}
+	recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
+	start := time.Now()
+	r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
+
+	// Attempts after 0, 100, 200 and 400ms of backoff: the reconciler's own
+	// Failed writes must not cut the backoff short.
+	// Failed seen after the fourth call is the fourth attempt's.
+	recWaitFor(t, "four failed attempts", func() bool {
+		if node.count(recOpHandOff) < 4 {
+			return false
+		}
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == PhaseFailed
+	})
+	elapsed := time.Since(start)
+	assert.GreaterOrEqual(t, elapsed, 700*time.Millisecond, "four attempts in %s", elapsed)
+	st, _ := recStatus(t, fs)
+	assert.Contains(t, st.Message, "no healthy peer")
+	// Each attempt writes HandingOff and Failed, the first also Requested.
+	assert.LessOrEqual(t, store.writes.Load(), int64(2*node.count(recOpHandOff)+1))
+
+	// The next backoff is 800ms; a DELETE is acted on without waiting for it.
+	deleted := time.Now()
+	recUpdate(t, fs, func(d *Document) { delete(d.Pods, recPod) })
+	recWaitPhase(t, r, fs, PhaseActive)
+	assert.Less(t, time.Since(deleted), 700*time.Millisecond)
+	assert.Equal(t, 4, node.count(recOpHandOff))
+}

@@ -1,0 +1,576 @@
+package maintenance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/prober-dev/prober/natsraft"
+)
+
+// MaxReasonLength bounds the reason of a request, so that one entry cannot
+// crowd the stored document (a ConfigMap holds at most 1 MiB).
+const MaxReasonLength = 1024
+
+// MinTTL is the shortest TTL a request may carry.
+const MinTTL = time.Second
+
+// ViewSource gives the current view of the NATS cluster; the natsraft
+// collector implements it. It lives here, with its consumer.
+type ViewSource interface {
+	View(ctx context.Context) (*natsraft.View, error)
+}
+
+// Service carries out the maintenance use cases — look at a pod or a dc,
+// put it into maintenance, bring it back — against a Store and a view of the
+// cluster. It writes only the desired state; the reconcilers do the work and
+// report the phases. It knows nothing about HTTP.
+type Service struct {
+	Store  Store
+	Views  ViewSource
+	Now    func() time.Time
+	Logger zerolog.Logger
+}
+
+// Request asks for maintenance. On a target that is already in maintenance,
+// an empty Reason keeps the stored one, Force is sticky and a zero TTL keeps
+// the stored expiry, so that repeating a request changes nothing.
+type Request struct {
+	Reason string
+	// TTL, when not zero, makes the entry expire TTL after now; it renews the
+	// expiry of an entry that is already there.
+	TTL time.Duration
+	// Force overrides the safety rule; it needs a Reason and is recorded.
+	Force bool
+	// DryRun returns the verdict without writing.
+	DryRun bool
+	// RequestedBy names the caller, as authenticated by the transport.
+	RequestedBy string
+}
+
+// PodRaft is what the cluster view says about a pod's Raft groups.
+type PodRaft struct {
+	// Leads names the groups the pod currently leads.
+	Leads []string `json:"leads"`
+	// Groups counts the groups the pod is a member of.
+	Groups int `json:"groups"`
+	// Lag is the largest lag of the pod's replicas, as their leaders see it.
+	Lag uint64 `json:"lag"`
+	// Current is true when every replica of the pod is current.
+	Current bool `json:"current"`
+	// Reachable is false when the pod's monitoring endpoint did not answer
+	// (or the pod is not in the view at all).
+	Reachable bool `json:"reachable"`
+}
+
+// PodView is one pod as the API shows it: the desired state, the phase its
+// reconciler reported and its Raft standing.
+type PodView struct {
+	Pod string `json:"pod"`
+	DC  string `json:"dc"`
+	// InMaintenance is true when maintenance is desired for the pod.
+	InMaintenance bool `json:"inMaintenance"`
+	// Via tells which entry asks for it: "pod", "dc" or "" (none).
+	Via string `json:"via,omitempty"`
+	// Phase is the phase the pod's reconciler reported, Requested when
+	// maintenance is desired but not yet picked up, else Active.
+	Phase       Phase      `json:"phase"`
+	Message     string     `json:"message,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	RequestedBy string     `json:"requestedBy,omitempty"`
+	Since       *time.Time `json:"since,omitempty"`
+	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
+	Force       bool       `json:"force,omitempty"`
+	Raft        PodRaft    `json:"raft"`
+}
+
+// Result is the outcome of a change.
+type Result struct {
+	// Pods are the targeted pods as stored after the change (before it, for a
+	// dry run).
+	Pods []PodView `json:"pods"`
+	// Changed is false when the stored document already said the same.
+	Changed bool `json:"changed"`
+	DryRun  bool `json:"dryRun,omitempty"`
+	// Violations are the groups that would lose their quorum: the verdict of
+	// a dry run, or what Force overrode.
+	Violations []Violation `json:"violations,omitempty"`
+	// Forced is true when Force overrode a violation.
+	Forced bool `json:"forced,omitempty"`
+}
+
+// scope is the target of a change: one pod or one dc, and its member nodes.
+type scope struct {
+	kind    string // "pod" or "dc"
+	name    string
+	members []natsraft.Node
+}
+
+func (sc scope) String() string { return sc.kind + " " + sc.name }
+
+func (sc scope) entries(d *Document) map[string]Entry {
+	if sc.kind == "dc" {
+		if d.DCs == nil {
+			d.DCs = map[string]Entry{}
+		}
+		return d.DCs
+	}
+	if d.Pods == nil {
+		d.Pods = map[string]Entry{}
+	}
+	return d.Pods
+}
+
+// Pod returns the view of one pod; ENotFound when the cluster has no such
+// node.
+func (s *Service) Pod(ctx context.Context, pod string) (PodView, error) {
+	if err := ValidName(pod); err != nil {
+		return PodView{}, err
+	}
+	view, err := s.view(ctx)
+	if err != nil {
+		return PodView{}, err
+	}
+	node, ok := view.Node(pod)
+	if !ok {
+		return PodView{}, unknownPod(pod)
+	}
+	doc, err := s.get(ctx)
+	if err != nil {
+		return PodView{}, err
+	}
+	return podView(view, node, doc, s.now()), nil
+}
+
+// DC returns the views of every pod whose NATS cluster is dc (exact match),
+// sorted by name; ENotFound when no node is in that dc.
+func (s *Service) DC(ctx context.Context, dc string) ([]PodView, error) {
+	if err := ValidName(dc); err != nil {
+		return nil, err
+	}
+	view, err := s.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	members := membersOf(view, dc)
+	if len(members) == 0 {
+		return nil, unknownDC(dc)
+	}
+	doc, err := s.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return podViews(view, members, doc, s.now()), nil
+}
+
+// EnterPod asks for maintenance of one pod, after checking that no Raft
+// group would lose its quorum (EUnsafe unless r.Force).
+func (s *Service) EnterPod(ctx context.Context, pod string, r Request) (Result, error) {
+	if err := ValidName(pod); err != nil {
+		return Result{}, err
+	}
+	if err := r.validate(); err != nil {
+		return Result{}, err
+	}
+	view, err := s.view(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	node, ok := view.Node(pod)
+	if !ok {
+		return Result{}, unknownPod(pod)
+	}
+	return s.enter(ctx, view, scope{kind: "pod", name: pod, members: []natsraft.Node{node}}, r)
+}
+
+// EnterDC asks for maintenance of every pod of a dc, with one safety check
+// over the whole set (EUnsafe unless r.Force).
+func (s *Service) EnterDC(ctx context.Context, dc string, r Request) (Result, error) {
+	if err := ValidName(dc); err != nil {
+		return Result{}, err
+	}
+	if err := r.validate(); err != nil {
+		return Result{}, err
+	}
+	view, err := s.view(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	members := membersOf(view, dc)
+	if len(members) == 0 {
+		return Result{}, unknownDC(dc)
+	}
+	return s.enter(ctx, view, scope{kind: "dc", name: dc, members: members}, r)
+}
+
+// ExitPod removes a pod's maintenance entry; it is idempotent. A pod kept in
+// maintenance by its dc's entry is an EConflict: the dc has to be brought
+// back as a whole. Leaving needs no cluster view: when none is available it
+// still removes an entry that the document holds.
+func (s *Service) ExitPod(ctx context.Context, pod, by string) (Result, error) {
+	if err := ValidName(pod); err != nil {
+		return Result{}, err
+	}
+	doc, err := s.get(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	_, inDoc := doc.Pods[pod]
+	if _, ok := doc.Status[pod]; ok {
+		inDoc = true
+	}
+	view, verr := s.view(ctx)
+	node, inView := natsraft.Node{Name: pod}, false
+	if verr == nil {
+		node, inView = view.Node(pod)
+	}
+	switch {
+	case inView:
+	case !inDoc && verr != nil:
+		return Result{}, verr
+	case !inDoc:
+		return Result{}, unknownPod(pod)
+	default:
+		node = natsraft.Node{Name: pod}
+	}
+	now := s.now()
+	changed := false
+	stored, err := s.Store.Update(ctx, func(d *Document) error {
+		changed = false
+		if node.DC != "" {
+			if e, ok := d.DCs[node.DC]; ok && !e.Expired(now) {
+				return &Error{
+					Code: EConflict,
+					Message: fmt.Sprintf("pod %s is in maintenance with its dc %s: DELETE /dcs/%s to bring the dc back",
+						pod, node.DC, node.DC),
+				}
+			}
+		}
+		if _, ok := d.Pods[pod]; ok {
+			delete(d.Pods, pod)
+			changed = true
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("exit pod %s: %w", pod, err)
+	}
+	if changed {
+		s.Logger.Info().Str("pod", pod).Str("by", by).Msg("maintenance exit requested")
+	}
+	return Result{Pods: []PodView{podView(view, node, stored, now)}, Changed: changed}, nil
+}
+
+// ExitDC removes a dc's maintenance entry; it is idempotent. Pods of the dc
+// that have an entry of their own stay in maintenance until it is removed.
+func (s *Service) ExitDC(ctx context.Context, dc, by string) (Result, error) {
+	if err := ValidName(dc); err != nil {
+		return Result{}, err
+	}
+	doc, err := s.get(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	_, inDoc := doc.DCs[dc]
+	view, verr := s.view(ctx)
+	var members []natsraft.Node
+	if verr == nil {
+		members = membersOf(view, dc)
+	}
+	if len(members) == 0 && !inDoc {
+		if verr != nil {
+			return Result{}, verr
+		}
+		return Result{}, unknownDC(dc)
+	}
+	now := s.now()
+	changed := false
+	stored, err := s.Store.Update(ctx, func(d *Document) error {
+		changed = false
+		if _, ok := d.DCs[dc]; ok {
+			delete(d.DCs, dc)
+			changed = true
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("exit dc %s: %w", dc, err)
+	}
+	if changed {
+		s.Logger.Info().Str("dc", dc).Str("by", by).Msg("maintenance exit requested")
+	}
+	return Result{Pods: podViews(view, members, stored, now), Changed: changed}, nil
+}
+
+// Config returns the whole stored document.
+func (s *Service) Config(ctx context.Context) (*Document, error) {
+	return s.get(ctx)
+}
+
+// enter plans the entry for sc, checks it against the safety rule and
+// writes it. The check is made again inside the store's read-modify-write,
+// against the document it is about to change, so two concurrent requests
+// cannot both pass on a document that has neither.
+func (s *Service) enter(ctx context.Context, view *natsraft.View, sc scope, r Request) (Result, error) {
+	now := s.now()
+	log := s.Logger.With().Str(sc.kind, sc.name).Str("by", r.RequestedBy).Logger()
+
+	if r.DryRun {
+		doc, err := s.get(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		changed, violations := plan(view, sc, doc.Clone(), r, now)
+		return Result{
+			Pods:       podViews(view, sc.members, doc, now),
+			Changed:    changed,
+			DryRun:     true,
+			Violations: violations,
+		}, nil
+	}
+
+	var changed bool
+	var violations []Violation
+	stored, err := s.Store.Update(ctx, func(d *Document) error {
+		changed, violations = plan(view, sc, d, r, now)
+		if len(violations) > 0 && !r.Force {
+			return unsafe(sc, violations)
+		}
+		return nil
+	})
+	if err != nil {
+		if ErrorCode(err) == EUnsafe {
+			log.Info().Int("violations", len(violations)).Msg("maintenance refused: unsafe")
+		}
+		return Result{}, fmt.Errorf("enter %s: %w", sc, err)
+	}
+	res := Result{Pods: podViews(view, sc.members, stored, now), Changed: changed}
+	if len(violations) > 0 {
+		res.Violations, res.Forced = violations, true
+		log.Warn().Str("reason", r.Reason).Strs("groups", groupNames(violations)).
+			Msg("maintenance forced over the safety rule")
+	}
+	if changed {
+		log.Info().Str("reason", r.Reason).Dur("ttl", r.TTL).Msg("maintenance requested")
+	}
+	return res, nil
+}
+
+// plan applies the request to d and returns whether it changed d and which
+// groups the pods newly entering maintenance would cost their quorum. Pods
+// that are already in maintenance (desired or not yet back) are not checked
+// again: changing the reason or the TTL of an entry adds nobody.
+func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) (bool, []Violation) {
+	entries := sc.entries(d)
+	entry := Entry{Reason: r.Reason, RequestedBy: r.RequestedBy, Since: now, Force: r.Force}
+	if r.TTL > 0 {
+		at := now.Add(r.TTL)
+		entry.ExpiresAt = &at
+	}
+	if old, ok := entries[sc.name]; ok && !old.Expired(now) {
+		if r.Reason == "" {
+			entry.Reason = old.Reason
+		}
+		if r.TTL == 0 {
+			entry.ExpiresAt = old.ExpiresAt
+		}
+		entry.Force = entry.Force || old.Force
+		if sameEntry(old, entry) {
+			return false, nil
+		}
+		entry.Since = old.Since
+	}
+
+	busy := inMaintenance(view, d, now)
+	var requested []string
+	for _, n := range sc.members {
+		if !busy[n.Name] {
+			requested = append(requested, n.Name)
+		}
+	}
+	var violations []Violation
+	if len(requested) > 0 {
+		others := make([]string, 0, len(busy))
+		for name := range busy {
+			others = append(others, name)
+		}
+		slices.Sort(others)
+		violations = CheckSafety(view, requested, others)
+	}
+	entries[sc.name] = entry
+	return true, violations
+}
+
+// sameEntry reports whether b asks for what a already says; who asked and
+// since when do not matter.
+func sameEntry(a, b Entry) bool {
+	if a.Reason != b.Reason || a.Force != b.Force {
+		return false
+	}
+	if (a.ExpiresAt == nil) != (b.ExpiresAt == nil) {
+		return false
+	}
+	return a.ExpiresAt == nil || a.ExpiresAt.Equal(*b.ExpiresAt)
+}
+
+// inMaintenance returns the pods that are out of service as far as the
+// document says: maintenance is desired for them, or their reconciler has
+// not yet reported them Active again.
+func inMaintenance(view *natsraft.View, d *Document, now time.Time) map[string]bool {
+	busy := map[string]bool{}
+	for _, n := range view.Nodes {
+		if _, _, ok := d.Desired(n.Name, n.DC, now); ok {
+			busy[n.Name] = true
+		}
+	}
+	for name, e := range d.Pods {
+		if !e.Expired(now) {
+			busy[name] = true
+		}
+	}
+	for name, st := range d.Status {
+		if st.Phase != PhaseActive {
+			busy[name] = true
+		}
+	}
+	return busy
+}
+
+func (r Request) validate() error {
+	if r.Force && strings.TrimSpace(r.Reason) == "" {
+		return Errorf(EInvalid, "force needs a reason")
+	}
+	if len(r.Reason) > MaxReasonLength {
+		return Errorf(EInvalid, "reason is longer than %d bytes", MaxReasonLength)
+	}
+	if r.TTL < 0 || (r.TTL > 0 && r.TTL < MinTTL) {
+		return Errorf(EInvalid, "ttl %s: must be at least %s", r.TTL, MinTTL)
+	}
+	return nil
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) get(ctx context.Context) (*Document, error) {
+	d, err := s.Store.Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read maintenance document: %w", err)
+	}
+	return d, nil
+}
+
+// view returns the current cluster view; a failure is EUnavailable (the
+// cause is logged, not shown).
+func (s *Service) view(ctx context.Context) (*natsraft.View, error) {
+	v, err := s.Views.View(ctx)
+	if err == nil && v != nil {
+		return v, nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, fmt.Errorf("cluster view: %w", cerr)
+	}
+	if err == nil {
+		err = errors.New("no view")
+	}
+	s.Logger.Warn().Err(err).Msg("cluster view unavailable")
+	return nil, Errorf(EUnavailable, "the cluster view is not available; see the prober's log")
+}
+
+func unknownPod(pod string) error {
+	return Errorf(ENotFound, "pod %s is not a node of the NATS cluster", pod)
+}
+
+func unknownDC(dc string) error {
+	return Errorf(ENotFound, "no node of the NATS cluster is in dc %s", dc)
+}
+
+func unsafe(sc scope, v []Violation) error {
+	return &Error{
+		Code: EUnsafe,
+		Message: fmt.Sprintf("maintenance of %s would cost %d Raft group(s) their quorum: %s",
+			sc, len(v), strings.Join(groupNames(v), ", ")),
+		Details: v,
+	}
+}
+
+func groupNames(v []Violation) []string {
+	names := make([]string, len(v))
+	for i, x := range v {
+		names[i] = x.Group
+	}
+	return names
+}
+
+// membersOf returns the nodes whose NATS cluster is exactly dc, by name.
+func membersOf(view *natsraft.View, dc string) []natsraft.Node {
+	var out []natsraft.Node
+	for _, n := range view.Nodes {
+		if n.DC == dc {
+			out = append(out, n)
+		}
+	}
+	slices.SortFunc(out, func(a, b natsraft.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func podViews(view *natsraft.View, nodes []natsraft.Node, d *Document, now time.Time) []PodView {
+	out := make([]PodView, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, podView(view, n, d, now))
+	}
+	return out
+}
+
+// podView builds the view of node from the document and, when there is one,
+// the cluster view.
+func podView(view *natsraft.View, node natsraft.Node, d *Document, now time.Time) PodView {
+	pv := PodView{Pod: node.Name, DC: node.DC, Phase: PhaseActive}
+	if e, via, ok := d.Desired(node.Name, node.DC, now); ok {
+		since := e.Since
+		pv.InMaintenance, pv.Via, pv.Phase = true, via, PhaseRequested
+		pv.Reason, pv.RequestedBy, pv.Force, pv.Since = e.Reason, e.RequestedBy, e.Force, &since
+		if e.ExpiresAt != nil {
+			at := *e.ExpiresAt
+			pv.ExpiresAt = &at
+		}
+	}
+	if st, ok := d.Status[node.Name]; ok && st.Phase != "" {
+		pv.Phase, pv.Message = st.Phase, st.Message
+	}
+	pv.Raft = podRaft(view, node)
+	return pv
+}
+
+func podRaft(view *natsraft.View, node natsraft.Node) PodRaft {
+	pr := PodRaft{Leads: []string{}, Current: true, Reachable: node.Reachable}
+	if view == nil {
+		pr.Current = false
+		return pr
+	}
+	for _, g := range view.Groups {
+		if g.Leader == node.Name {
+			pr.Leads = append(pr.Leads, g.Name)
+		}
+		for _, p := range g.Peers {
+			if p.Name != node.Name {
+				continue
+			}
+			pr.Groups++
+			pr.Lag = max(pr.Lag, p.Lag)
+			if !p.Leader && g.Leader != node.Name && (!p.Current || p.Offline) {
+				pr.Current = false
+			}
+		}
+	}
+	return pr
+}

@@ -1,0 +1,697 @@
+package natsraft
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ActiveThreshold is how long a group's leader may go without hearing from a
+// peer before the collector counts that peer as not current. NATS sets its
+// own offline flag only after about 150 s and keeps a peer "current" for up
+// to the 10 s lost-quorum interval; with a 1 s Raft heartbeat, three missed
+// heartbeats are a much earlier and still reliable sign of a lost peer.
+const ActiveThreshold = 3 * time.Second
+
+// Defaults of CollectorOptions.
+const (
+	DefaultCollectorTimeout  = 2 * time.Second
+	DefaultCollectorInterval = time.Second
+)
+
+// viewFreshness is how old the latest view may be for View to return it
+// instead of sweeping again.
+const viewFreshness = 250 * time.Millisecond
+
+// ErrNoNodeReachable is returned by Sweep when not one node answered: the
+// view then says nothing about the Raft groups and must not be acted on.
+var ErrNoNodeReachable = errors.New("no NATS node reachable")
+
+// CollectorOptions configures a Collector.
+type CollectorOptions struct {
+	// Endpoints lists every node to sweep. Endpoint.Name must be the NATS
+	// server name, so that an unreachable node still matches the peers
+	// that the other nodes report.
+	Endpoints []Endpoint
+	// Client does the HTTP requests; nil means a client of our own.
+	Client *http.Client
+	// Timeout bounds the requests to one node in one sweep.
+	Timeout time.Duration
+	// Interval is the pause between two sweeps of Run.
+	Interval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now    func() time.Time
+	Logger zerolog.Logger
+}
+
+// Collector builds Views of a NATS cluster from the monitoring endpoints of
+// its nodes. It talks HTTP only, so the same code serves the embedded
+// cluster and the pods of a real deployment. It is safe for concurrent use.
+type Collector struct {
+	o   CollectorOptions
+	log zerolog.Logger
+
+	// sem admits one sweep at a time; callers of View that wait behind a
+	// sweep reuse its result.
+	sem chan struct{}
+
+	mu         sync.Mutex
+	latest     *View
+	latestErr  error // what Sweep returned with latest
+	leaderless map[groupKey]time.Time
+}
+
+// NewCollector returns a Collector with the defaults filled in.
+func NewCollector(o CollectorOptions) *Collector {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultCollectorTimeout
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultCollectorInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 8
+		o.Client = &http.Client{Transport: tr}
+	}
+	o.Endpoints = slices.Clone(o.Endpoints)
+	return &Collector{
+		o:          o,
+		log:        o.Logger.With().Str("component", "collector").Logger(),
+		sem:        make(chan struct{}, 1),
+		leaderless: map[groupKey]time.Time{},
+	}
+}
+
+// Latest returns the last view built, nil before the first sweep.
+func (c *Collector) Latest() *View {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.latest
+}
+
+// View returns the latest view (with the error its sweep returned) if it
+// is younger than 250 ms, else sweeps. Concurrent callers share one sweep.
+func (c *Collector) View(ctx context.Context) (*View, error) {
+	if v, ok, err := c.fresh(); ok {
+		return v, err
+	}
+	if err := c.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer c.release()
+	if v, ok, err := c.fresh(); ok {
+		return v, err
+	}
+	return c.sweep(ctx)
+}
+
+// Sweep asks every node at once and builds a new view. A node that does not
+// answer is in the view with Reachable false; when no node answers, Sweep
+// returns the view together with ErrNoNodeReachable.
+func (c *Collector) Sweep(ctx context.Context) (*View, error) {
+	if err := c.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer c.release()
+	return c.sweep(ctx)
+}
+
+// Run sweeps every Interval until ctx ends. Failed sweeps are logged and
+// retried at the next tick.
+func (c *Collector) Run(ctx context.Context) error {
+	t := time.NewTicker(c.o.Interval)
+	defer t.Stop()
+	for {
+		if _, err := c.Sweep(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn().Err(err).Msg("sweep failed")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// fresh returns the latest view and its error when the view is young
+// enough to be reused.
+func (c *Collector) fresh() (v *View, ok bool, err error) {
+	c.mu.Lock()
+	v, err = c.latest, c.latestErr
+	c.mu.Unlock()
+	if v != nil && c.o.Now().Sub(v.At) < viewFreshness {
+		return v, true, err
+	}
+	return nil, false, nil
+}
+
+func (c *Collector) acquire(ctx context.Context) error {
+	select {
+	case c.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sweep: %w", ctx.Err())
+	}
+}
+
+func (c *Collector) release() { <-c.sem }
+
+func (c *Collector) sweep(ctx context.Context) (*View, error) {
+	if len(c.o.Endpoints) == 0 {
+		return nil, errors.New("sweep: no endpoints")
+	}
+	reports := make([]*nodeReport, len(c.o.Endpoints))
+	var wg sync.WaitGroup
+	for i, ep := range c.o.Endpoints {
+		wg.Go(func() { reports[i] = c.fetchNode(ctx, ep) })
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+
+	at := c.o.Now()
+	v := buildView(at, reports)
+	err := fmt.Errorf("sweep of %d nodes: %w", len(reports), ErrNoNodeReachable)
+	for _, r := range reports {
+		if r.err == nil {
+			err = nil
+			break
+		}
+	}
+
+	c.mu.Lock()
+	c.trackLeaderless(v)
+	c.latest, c.latestErr = v, err
+	c.mu.Unlock()
+	return v, err
+}
+
+// trackLeaderless stamps every leaderless group with the time of the first
+// sweep that found it so and forgets groups that have a leader again or are
+// gone. c.mu must be held.
+func (c *Collector) trackLeaderless(v *View) {
+	seen := make(map[groupKey]struct{}, len(c.leaderless))
+	for i := range v.Groups {
+		g := &v.Groups[i]
+		if g.Leader != "" {
+			continue
+		}
+		k := keyOf(g)
+		seen[k] = struct{}{}
+		since, ok := c.leaderless[k]
+		if !ok {
+			since = v.At
+			c.leaderless[k] = since
+		}
+		g.LeaderlessSince = &since
+	}
+	for k := range c.leaderless {
+		if _, ok := seen[k]; !ok {
+			delete(c.leaderless, k)
+		}
+	}
+}
+
+// The monitoring documents, decoded into only the fields the view needs:
+// a /jsz of ten thousand groups is mostly fields we skip.
+
+type varzDoc struct {
+	ID      string `json:"server_id"`
+	Name    string `json:"server_name"`
+	Cluster struct {
+		Name string `json:"name"`
+	} `json:"cluster"`
+	Gateway struct {
+		Name string `json:"name"`
+	} `json:"gateway"`
+}
+
+type routezDoc struct {
+	Routes []struct {
+		RemoteName string `json:"remote_name"`
+	} `json:"routes"`
+}
+
+type gatewayzDoc struct {
+	Outbound map[string]json.RawMessage `json:"outbound_gateways"`
+}
+
+type jszDoc struct {
+	ID       string       `json:"server_id"`
+	Disabled bool         `json:"disabled"`
+	Meta     *clusterDoc  `json:"meta_cluster"`
+	Accounts []accountDoc `json:"account_details"`
+}
+
+type accountDoc struct {
+	ID      string      `json:"id"`
+	Streams []streamDoc `json:"stream_detail"`
+}
+
+type streamDoc struct {
+	Name      string        `json:"name"`
+	Cluster   *clusterDoc   `json:"cluster"`
+	Consumers []consumerDoc `json:"consumer_detail"`
+}
+
+type consumerDoc struct {
+	Name    string      `json:"name"`
+	Cluster *clusterDoc `json:"cluster"`
+}
+
+// clusterDoc is the common part of ClusterInfo and MetaClusterInfo.
+type clusterDoc struct {
+	Name      string    `json:"name"`
+	RaftGroup string    `json:"raft_group"`
+	Leader    string    `json:"leader"`
+	Replicas  []peerDoc `json:"replicas"`
+}
+
+type peerDoc struct {
+	Name    string        `json:"name"`
+	Current bool          `json:"current"`
+	Offline bool          `json:"offline"`
+	Active  time.Duration `json:"active"`
+	Lag     uint64        `json:"lag"`
+	Peer    string        `json:"peer"`
+}
+
+type raftzGroupDoc struct {
+	State     string `json:"state"`
+	Committed uint64 `json:"committed"`
+	Applied   uint64 `json:"applied"`
+	Term      uint64 `json:"term"`
+}
+
+const metaRaftGroup = "_meta_"
+
+// nodeReport is what one node answered in one sweep.
+type nodeReport struct {
+	ep     Endpoint
+	err    error
+	varz   varzDoc
+	routes []string
+	gws    []string
+	jsz    jszDoc
+	// raft holds this node's Raft state per Raft group name.
+	raft map[string]raftzGroupDoc
+}
+
+func (r *nodeReport) name() string {
+	if r.err == nil && r.varz.Name != "" {
+		return r.varz.Name
+	}
+	return r.ep.Name
+}
+
+func (c *Collector) fetchNode(ctx context.Context, ep Endpoint) *nodeReport {
+	r := &nodeReport{ep: ep}
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+
+	var rz routezDoc
+	var varzErr, routezErr, jszErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { varzErr = c.get(ctx, ep.MonitorURL, "/varz", nil, &r.varz) })
+	wg.Go(func() { routezErr = c.get(ctx, ep.MonitorURL, "/routez", nil, &rz) })
+	wg.Go(func() {
+		q := url.Values{"accounts": {"true"}, "streams": {"true"}, "consumers": {"true"}, "raft": {"true"}}
+		jszErr = c.get(ctx, ep.MonitorURL, "/jsz", q, &r.jsz)
+	})
+	wg.Wait()
+	if err := errors.Join(varzErr, routezErr, jszErr); err != nil {
+		r.err = err
+		return r
+	}
+	r.routes = make([]string, 0, len(rz.Routes))
+	for _, rt := range rz.Routes {
+		if rt.RemoteName != "" && !slices.Contains(r.routes, rt.RemoteName) {
+			r.routes = append(r.routes, rt.RemoteName)
+		}
+	}
+	slices.Sort(r.routes)
+
+	if r.varz.Gateway.Name != "" {
+		var gz gatewayzDoc
+		if err := c.get(ctx, ep.MonitorURL, "/gatewayz", nil, &gz); err != nil {
+			c.log.Debug().Err(err).Str("node", ep.Name).Msg("gatewayz")
+		}
+		for name := range gz.Outbound {
+			r.gws = append(r.gws, name)
+		}
+		slices.Sort(r.gws)
+	}
+	if !r.jsz.Disabled {
+		r.raft = c.fetchRaft(ctx, ep, r.jsz.Accounts)
+	}
+	return r
+}
+
+// fetchRaft reads /raftz for the system account (the meta group) and for
+// every account with streams on the node. Term, commit and applied are
+// extras: a failure is logged, never fatal to the node.
+func (c *Collector) fetchRaft(ctx context.Context, ep Endpoint, accounts []accountDoc) map[string]raftzGroupDoc {
+	out := map[string]raftzGroupDoc{}
+	queries := []url.Values{nil}
+	for _, a := range accounts {
+		if len(a.Streams) > 0 {
+			queries = append(queries, url.Values{"acc": {a.ID}})
+		}
+	}
+	for _, q := range queries {
+		var doc map[string]map[string]raftzGroupDoc
+		if err := c.get(ctx, ep.MonitorURL, "/raftz", q, &doc); err != nil {
+			if !errors.Is(err, errNotFound) {
+				c.log.Debug().Err(err).Str("node", ep.Name).Msg("raftz")
+			}
+			continue
+		}
+		for _, groups := range doc {
+			for name, g := range groups {
+				out[name] = g
+			}
+		}
+	}
+	return out
+}
+
+var errNotFound = errors.New("not found")
+
+func (c *Collector) get(ctx context.Context, base, path string, q url.Values, into any) error {
+	u := strings.TrimSuffix(base, "/") + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	resp, err := c.o.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("GET %s: %w", path, errNotFound)
+	case resp.StatusCode != http.StatusOK:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		return fmt.Errorf("GET %s: status %d: %s", path, resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		return fmt.Errorf("GET %s: decode: %w", path, err)
+	}
+	return nil
+}
+
+// groupKey identifies a Raft group across nodes and sweeps.
+type groupKey struct {
+	kind     GroupKind
+	account  string
+	stream   string
+	consumer string
+}
+
+func keyOf(g *Group) groupKey {
+	return groupKey{kind: g.Kind, account: g.Account, stream: g.Stream, consumer: g.Consumer}
+}
+
+// claim is one node's report of a group.
+type claim struct {
+	node string
+	ci   *clusterDoc
+}
+
+// groupObs gathers what every node said about one group.
+type groupObs struct {
+	key       groupKey
+	raftGroup string
+	cluster   string
+	leaders   []claim // nodes that report themselves as leader
+	reports   []claim // every node that reports the group
+}
+
+// buildView turns the node reports of one sweep into a View.
+func buildView(at time.Time, reports []*nodeReport) *View {
+	v := &View{At: at, Nodes: make([]Node, 0, len(reports))}
+	nodes := make(map[string]*nodeReport, len(reports))
+	names := map[string]string{} // Raft node hash -> server name
+	for _, r := range reports {
+		nodes[r.name()] = r
+		names[nodeHash(r.name())] = r.name()
+	}
+
+	obs := map[groupKey]*groupObs{}
+	observe := func(k groupKey, node string, ci *clusterDoc) {
+		if ci == nil {
+			return
+		}
+		o := obs[k]
+		if o == nil {
+			o = &groupObs{key: k}
+			obs[k] = o
+		}
+		if o.raftGroup == "" {
+			o.raftGroup = ci.RaftGroup
+		}
+		if o.cluster == "" {
+			o.cluster = ci.Name
+		}
+		cl := claim{node: node, ci: ci}
+		o.reports = append(o.reports, cl)
+		if ci.Leader == node {
+			o.leaders = append(o.leaders, cl)
+		}
+		for _, p := range ci.Replicas {
+			if p.Peer != "" && !strings.HasPrefix(p.Name, "Server name unknown") {
+				names[p.Peer] = p.Name
+			}
+		}
+	}
+	for _, r := range reports {
+		if r.err != nil || r.jsz.Disabled {
+			continue
+		}
+		name := r.name()
+		if m := r.jsz.Meta; m != nil {
+			m.RaftGroup = metaRaftGroup
+			observe(groupKey{kind: KindMeta}, name, m)
+		}
+		for ai := range r.jsz.Accounts {
+			a := &r.jsz.Accounts[ai]
+			for si := range a.Streams {
+				s := &a.Streams[si]
+				observe(groupKey{kind: KindStream, account: a.ID, stream: s.Name}, name, s.Cluster)
+				for ci := range s.Consumers {
+					cs := &s.Consumers[ci]
+					observe(groupKey{kind: KindConsumer, account: a.ID, stream: s.Name, consumer: cs.Name}, name, cs.Cluster)
+				}
+			}
+		}
+	}
+
+	v.Groups = make([]Group, 0, len(obs))
+	leads := map[string]int{}
+	for _, o := range obs {
+		g := o.group(nodes, names)
+		if g.Leader != "" {
+			leads[g.Leader]++
+		}
+		v.Groups = append(v.Groups, g)
+	}
+	slices.SortFunc(v.Groups, compareGroups)
+
+	for _, r := range reports {
+		n := Node{Name: r.name(), DC: r.ep.DC, Reachable: r.err == nil, Routes: []string{}}
+		if r.err != nil {
+			n.Error = r.err.Error()
+		} else {
+			n.ID = r.varz.ID
+			if r.varz.Cluster.Name != "" {
+				n.DC = r.varz.Cluster.Name
+			}
+			n.JetStream = !r.jsz.Disabled
+			n.Routes = r.routes
+			n.Gateways = r.gws
+			n.Leads = leads[n.Name]
+		}
+		v.Nodes = append(v.Nodes, n)
+	}
+	slices.SortFunc(v.Nodes, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
+	return v
+}
+
+var kindOrder = map[GroupKind]int{KindMeta: 0, KindStream: 1, KindConsumer: 2}
+
+func compareGroups(a, b Group) int {
+	return cmp.Or(
+		cmp.Compare(kindOrder[a.Kind], kindOrder[b.Kind]),
+		cmp.Compare(a.Account, b.Account),
+		cmp.Compare(a.Stream, b.Stream),
+		cmp.Compare(a.Consumer, b.Consumer),
+	)
+}
+
+// group settles one group: its leader, and its peers as that leader sees
+// them, corrected by what the sweep knows about the nodes.
+func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) Group {
+	g := Group{
+		Kind:      o.key.kind,
+		Account:   o.key.account,
+		Stream:    o.key.stream,
+		Consumer:  o.key.consumer,
+		RaftGroup: o.raftGroup,
+	}
+	switch g.Kind {
+	case KindMeta:
+		g.Name = MetaGroupName
+	case KindStream:
+		g.Name = g.Stream
+		g.Cluster = o.cluster
+	case KindConsumer:
+		g.Name = g.Stream + "/" + g.Consumer
+		g.Cluster = o.cluster
+	}
+
+	leader, ok := o.pickLeader(nodes)
+	if !ok {
+		g.Peers = o.leaderlessPeers(nodes, names)
+		for _, r := range o.reports {
+			if rs, ok := nodes[r.node].raft[o.raftGroup]; ok {
+				g.Term = max(g.Term, rs.Term)
+				g.Commit = max(g.Commit, rs.Committed)
+				g.Applied = max(g.Applied, rs.Applied)
+			}
+		}
+		return g
+	}
+
+	g.Leader = leader.node
+	ln := nodes[leader.node]
+	if rs, ok := ln.raft[o.raftGroup]; ok {
+		g.Term, g.Commit, g.Applied = rs.Term, rs.Committed, rs.Applied
+	}
+	g.Peers = make([]Peer, 0, len(leader.ci.Replicas)+1)
+	g.Peers = append(g.Peers, Peer{Name: leader.node, Leader: true, Current: true})
+	for _, p := range leader.ci.Replicas {
+		name := peerName(p, names)
+		if name == leader.node {
+			continue
+		}
+		peer := Peer{Name: name, Current: p.Current, Offline: p.Offline, Active: p.Active, Lag: p.Lag}
+		if peer.Active > ActiveThreshold {
+			peer.Current = false
+		}
+		if r, known := nodes[name]; known {
+			switch {
+			case r.err != nil:
+				peer.Current, peer.Offline = false, true
+			case r.jsz.Disabled:
+				peer.Current = false
+			case !connected(ln, r):
+				peer.Current = false
+			}
+		}
+		g.Peers = append(g.Peers, peer)
+	}
+	slices.SortFunc(g.Peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
+	return g
+}
+
+// pickLeader returns the node whose claim to lead the group is the one to
+// believe. Normally one node claims; a leader cut off from its peers may
+// keep claiming for a while after the others elected a new one, and the
+// higher Raft term wins then.
+func (o *groupObs) pickLeader(nodes map[string]*nodeReport) (claim, bool) {
+	switch len(o.leaders) {
+	case 0:
+		return claim{}, false
+	case 1:
+		return o.leaders[0], true
+	}
+	best := o.leaders[0]
+	bestTerm := nodes[best.node].raft[o.raftGroup].Term
+	for _, c := range o.leaders[1:] {
+		t := nodes[c.node].raft[o.raftGroup].Term
+		if t > bestTerm || (t == bestTerm && c.node < best.node) {
+			best, bestTerm = c, t
+		}
+	}
+	return best, true
+}
+
+// leaderlessPeers lists the members of a group no node leads, from every
+// node's report: without a leader no one knows whether they are current.
+func (o *groupObs) leaderlessPeers(nodes map[string]*nodeReport, names map[string]string) []Peer {
+	seen := map[string]bool{}
+	var peers []Peer
+	add := func(name string, offline bool) {
+		if name == "" || seen[name] {
+			return
+		}
+		seen[name] = true
+		if r, known := nodes[name]; known && r.err != nil {
+			offline = true
+		}
+		peers = append(peers, Peer{Name: name, Offline: offline})
+	}
+	for _, r := range o.reports {
+		add(r.node, false)
+		for _, p := range r.ci.Replicas {
+			add(peerName(p, names), p.Offline)
+		}
+	}
+	slices.SortFunc(peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
+	return peers
+}
+
+// connected tells whether two reachable nodes of the same cluster have a
+// route in both directions. Nodes of different clusters talk through
+// gateways; for them the leader's Active alone decides.
+func connected(a, b *nodeReport) bool {
+	if a == b || a.varz.Cluster.Name != b.varz.Cluster.Name {
+		return true
+	}
+	_, ab := slices.BinarySearch(a.routes, b.name())
+	_, ba := slices.BinarySearch(b.routes, a.name())
+	return ab && ba
+}
+
+func peerName(p peerDoc, names map[string]string) string {
+	if n, ok := names[p.Peer]; ok {
+		return n
+	}
+	return p.Name
+}
+
+// nodeHash is the Raft node id NATS derives from a server name (the
+// server's getHash): eight base-62 digits of its SHA-256.
+func nodeHash(name string) string {
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	sum := sha256.Sum256([]byte(name))
+	var b [8]byte
+	for i := range b {
+		b[i] = digits[int(sum[i]%62)]
+	}
+	return string(b[:])
+}

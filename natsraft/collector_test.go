@@ -1,0 +1,973 @@
+package natsraft
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// synthReport is a node report as a sweep would have decoded it: one node
+// of dc1 with routes to the given peers.
+func synthReport(name string, routes ...string) *nodeReport {
+	r := &nodeReport{
+		ep:     Endpoint{Name: name, DC: "dc1", MonitorURL: "http://" + name},
+		routes: slices.Sorted(slices.Values(routes)),
+		raft:   map[string]raftzGroupDoc{},
+	}
+	r.varz.Name, r.varz.ID = name, "ID-"+name
+	r.varz.Cluster.Name = "dc1"
+	return r
+}
+
+// replicas builds the replica list a leader reports: every named peer
+// current, last heard from 100 ms ago.
+func synthReplicas(names ...string) []peerDoc {
+	out := make([]peerDoc, len(names))
+	for i, n := range names {
+		out[i] = peerDoc{Name: n, Current: true, Active: 100 * time.Millisecond, Peer: nodeHash(n)}
+	}
+	return out
+}
+
+// synthHealthy is a healthy 3-node cluster: n0 leads meta and stream s,
+// n2 leads consumer s/c; every other node reports the same groups as a
+// follower.
+func synthHealthy() map[string]*nodeReport {
+	rs := map[string]*nodeReport{
+		"n0": synthReport("n0", "n1", "n2"),
+		"n1": synthReport("n1", "n0", "n2"),
+		"n2": synthReport("n2", "n0", "n1"),
+	}
+	leaders := map[string]string{"meta": "n0", "s": "n0", "c": "n2"}
+	for name, r := range rs {
+		// A leader lists its followers, a follower the leader and the other
+		// follower: either way, every other node.
+		others := func(string) []peerDoc {
+			var names []string
+			for _, n := range []string{"n0", "n1", "n2"} {
+				if n != name {
+					names = append(names, n)
+				}
+			}
+			return synthReplicas(names...)
+		}
+		r.jsz.Meta = &clusterDoc{Name: "dc1", Leader: leaders["meta"], Replicas: others(leaders["meta"])}
+		r.jsz.Accounts = []accountDoc{{ID: "APP", Streams: []streamDoc{{
+			Name:    "s",
+			Cluster: &clusterDoc{Name: "dc1", RaftGroup: "S-1", Leader: leaders["s"], Replicas: others(leaders["s"])},
+			Consumers: []consumerDoc{{
+				Name:    "c",
+				Cluster: &clusterDoc{Name: "dc1", RaftGroup: "C-1", Leader: leaders["c"], Replicas: others(leaders["c"])},
+			}},
+		}}}}
+		term := uint64(5)
+		if name == "n0" {
+			term = 6
+		}
+		r.raft[metaRaftGroup] = raftzGroupDoc{Term: term, Committed: 40, Applied: 39}
+		r.raft["S-1"] = raftzGroupDoc{Term: term, Committed: 10, Applied: 10}
+		r.raft["C-1"] = raftzGroupDoc{Term: 2, Committed: 7, Applied: 7}
+	}
+	return rs
+}
+
+func reportList(rs map[string]*nodeReport) []*nodeReport {
+	out := make([]*nodeReport, 0, len(rs))
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for k := range rs {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		out = append(out, rs[name])
+	}
+	return out
+}
+
+func groupNamed(t *testing.T, v *View, name string) Group {
+	t.Helper()
+	g, ok := lookupGroup(v, name)
+	require.True(t, ok, "group %s not in view", name)
+	return g
+}
+
+func lookupGroup(v *View, name string) (Group, bool) {
+	for _, g := range v.Groups {
+		if g.Name == name {
+			return g, true
+		}
+	}
+	return Group{}, false
+}
+
+func TestBuildViewHealthy(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	v := buildView(at, reportList(synthHealthy()))
+
+	assert.Equal(t, at, v.At)
+	require.Len(t, v.Groups, 3)
+	assert.Equal(t, []string{MetaGroupName, "s", "s/c"}, []string{v.Groups[0].Name, v.Groups[1].Name, v.Groups[2].Name})
+	assert.Equal(t, []GroupKind{KindMeta, KindStream, KindConsumer}, []GroupKind{v.Groups[0].Kind, v.Groups[1].Kind, v.Groups[2].Kind})
+
+	meta := v.Groups[0]
+	assert.Equal(t, "n0", meta.Leader)
+	assert.Empty(t, meta.Cluster)
+	assert.Equal(t, metaRaftGroup, meta.RaftGroup)
+	assert.Equal(t, uint64(6), meta.Term, "term from the leader's raftz")
+	assert.Equal(t, uint64(40), meta.Commit)
+	assert.Equal(t, uint64(39), meta.Applied)
+
+	s := v.Groups[1]
+	assert.Equal(t, "APP", s.Account)
+	assert.Equal(t, "s", s.Stream)
+	assert.Equal(t, "dc1", s.Cluster)
+	assert.Equal(t, "S-1", s.RaftGroup)
+	c := v.Groups[2]
+	assert.Equal(t, "n2", c.Leader)
+	assert.Equal(t, "c", c.Consumer)
+	assert.Equal(t, "C-1", c.RaftGroup)
+
+	for _, g := range v.Groups {
+		assert.Equal(t, []string{"n0", "n1", "n2"}, g.PeerNames(), g.Name)
+		assert.Nil(t, g.LeaderlessSince, g.Name)
+		for _, p := range g.Peers {
+			assert.True(t, p.Current, "%s %s", g.Name, p.Name)
+			assert.Equal(t, p.Name == g.Leader, p.Leader, "%s %s", g.Name, p.Name)
+		}
+	}
+
+	require.Len(t, v.Nodes, 3)
+	wantLeads := map[string]int{"n0": 2, "n1": 0, "n2": 1}
+	for _, n := range v.Nodes {
+		assert.True(t, n.Reachable, n.Name)
+		assert.True(t, n.JetStream, n.Name)
+		assert.Equal(t, "dc1", n.DC, n.Name)
+		assert.Equal(t, "ID-"+n.Name, n.ID)
+		assert.Len(t, n.Routes, 2, n.Name)
+		assert.Equal(t, wantLeads[n.Name], n.Leads, n.Name)
+	}
+}
+
+// TestBuildViewPeerHealth checks that a peer's Current is honest: NATS's
+// own flag is corrected by Active, reachability, JetStream and routes.
+func TestBuildViewPeerHealth(t *testing.T) {
+	// n0 leads s; every case looks at n1 as n0 reports it.
+	setN1 := func(rs map[string]*nodeReport, f func(p *peerDoc)) {
+		for i := range rs["n0"].jsz.Accounts[0].Streams[0].Cluster.Replicas {
+			if p := &rs["n0"].jsz.Accounts[0].Streams[0].Cluster.Replicas[i]; p.Name == "n1" {
+				f(p)
+			}
+		}
+	}
+	tests := []struct {
+		name   string
+		mutate func(rs map[string]*nodeReport)
+		want   Peer
+	}{
+		{
+			name: "healthy",
+			want: Peer{Name: "n1", Current: true, Active: 100 * time.Millisecond},
+		},
+		{
+			name:   "lag is reported, current kept",
+			mutate: func(rs map[string]*nodeReport) { setN1(rs, func(p *peerDoc) { p.Lag = 5 }) },
+			want:   Peer{Name: "n1", Current: true, Active: 100 * time.Millisecond, Lag: 5},
+		},
+		{
+			name: "silent above the threshold though NATS says current",
+			mutate: func(rs map[string]*nodeReport) {
+				setN1(rs, func(p *peerDoc) { p.Active = ActiveThreshold + time.Millisecond })
+			},
+			want: Peer{Name: "n1", Active: ActiveThreshold + time.Millisecond},
+		},
+		{
+			name:   "silent exactly at the threshold",
+			mutate: func(rs map[string]*nodeReport) { setN1(rs, func(p *peerDoc) { p.Active = ActiveThreshold }) },
+			want:   Peer{Name: "n1", Current: true, Active: ActiveThreshold},
+		},
+		{
+			name:   "NATS says offline",
+			mutate: func(rs map[string]*nodeReport) { setN1(rs, func(p *peerDoc) { p.Current, p.Offline = false, true }) },
+			want:   Peer{Name: "n1", Offline: true, Active: 100 * time.Millisecond},
+		},
+		{
+			name:   "node unreachable",
+			mutate: func(rs map[string]*nodeReport) { rs["n1"].err = errors.New("connection refused") },
+			want:   Peer{Name: "n1", Offline: true, Active: 100 * time.Millisecond},
+		},
+		{
+			name:   "JetStream off on the node",
+			mutate: func(rs map[string]*nodeReport) { rs["n1"].jsz = jszDoc{Disabled: true} },
+			want:   Peer{Name: "n1", Active: 100 * time.Millisecond},
+		},
+		{
+			name:   "leader has no route to it",
+			mutate: func(rs map[string]*nodeReport) { rs["n0"].routes = []string{"n2"} },
+			want:   Peer{Name: "n1", Active: 100 * time.Millisecond},
+		},
+		{
+			name:   "it has no route to the leader",
+			mutate: func(rs map[string]*nodeReport) { rs["n1"].routes = []string{"n2"} },
+			want:   Peer{Name: "n1", Active: 100 * time.Millisecond},
+		},
+		{
+			name: "other dc: no route expected",
+			mutate: func(rs map[string]*nodeReport) {
+				rs["n1"].varz.Cluster.Name = "dc2"
+				rs["n1"].routes, rs["n0"].routes = nil, []string{"n2"}
+			},
+			want: Peer{Name: "n1", Current: true, Active: 100 * time.Millisecond},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := synthHealthy()
+			if tt.mutate != nil {
+				tt.mutate(rs)
+			}
+			v := buildView(time.Now(), reportList(rs))
+			s := groupNamed(t, v, "s")
+			require.Equal(t, "n0", s.Leader)
+			got, ok := peerOf(s, "n1")
+			require.True(t, ok)
+			assert.Equal(t, tt.want, got)
+			leader, _ := peerOf(s, "n0")
+			assert.Equal(t, Peer{Name: "n0", Leader: true, Current: true}, leader)
+		})
+	}
+}
+
+func TestBuildViewLeadership(t *testing.T) {
+	tests := []struct {
+		name       string
+		mutate     func(rs map[string]*nodeReport)
+		wantLeader string
+		wantTerm   uint64
+		wantPeers  []string
+	}{
+		{
+			name:       "one claim",
+			wantLeader: "n0", wantTerm: 6, wantPeers: []string{"n0", "n1", "n2"},
+		},
+		{
+			name: "the leader is unreachable: leaderless, peers kept",
+			mutate: func(rs map[string]*nodeReport) {
+				rs["n0"].err = errors.New("timeout")
+			},
+			wantTerm: 5, wantPeers: []string{"n0", "n1", "n2"},
+		},
+		{
+			name: "nobody claims: leaderless, highest term kept",
+			mutate: func(rs map[string]*nodeReport) {
+				for name, r := range rs {
+					ci := r.jsz.Accounts[0].Streams[0].Cluster
+					ci.Leader = ""
+					// Leaderless, a node lists itself among the replicas.
+					ci.Replicas = append(ci.Replicas, synthReplicas(name)...)
+				}
+				rs["n2"].raft["S-1"] = raftzGroupDoc{Term: 9}
+			},
+			wantTerm: 9, wantPeers: []string{"n0", "n1", "n2"},
+		},
+		{
+			name: "a cut-off old leader still claims: the higher term wins",
+			mutate: func(rs map[string]*nodeReport) {
+				ci := rs["n1"].jsz.Accounts[0].Streams[0].Cluster
+				ci.Leader, ci.Replicas = "n1", synthReplicas("n0", "n2")
+				rs["n1"].raft["S-1"] = raftzGroupDoc{Term: 8}
+			},
+			wantLeader: "n1", wantTerm: 8, wantPeers: []string{"n0", "n1", "n2"},
+		},
+		{
+			name: "a peer name NATS does not know yet is resolved by its hash",
+			mutate: func(rs map[string]*nodeReport) {
+				ci := rs["n0"].jsz.Accounts[0].Streams[0].Cluster
+				ci.Replicas[1].Name = "Server name unknown at this time (peerID: " + nodeHash("n2") + ")"
+			},
+			wantLeader: "n0", wantTerm: 6, wantPeers: []string{"n0", "n1", "n2"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := synthHealthy()
+			if tt.mutate != nil {
+				tt.mutate(rs)
+			}
+			v := buildView(time.Now(), reportList(rs))
+			s := groupNamed(t, v, "s")
+			assert.Equal(t, tt.wantLeader, s.Leader)
+			assert.Equal(t, tt.wantTerm, s.Term)
+			assert.Equal(t, tt.wantPeers, s.PeerNames())
+			if tt.wantLeader == "" {
+				for _, p := range s.Peers {
+					assert.False(t, p.Current, "no leader vouches for %s", p.Name)
+				}
+			}
+			leads := 0
+			for _, n := range v.Nodes {
+				leads += n.Leads
+			}
+			want := 0
+			for _, g := range v.Groups {
+				if g.Leader != "" {
+					want++
+				}
+			}
+			assert.Equal(t, want, leads, "Leads adds up to the groups with a leader")
+		})
+	}
+}
+
+func TestNodeHashMatchesNATS(t *testing.T) {
+	for _, name := range []string{"nats-0", "nats-dc2-1", "pod.with.dots"} {
+		t.Run(name, func(t *testing.T) {
+			s, err := server.NewServer(&server.Options{ServerName: name, DontListen: true, NoSigs: true, NoLog: true})
+			require.NoError(t, err)
+			s.Start()
+			t.Cleanup(s.Shutdown)
+			require.True(t, s.ReadyForConnections(5*time.Second))
+			assert.Equal(t, s.Node(), nodeHash(name))
+		})
+	}
+}
+
+func TestTrackLeaderless(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := NewCollector(CollectorOptions{Logger: zerolog.Nop()})
+	view := func(at time.Time, leader string) *View {
+		return &View{At: at, Groups: []Group{
+			{Kind: KindMeta, Name: MetaGroupName, Leader: "n0"},
+			{Kind: KindStream, Name: "s", Account: "APP", Stream: "s", Leader: leader},
+		}}
+	}
+	steps := []struct {
+		at        time.Time
+		leader    string
+		wantSince *time.Time
+	}{
+		{at: t0, leader: "n0"},
+		{at: t0.Add(time.Second), leader: "", wantSince: new(t0.Add(time.Second))},
+		{at: t0.Add(2 * time.Second), leader: "", wantSince: new(t0.Add(time.Second))},
+		{at: t0.Add(3 * time.Second), leader: "n1"},
+		{at: t0.Add(4 * time.Second), leader: "", wantSince: new(t0.Add(4 * time.Second))},
+	}
+	for i, st := range steps {
+		t.Run(fmt.Sprintf("sweep %d", i), func(t *testing.T) {
+			v := view(st.at, st.leader)
+			c.trackLeaderless(v)
+			assert.Nil(t, v.Groups[0].LeaderlessSince)
+			assert.Equal(t, st.wantSince, v.Groups[1].LeaderlessSince)
+		})
+	}
+}
+
+// monitorStub serves canned monitoring documents of one single-node
+// server, failing the paths in fail.
+func monitorStub(t *testing.T, name string, fail ...string) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var sweeps atomic.Int64
+	docs := map[string]any{
+		"/varz":   map[string]any{"server_id": "ID-" + name, "server_name": name, "cluster": map[string]any{"name": "dc1"}},
+		"/routez": map[string]any{"routes": []any{}},
+		"/jsz": map[string]any{
+			"server_id":    "ID-" + name,
+			"meta_cluster": map[string]any{"name": "dc1", "leader": name},
+			"account_details": []any{map[string]any{"id": "APP", "stream_detail": []any{map[string]any{
+				"name": "s", "cluster": map[string]any{"name": "dc1", "raft_group": "S-1", "leader": name},
+			}}}},
+		},
+		"/raftz": map[string]any{"SYS": map[string]any{"_meta_": map[string]any{"state": "LEADER", "term": 3, "committed": 12, "applied": 12}}},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/varz" {
+			sweeps.Add(1)
+		}
+		if slices.Contains(fail, r.URL.Path) {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return
+		}
+		if r.URL.Path == "/raftz" && r.URL.Query().Get("acc") != "" {
+			http.Error(w, "No Raft nodes returned, check supplied filters", http.StatusNotFound)
+			return
+		}
+		doc, ok := docs[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(doc)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &sweeps
+}
+
+// closedURL returns a loopback URL nothing listens on.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return "http://" + addr
+}
+
+func TestSweepOverHTTP(t *testing.T) {
+	ok, _ := monitorStub(t, "n0")
+	jszDown, _ := monitorStub(t, "n1", "/jsz")
+	tests := []struct {
+		name          string
+		endpoints     []Endpoint
+		wantReachable map[string]bool
+		wantErr       error
+	}{
+		{
+			name:          "one healthy node",
+			endpoints:     []Endpoint{{Name: "n0", DC: "dc1", MonitorURL: ok.URL}},
+			wantReachable: map[string]bool{"n0": true},
+		},
+		{
+			name: "one node down, one failing jsz",
+			endpoints: []Endpoint{
+				{Name: "n1", DC: "dc1", MonitorURL: jszDown.URL},
+				{Name: "n2", DC: "dcX", MonitorURL: closedURL(t)},
+			},
+			wantReachable: map[string]bool{"n1": false, "n2": false},
+			wantErr:       ErrNoNodeReachable,
+		},
+		{
+			name: "mixed",
+			endpoints: []Endpoint{
+				{Name: "n0", DC: "dc1", MonitorURL: ok.URL},
+				{Name: "n2", DC: "dcX", MonitorURL: closedURL(t)},
+			},
+			wantReachable: map[string]bool{"n0": true, "n2": false},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewCollector(CollectorOptions{Endpoints: tt.endpoints, Timeout: time.Second, Logger: zerolog.Nop()})
+			v, err := c.Sweep(t.Context())
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+			} else {
+				require.NoError(t, err)
+			}
+			require.NotNil(t, v)
+			assert.Same(t, v, c.Latest())
+			require.Len(t, v.Nodes, len(tt.endpoints))
+			for _, n := range v.Nodes {
+				assert.Equal(t, tt.wantReachable[n.Name], n.Reachable, n.Name)
+				if n.Reachable {
+					assert.Empty(t, n.Error)
+					assert.True(t, n.JetStream)
+					continue
+				}
+				assert.NotEmpty(t, n.Error, n.Name)
+				assert.False(t, n.JetStream)
+				ep := tt.endpoints[slices.IndexFunc(tt.endpoints, func(e Endpoint) bool { return e.Name == n.Name })]
+				assert.Equal(t, ep.DC, n.DC, "dc falls back to the endpoint's")
+			}
+			if tt.wantReachable["n0"] {
+				meta := groupNamed(t, v, MetaGroupName)
+				assert.Equal(t, "n0", meta.Leader)
+				assert.Equal(t, uint64(3), meta.Term)
+				assert.Equal(t, uint64(12), meta.Commit)
+				assert.Equal(t, "n0", groupNamed(t, v, "s").Leader)
+			}
+		})
+	}
+}
+
+func TestCollectorViewReusesFreshSweep(t *testing.T) {
+	srv, sweeps := monitorStub(t, "n0")
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	c := NewCollector(CollectorOptions{
+		Endpoints: []Endpoint{{Name: "n0", DC: "dc1", MonitorURL: srv.URL}},
+		Now:       clock,
+		Logger:    zerolog.Nop(),
+	})
+	require.Nil(t, c.Latest())
+
+	first, err := c.View(t.Context())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, sweeps.Load())
+
+	advance(200 * time.Millisecond)
+	again, err := c.View(t.Context())
+	require.NoError(t, err)
+	assert.Same(t, first, again, "a view younger than 250ms is reused")
+	assert.EqualValues(t, 1, sweeps.Load())
+
+	advance(100 * time.Millisecond)
+	fresh, err := c.View(t.Context())
+	require.NoError(t, err)
+	assert.NotSame(t, first, fresh)
+	assert.EqualValues(t, 2, sweeps.Load())
+
+	forced, err := c.Sweep(t.Context())
+	require.NoError(t, err)
+	assert.NotSame(t, fresh, forced, "Sweep never reuses")
+	assert.EqualValues(t, 3, sweeps.Load())
+}
+
+func TestCollectorViewKeepsSweepError(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := NewCollector(CollectorOptions{
+		Endpoints: []Endpoint{{Name: "n0", DC: "dc1", MonitorURL: closedURL(t)}},
+		Now:       func() time.Time { return now },
+		Logger:    zerolog.Nop(),
+	})
+	for _, call := range []string{"sweeps", "reuses"} {
+		t.Run(call, func(t *testing.T) {
+			v, err := c.View(t.Context())
+			require.ErrorIs(t, err, ErrNoNodeReachable, "a view of no reachable node is never served as good")
+			require.NotNil(t, v)
+			assert.Same(t, c.Latest(), v)
+		})
+	}
+}
+
+func TestCollectorRun(t *testing.T) {
+	srv, sweeps := monitorStub(t, "n0")
+	c := NewCollector(CollectorOptions{
+		Endpoints: []Endpoint{{Name: "n0", DC: "dc1", MonitorURL: srv.URL}},
+		Interval:  10 * time.Millisecond,
+		Logger:    zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	require.Eventually(t, func() bool { return sweeps.Load() >= 3 }, 5*time.Second, 5*time.Millisecond)
+	require.NotNil(t, c.Latest())
+	cancel()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		require.Fail(t, "Run did not return after its context ended")
+	}
+}
+
+// raftCluster starts a 3-node embedded cluster with the demo stream and a
+// collector over it; both end with the test.
+func raftCluster(t *testing.T) (*Embedded, *Collector) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	e, err := StartEmbedded(ctx, EmbeddedOptions{Topology: []int{3}, Demo: true, Logger: zerolog.Nop()})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, e.Close()) })
+	t.Logf("cluster ready in %s", time.Since(start).Round(time.Millisecond))
+	return e, NewCollector(CollectorOptions{Endpoints: e.Endpoints(), Timeout: time.Second, Logger: zerolog.Nop()})
+}
+
+// waitView sweeps until cond holds on a view and returns that view; the
+// test fails when timeout passes first.
+func waitView(t *testing.T, c *Collector, timeout time.Duration, what string, cond func(*View) bool) *View {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		v, err := c.Sweep(t.Context())
+		if err == nil && cond(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			require.Failf(t, "timed out", "waiting %s for %s (last error %v)", timeout, what, err)
+		}
+		select {
+		case <-t.Context().Done():
+			require.FailNow(t, "test context ended")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// healthyDemo holds when meta, the demo stream and its consumer each have
+// a leader and three current peers.
+func healthyDemo(v *View) bool {
+	if len(v.Groups) != 3 {
+		return false
+	}
+	for _, g := range v.Groups {
+		if g.Leader == "" || len(g.Peers) != 3 {
+			return false
+		}
+		for _, p := range g.Peers {
+			if !p.Current {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func TestCollectorEmbedded(t *testing.T) {
+	e, c := raftCluster(t)
+	names := []string{"nats-0", "nats-1", "nats-2"}
+
+	t.Run("healthy cluster", func(t *testing.T) {
+		start := time.Now()
+		v := waitView(t, c, 15*time.Second, "a healthy view", healthyDemo)
+		t.Logf("healthy after %s", time.Since(start).Round(time.Millisecond))
+
+		assert.Equal(t, []string{MetaGroupName, DemoStream, DemoStream + "/" + DemoConsumer},
+			[]string{v.Groups[0].Name, v.Groups[1].Name, v.Groups[2].Name})
+		assert.Equal(t, []GroupKind{KindMeta, KindStream, KindConsumer},
+			[]GroupKind{v.Groups[0].Kind, v.Groups[1].Kind, v.Groups[2].Kind})
+		leads := 0
+		for _, g := range v.Groups {
+			assert.Equal(t, names, g.PeerNames(), g.Name)
+			assert.Contains(t, names, g.Leader, g.Name)
+			assert.NotZero(t, g.Term, g.Name)
+			assert.Nil(t, g.LeaderlessSince, g.Name)
+			if g.Kind != KindMeta {
+				assert.Equal(t, AppAccount, g.Account, g.Name)
+				assert.Equal(t, "dc1", g.Cluster, g.Name)
+				assert.NotEmpty(t, g.RaftGroup, g.Name)
+			}
+		}
+		assert.Equal(t, e.MetaLeader(), v.Groups[0].Leader)
+		assert.True(t, e.Node(v.Groups[1].Leader).Server().JetStreamIsStreamLeader(AppAccount, DemoStream))
+		assert.True(t, e.Node(v.Groups[2].Leader).Server().JetStreamIsConsumerLeader(AppAccount, DemoStream, DemoConsumer))
+
+		require.Len(t, v.Nodes, 3)
+		for _, n := range v.Nodes {
+			assert.True(t, n.Reachable, n.Name)
+			assert.True(t, n.JetStream, n.Name)
+			assert.Equal(t, "dc1", n.DC, n.Name)
+			assert.Equal(t, e.Node(n.Name).Server().ID(), n.ID)
+			var others []string
+			for _, o := range names {
+				if o != n.Name {
+					others = append(others, o)
+				}
+			}
+			assert.Equal(t, others, n.Routes, n.Name)
+			leads += n.Leads
+		}
+		assert.Equal(t, 3, leads)
+	})
+
+	v, err := c.Sweep(t.Context())
+	require.NoError(t, err)
+	demo := groupNamed(t, v, DemoStream)
+
+	// first is a follower of the demo stream, second its leader.
+	first := names[slices.IndexFunc(names, func(n string) bool { return n != demo.Leader })]
+	second := demo.Leader
+
+	t.Run("stopped follower is not current", func(t *testing.T) {
+		require.NoError(t, e.StopNode(first))
+		stopped := time.Now()
+		v := waitView(t, c, 5*time.Second, first+" not current", func(v *View) bool {
+			g, _ := lookupGroup(v, DemoStream)
+			p, ok := peerOf(g, first)
+			return g.Leader == second && ok && !p.Current
+		})
+		t.Logf("%s not current %s after stop", first, time.Since(stopped).Round(time.Millisecond))
+		n, ok := v.Node(first)
+		require.True(t, ok)
+		assert.False(t, n.Reachable)
+		assert.NotEmpty(t, n.Error)
+	})
+
+	t.Run("lost quorum is leaderless", func(t *testing.T) {
+		rctx, cancel := context.WithCancel(t.Context())
+		c := NewCollector(CollectorOptions{Endpoints: e.Endpoints(), Timeout: time.Second, Interval: 100 * time.Millisecond, Logger: zerolog.Nop()})
+		done := make(chan error, 1)
+		go func() { done <- c.Run(rctx) }()
+		defer func() { cancel(); <-done }()
+
+		require.NoError(t, e.StopNode(second))
+		stopped := time.Now()
+		var g Group
+		var detected time.Time
+		require.Eventually(t, func() bool {
+			v := c.Latest()
+			if v == nil {
+				return false
+			}
+			var ok bool
+			g, ok = lookupGroup(v, DemoStream)
+			detected = time.Now()
+			return ok && g.Leader == ""
+		}, 30*time.Second, 20*time.Millisecond)
+		t.Logf("demo leaderless %s after stop", detected.Sub(stopped).Round(time.Millisecond))
+		require.NotNil(t, g.LeaderlessSince)
+		since := *g.LeaderlessSince
+		assert.False(t, since.After(detected), "leaderless since %s, seen at %s", since, detected)
+		assert.Less(t, detected.Sub(since), 2*time.Second)
+		assert.Equal(t, names, g.PeerNames(), "a leaderless group keeps its peers")
+		for _, p := range g.Peers {
+			assert.False(t, p.Current, p.Name)
+		}
+
+		require.Eventually(t, func() bool {
+			v := c.Latest()
+			return v.At.After(detected.Add(300 * time.Millisecond))
+		}, 5*time.Second, 20*time.Millisecond)
+		later := groupNamed(t, c.Latest(), DemoStream)
+		require.Empty(t, later.Leader)
+		require.NotNil(t, later.LeaderlessSince)
+		assert.True(t, since.Equal(*later.LeaderlessSince), "leaderless-since persists across sweeps")
+	})
+}
+
+// synthJsz renders the /jsz document node would serve for a 3-node
+// cluster with the given number of R3 streams, each with one R3 consumer:
+// 2×streams+1 Raft groups, led in turn by each node.
+func synthJsz(tb testing.TB, node string, nodes []string, streams int) []byte {
+	tb.Helper()
+	now := time.Now()
+	ci := func(group string, i int) *server.ClusterInfo {
+		leader := nodes[i%len(nodes)]
+		c := &server.ClusterInfo{Name: "dc1", RaftGroup: group, Leader: leader, LeaderSince: &now}
+		for _, p := range nodes {
+			if p != leader && (leader == node || p != node) {
+				c.Replicas = append(c.Replicas, &server.PeerInfo{Name: p, Current: true, Active: 200 * time.Millisecond, Peer: nodeHash(p)})
+			}
+		}
+		return c
+	}
+	acc := &server.AccountDetail{Name: "APP", Id: "APP"}
+	for i := range streams {
+		name := fmt.Sprintf("stream-%05d", i)
+		acc.Streams = append(acc.Streams, server.StreamDetail{
+			Name:      name,
+			Created:   now,
+			Cluster:   ci(fmt.Sprintf("S-R3F-%05d", i), i),
+			State:     server.StreamState{Msgs: 1000, Bytes: 64000, FirstSeq: 1, LastSeq: 1000, Consumers: 1},
+			RaftGroup: fmt.Sprintf("S-R3F-%05d", i),
+			Consumer: []*server.ConsumerInfo{{
+				Stream: name, Name: "c", Created: now,
+				Delivered: server.SequenceInfo{Consumer: 900, Stream: 900},
+				AckFloor:  server.SequenceInfo{Consumer: 890, Stream: 890},
+				Cluster:   ci(fmt.Sprintf("C-R3F-%05d", i), i+1),
+				TimeStamp: now,
+			}},
+			ConsumerRaftGroups: []*server.RaftGroupDetail{{Name: "c", RaftGroup: fmt.Sprintf("C-R3F-%05d", i)}},
+		})
+	}
+	meta := ci("", 0)
+	doc := server.JSInfo{
+		ID: "ID-" + node, Now: now, Streams: streams, Consumers: streams,
+		Meta:           &server.MetaClusterInfo{Name: "dc1", Leader: meta.Leader, Replicas: meta.Replicas, Size: len(nodes)},
+		AccountDetails: []*server.AccountDetail{acc},
+	}
+	b, err := json.Marshal(doc)
+	require.NoError(tb, err)
+	return b
+}
+
+// synthRaftz renders node's /raftz documents, by account filter ("" is
+// the system account), for the groups synthJsz describes.
+func synthRaftz(tb testing.TB, node string, nodes []string, streams int) map[string][]byte {
+	tb.Helper()
+	now := time.Now()
+	group := func(name string, i int) server.RaftzGroup {
+		leader := nodes[i%len(nodes)]
+		g := server.RaftzGroup{
+			ID: nodeHash(node), State: "FOLLOWER", Size: 3, QuorumNeeded: 2,
+			Committed: 1000, Applied: 1000, Leader: nodeHash(leader), Term: 7, PTerm: 7, PIndex: 1000,
+			EverHadLeader: true, TrafficAcc: "APP", Peers: map[string]server.RaftzGroupPeer{},
+		}
+		if leader == node {
+			g.State, g.LeaderSince = "LEADER", &now
+		}
+		for _, p := range nodes {
+			if p != node {
+				g.Peers[nodeHash(p)] = server.RaftzGroupPeer{Name: p, Known: true, LastReplicatedIndex: 1000, LastSeen: "200ms"}
+			}
+		}
+		return g
+	}
+	app := map[string]server.RaftzGroup{}
+	for i := range streams {
+		app[fmt.Sprintf("S-R3F-%05d", i)] = group(fmt.Sprintf("S-R3F-%05d", i), i)
+		app[fmt.Sprintf("C-R3F-%05d", i)] = group(fmt.Sprintf("C-R3F-%05d", i), i+1)
+	}
+	sys, err := json.Marshal(map[string]map[string]server.RaftzGroup{"SYS": {metaRaftGroup: group(metaRaftGroup, 0)}})
+	require.NoError(tb, err)
+	apps, err := json.Marshal(map[string]map[string]server.RaftzGroup{"APP": app})
+	require.NoError(tb, err)
+	return map[string][]byte{"": sys, "APP": apps}
+}
+
+// synthCluster serves the monitoring endpoints of a synthetic 3-node
+// cluster of 2×streams+1 Raft groups.
+func synthCluster(tb testing.TB, streams int) []Endpoint {
+	tb.Helper()
+	nodes := []string{"n0", "n1", "n2"}
+	var eps []Endpoint
+	for _, n := range nodes {
+		jsz := synthJsz(tb, n, nodes, streams)
+		var others []map[string]string
+		for _, o := range nodes {
+			if o != n {
+				others = append(others, map[string]string{"remote_name": o})
+			}
+		}
+		raftz := synthRaftz(tb, n, nodes, streams)
+		routez, _ := json.Marshal(map[string]any{"routes": others})
+		varz, _ := json.Marshal(map[string]any{"server_id": "ID-" + n, "server_name": n, "cluster": map[string]string{"name": "dc1"}})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/jsz":
+				_, _ = w.Write(jsz)
+			case "/routez":
+				_, _ = w.Write(routez)
+			case "/varz":
+				_, _ = w.Write(varz)
+			case "/raftz":
+				if doc, ok := raftz[r.URL.Query().Get("acc")]; ok {
+					_, _ = w.Write(doc)
+					return
+				}
+				http.NotFound(w, r)
+			default:
+				http.NotFound(w, r)
+			}
+		}))
+		tb.Cleanup(srv.Close)
+		eps = append(eps, Endpoint{Name: n, DC: "dc1", MonitorURL: srv.URL})
+	}
+	return eps
+}
+
+func TestSweepSynthetic(t *testing.T) {
+	c := NewCollector(CollectorOptions{Endpoints: synthCluster(t, 50), Logger: zerolog.Nop()})
+	v, err := c.Sweep(t.Context())
+	require.NoError(t, err)
+	require.Len(t, v.Groups, 101)
+	leads := map[string]int{}
+	for _, g := range v.Groups {
+		require.NotEmpty(t, g.Leader, g.Name)
+		require.Len(t, g.Peers, 3, g.Name)
+		assert.Equal(t, uint64(7), g.Term, g.Name)
+		assert.Equal(t, uint64(1000), g.Commit, g.Name)
+		leads[g.Leader]++
+	}
+	for _, n := range v.Nodes {
+		assert.Equal(t, leads[n.Name], n.Leads, n.Name)
+	}
+}
+
+// BenchmarkSweep10k sweeps a synthetic cluster of 10,001 Raft groups over
+// HTTP: the collector's own cost, without the servers' cost of rendering.
+func BenchmarkSweep10k(b *testing.B) {
+	c := NewCollector(CollectorOptions{Endpoints: synthCluster(b, 5000), Timeout: 30 * time.Second, Logger: zerolog.Nop()})
+	b.ReportAllocs()
+	for b.Loop() {
+		v, err := c.Sweep(b.Context())
+		if err != nil || len(v.Groups) != 10001 {
+			b.Fatalf("sweep: %v (%d groups)", err, len(v.Groups))
+		}
+	}
+}
+
+// BenchmarkDecodeJsz10k compares decoding one node's /jsz of 10,001 groups
+// into the collector's small structs and into the server's own types.
+func BenchmarkDecodeJsz10k(b *testing.B) {
+	doc := synthJsz(b, "n0", []string{"n0", "n1", "n2"}, 5000)
+	b.Logf("/jsz of 10,001 groups: %d bytes", len(doc))
+	b.Run("collector", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(doc)))
+		for b.Loop() {
+			var d jszDoc
+			if err := json.Unmarshal(doc, &d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("server types", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(doc)))
+		for b.Loop() {
+			var d server.JSInfo
+			if err := json.Unmarshal(doc, &d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkBuildView10k measures turning three decoded reports of 10,001
+// groups into a View.
+func BenchmarkBuildView10k(b *testing.B) {
+	nodes := []string{"n0", "n1", "n2"}
+	var reports []*nodeReport
+	for _, n := range nodes {
+		r := synthReport(n, slices.DeleteFunc(slices.Clone(nodes), func(o string) bool { return o == n })...)
+		require.NoError(b, json.Unmarshal(synthJsz(b, n, nodes, 5000), &r.jsz))
+		reports = append(reports, r)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := buildView(time.Now(), reports); len(v.Groups) != 10001 {
+			b.Fatalf("%d groups", len(v.Groups))
+		}
+	}
+}
+
+func TestCollectorSupercluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedOptions{Topology: []int{2, 1}, Demo: true, Logger: zerolog.Nop()})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, e.Close()) })
+	c := NewCollector(CollectorOptions{Endpoints: e.Endpoints(), Timeout: time.Second, Logger: zerolog.Nop()})
+
+	dcs := map[string]string{"nats-dc1-0": "dc1", "nats-dc1-1": "dc1", "nats-dc2-0": "dc2"}
+	v := waitView(t, c, 20*time.Second, "meta and demo current across dcs", func(v *View) bool {
+		if len(v.Groups) != 3 {
+			return false
+		}
+		for _, g := range v.Groups {
+			if g.Leader == "" {
+				return false
+			}
+			for _, p := range g.Peers {
+				if !p.Current {
+					return false
+				}
+			}
+		}
+		for _, n := range v.Nodes {
+			if len(n.Gateways) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range v.Nodes {
+		assert.Equal(t, dcs[n.Name], n.DC, n.Name)
+		other := map[string]string{"dc1": "dc2", "dc2": "dc1"}[n.DC]
+		assert.Equal(t, []string{other}, n.Gateways, n.Name)
+	}
+	meta := groupNamed(t, v, MetaGroupName)
+	assert.Equal(t, []string{"nats-dc1-0", "nats-dc1-1", "nats-dc2-0"}, meta.PeerNames(),
+		"meta spans the dcs; peers across a gateway are current without a route")
+	demo := groupNamed(t, v, DemoStream)
+	assert.Equal(t, "dc1", demo.Cluster)
+	assert.Equal(t, []string{"nats-dc1-0", "nats-dc1-1"}, demo.PeerNames())
+}

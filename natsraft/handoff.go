@@ -1,0 +1,294 @@
+package natsraft
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// Dialer connects to the cluster as a user of the given account, on any
+// node but those named in avoid. Embedded.Dial satisfies it.
+type Dialer func(account string, avoid ...string) (*nats.Conn, error)
+
+// ViewSource gives a recent View of the cluster. *Collector satisfies it.
+type ViewSource interface {
+	View(ctx context.Context) (*View, error)
+}
+
+// sweeper is a ViewSource that can also force a fresh sweep; after a step
+// down the hand-off needs a view built after it, not a cached one.
+type sweeper interface {
+	Sweep(ctx context.Context) (*View, error)
+}
+
+// Defaults of HandOff.
+const (
+	DefaultStepDownTimeout = 750 * time.Millisecond
+	// maxStepDownAttempts bounds the step downs of one group in one Run: a
+	// group still led by the node after that many is an error, not a loop.
+	maxStepDownAttempts = 10
+	// stepDownParallel bounds the step-down requests in flight at once.
+	stepDownParallel = 16
+)
+
+// The JetStream API subjects of the three kinds of step down.
+const (
+	metaStepDownSubject     = "$JS.API.META.LEADER.STEPDOWN"
+	streamStepDownSubject   = "$JS.API.STREAM.LEADER.STEPDOWN."
+	consumerStepDownSubject = "$JS.API.CONSUMER.LEADER.STEPDOWN."
+)
+
+// HandOff moves every Raft leadership off one node, so that fencing it
+// later costs no group its leader.
+type HandOff struct {
+	Views ViewSource
+	Dial  Dialer
+	// StepDownTimeout bounds the wait for one step-down answer; an answer
+	// lost around a leader change is retried on the next round.
+	StepDownTimeout time.Duration
+	Logger          zerolog.Logger
+}
+
+// Run steps down every group node leads and returns once a fresh view shows
+// it leads nothing. Streams and consumers are stepped down from their own
+// account (from the system account NATS refuses them with 10039), the meta
+// group from the system account (from any other it is silently ignored),
+// each with a current peer other than node as the preferred new leader.
+// A group none of whose other peers is current cannot be handed off: Run
+// returns an error naming it once everything else has moved.
+func (h *HandOff) Run(ctx context.Context, node string) error {
+	log := h.Logger.With().Str("node", node).Logger()
+	start := time.Now()
+	conns := &connCache{dial: h.Dial, avoid: node}
+	defer conns.close()
+
+	attempts := map[groupKey]int{}
+	lastErr := map[groupKey]error{}
+	for round := 0; ; round++ {
+		v, err := h.freshView(ctx)
+		if err != nil {
+			return fmt.Errorf("hand off %s: %w", node, err)
+		}
+		n, ok := v.Node(node)
+		if !ok {
+			return fmt.Errorf("hand off %s: node not in the view", node)
+		}
+		if !n.Reachable {
+			return fmt.Errorf("hand off %s: node unreachable, cannot tell what it leads: %s", node, n.Error)
+		}
+
+		led := ledBy(v, node)
+		if len(led) == 0 {
+			log.Info().Dur("took", time.Since(start)).Int("rounds", round).Msg("leads nothing")
+			return nil
+		}
+
+		leads := map[string]int{}
+		for _, nn := range v.Nodes {
+			leads[nn.Name] = nn.Leads
+		}
+		var steps []stepDown
+		var stuck []string
+		for _, g := range led {
+			k := keyOf(&g)
+			if attempts[k] >= maxStepDownAttempts {
+				return fmt.Errorf("hand off %s: %s %s still led after %d step downs: %w",
+					node, g.Kind, g.Name, attempts[k], cmp.Or(lastErr[k], errors.New("no answer")))
+			}
+			to := preferredPeer(v, g, node, leads)
+			if to == "" {
+				stuck = append(stuck, fmt.Sprintf("%s %s", g.Kind, g.Name))
+				continue
+			}
+			leads[to]++
+			attempts[k]++
+			steps = append(steps, stepDown{group: g, to: to})
+		}
+		if len(steps) == 0 {
+			return fmt.Errorf("hand off %s: no other current peer to take over %s", node, strings.Join(stuck, ", "))
+		}
+
+		errs := h.stepDownAll(ctx, conns, steps, log)
+		failed := false
+		for i, err := range errs {
+			k := keyOf(&steps[i].group)
+			lastErr[k] = err
+			failed = failed || err != nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("hand off %s: %w", node, ctx.Err())
+		}
+		if failed {
+			// An error answer comes back at once: pause a little so that
+			// a leader change in flight can settle before the next round.
+			if err := sleepCtx(ctx, time.Duration(round+1)*20*time.Millisecond); err != nil {
+				return fmt.Errorf("hand off %s: %w", node, err)
+			}
+		}
+	}
+}
+
+func (h *HandOff) freshView(ctx context.Context) (*View, error) {
+	if s, ok := h.Views.(sweeper); ok {
+		return s.Sweep(ctx)
+	}
+	return h.Views.View(ctx)
+}
+
+// ledBy returns the groups the named node leads.
+func ledBy(v *View, node string) []Group {
+	var out []Group
+	for _, g := range v.Groups {
+		if g.Leader == node {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// preferredPeer picks the peer to take over g from node: a current member
+// on a reachable node with JetStream on, the one that leads least so that
+// a hand-off spreads the leaderships. "" when there is none.
+func preferredPeer(v *View, g Group, node string, leads map[string]int) string {
+	best := ""
+	for _, p := range g.Peers {
+		if p.Name == node || p.Leader || !p.Current || p.Offline {
+			continue
+		}
+		if n, ok := v.Node(p.Name); ok && (!n.Reachable || !n.JetStream) {
+			continue
+		}
+		if best == "" || leads[p.Name] < leads[best] || (leads[p.Name] == leads[best] && p.Name < best) {
+			best = p.Name
+		}
+	}
+	return best
+}
+
+type stepDown struct {
+	group Group
+	to    string
+}
+
+// stepDownAll sends the step downs, a bounded number at a time, and returns
+// each one's error (nil when NATS answered success).
+func (h *HandOff) stepDownAll(ctx context.Context, conns *connCache, steps []stepDown, log zerolog.Logger) []error {
+	errs := make([]error, len(steps))
+	sem := make(chan struct{}, stepDownParallel)
+	var wg sync.WaitGroup
+	for i, s := range steps {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = h.stepDown(ctx, conns, s)
+			ev := log.Debug()
+			if errs[i] != nil {
+				ev = log.Info().Err(errs[i])
+			}
+			ev.Str("group", s.group.Name).Str("kind", string(s.group.Kind)).Str("to", s.to).Msg("step down")
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+func (h *HandOff) stepDown(ctx context.Context, conns *connCache, s stepDown) error {
+	account, subject := s.group.Account, ""
+	switch s.group.Kind {
+	case KindMeta:
+		account, subject = SystemAccount, metaStepDownSubject
+	case KindStream:
+		subject = streamStepDownSubject + s.group.Stream
+	case KindConsumer:
+		subject = consumerStepDownSubject + s.group.Stream + "." + s.group.Consumer
+	default:
+		return fmt.Errorf("step down %s: unknown kind %q", s.group.Name, s.group.Kind)
+	}
+	nc, err := conns.get(account)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(server.JSApiLeaderStepdownRequest{Placement: &server.Placement{Preferred: s.to}})
+	if err != nil {
+		return fmt.Errorf("step down %s: %w", s.group.Name, err)
+	}
+	timeout := cmp.Or(h.StepDownTimeout, DefaultStepDownTimeout)
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	msg, err := nc.RequestWithContext(rctx, subject, body)
+	if err != nil {
+		return fmt.Errorf("step down %s: %w", s.group.Name, err)
+	}
+	var resp server.JSApiLeaderStepDownResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("step down %s: decode answer: %w", s.group.Name, err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("step down %s: %w", s.group.Name, resp.Error)
+	}
+	if !resp.Success {
+		return fmt.Errorf("step down %s: not successful: %s", s.group.Name, msg.Data)
+	}
+	return nil
+}
+
+// connCache holds one connection per account for the length of one Run.
+type connCache struct {
+	dial  Dialer
+	avoid string
+
+	mu    sync.Mutex
+	conns map[string]*nats.Conn
+}
+
+func (c *connCache) get(account string) (*nats.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if nc, ok := c.conns[account]; ok && !nc.IsClosed() {
+		return nc, nil
+	}
+	nc, err := c.dial(account, c.avoid)
+	if err != nil {
+		return nil, fmt.Errorf("dial account %s avoiding %s: %w", account, c.avoid, err)
+	}
+	if c.conns == nil {
+		c.conns = map[string]*nats.Conn{}
+	}
+	c.conns[account] = nc
+	return nc, nil
+}
+
+func (c *connCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, nc := range c.conns {
+		nc.Close()
+	}
+	c.conns = nil
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,311 @@
+package natsraft
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// viewFunc is a ViewSource made of a function.
+type viewFunc func(ctx context.Context) (*View, error)
+
+func (f viewFunc) View(ctx context.Context) (*View, error) { return f(ctx) }
+
+func TestStepDownRequestJSON(t *testing.T) {
+	// What NATS decodes the body into (jetstream_api.go); the preferred
+	// peer must survive the round trip.
+	body, err := json.Marshal(server.JSApiLeaderStepdownRequest{Placement: &server.Placement{Preferred: "nats-1"}})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"placement":{"preferred":"nats-1"}}`, string(body))
+}
+
+func TestPreferredPeer(t *testing.T) {
+	nodes := []Node{
+		{Name: "n0", Reachable: true, JetStream: true},
+		{Name: "n1", Reachable: true, JetStream: true},
+		{Name: "n2", Reachable: true, JetStream: true},
+		{Name: "n3", Reachable: true, JetStream: false},
+		{Name: "n4", Reachable: false},
+	}
+	tests := []struct {
+		name  string
+		peers []Peer
+		leads map[string]int
+		want  string
+	}{
+		{
+			name:  "the current peer that leads least",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true}, {Name: "n2", Current: true}},
+			leads: map[string]int{"n1": 3, "n2": 1},
+			want:  "n2",
+		},
+		{
+			name:  "ties go by name",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n2", Current: true}, {Name: "n1", Current: true}},
+			want:  "n1",
+		},
+		{
+			name:  "not current, offline, quiesced and unreachable peers are skipped",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1"}, {Name: "n2", Current: true, Offline: true}, {Name: "n3", Current: true}, {Name: "n4", Current: true}},
+		},
+		{
+			name:  "a peer the view has no node for is trusted to its leader",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "far-away", Current: true}},
+			want:  "far-away",
+		},
+		{
+			name:  "a single replica has no one to hand off to",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := &View{Nodes: nodes, Groups: []Group{{Kind: KindStream, Name: "s", Leader: "n0", Peers: tt.peers}}}
+			leads := tt.leads
+			if leads == nil {
+				leads = map[string]int{}
+			}
+			assert.Equal(t, tt.want, preferredPeer(v, v.Groups[0], "n0", leads))
+		})
+	}
+}
+
+// TestHandOffRefuses covers the cases Run must refuse without sending
+// a single request.
+func TestHandOffRefuses(t *testing.T) {
+	healthy := []Node{{Name: "n0", Reachable: true, JetStream: true}, {Name: "n1", Reachable: true, JetStream: true}}
+	tests := []struct {
+		name    string
+		node    string
+		view    *View
+		viewErr error
+		wantErr string // "" means success
+	}{
+		{
+			name: "leads nothing",
+			view: &View{Nodes: healthy, Groups: []Group{{Kind: KindMeta, Name: MetaGroupName, Leader: "n1",
+				Peers: []Peer{{Name: "n0", Current: true}, {Name: "n1", Leader: true, Current: true}}}}},
+		},
+		{
+			name: "no other current peer",
+			view: &View{Nodes: healthy, Groups: []Group{{Kind: KindStream, Name: "solo", Account: "APP", Stream: "solo", Leader: "n0",
+				Peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Lag: 4}}}}},
+			wantErr: "no other current peer to take over stream solo",
+		},
+		{
+			name:    "node unreachable",
+			view:    &View{Nodes: []Node{{Name: "n0", Error: "connection refused"}}},
+			wantErr: "node unreachable",
+		},
+		{
+			name:    "node unknown",
+			node:    "n9",
+			view:    &View{Nodes: healthy},
+			wantErr: "hand off n9: node not in the view",
+		},
+		{
+			name:    "no view",
+			viewErr: ErrNoNodeReachable,
+			wantErr: ErrNoNodeReachable.Error(),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var dials atomic.Int64
+			h := &HandOff{
+				Views: viewFunc(func(context.Context) (*View, error) { return tt.view, tt.viewErr }),
+				Dial: func(string, ...string) (*nats.Conn, error) {
+					dials.Add(1)
+					return nil, errors.New("must not dial")
+				},
+				Logger: zerolog.Nop(),
+			}
+			err := h.Run(t.Context(), cmp.Or(tt.node, "n0"))
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+			} else {
+				require.ErrorContains(t, err, tt.wantErr)
+			}
+			if tt.viewErr != nil {
+				assert.ErrorIs(t, err, tt.viewErr)
+			}
+			assert.Zero(t, dials.Load())
+		})
+	}
+}
+
+// demoWriter publishes to the demo stream synchronously, one message after
+// the other, and records when each was acknowledged.
+type demoWriter struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu   sync.Mutex
+	acks []time.Time
+	errs []error
+}
+
+func startDemoWriter(t *testing.T, e *Embedded) *demoWriter {
+	t.Helper()
+	nc, err := e.Dial(AppAccount)
+	require.NoError(t, err)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &demoWriter{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer nc.Close()
+		for i := 0; ctx.Err() == nil; i++ {
+			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := js.Publish(pctx, fmt.Sprintf("demo.w.%d", i), []byte("x"))
+			pcancel()
+			w.mu.Lock()
+			if err == nil {
+				w.acks = append(w.acks, time.Now())
+			} else if ctx.Err() == nil {
+				w.errs = append(w.errs, err)
+			}
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(w.stop)
+	return w
+}
+
+func (w *demoWriter) stop() {
+	w.cancel()
+	<-w.done
+}
+
+func (w *demoWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acks)
+}
+
+// maxGap is the longest time between two acknowledgements, from the
+// first one after from.
+func (w *demoWriter) maxGap(from time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var gap time.Duration
+	var prev time.Time
+	for _, at := range w.acks {
+		if at.Before(from) {
+			prev = at
+			continue
+		}
+		if !prev.IsZero() {
+			gap = max(gap, at.Sub(prev))
+		}
+		prev = at
+	}
+	return gap
+}
+
+// leadEverything moves every group's leadership to node, so that the
+// hand-off has meta, a stream and a consumer to move.
+func leadEverything(t *testing.T, c *Collector, e *Embedded, node string) {
+	t.Helper()
+	h := &HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}
+	conns := &connCache{dial: e.Dial}
+	defer conns.close()
+	waitView(t, c, 30*time.Second, node+" to lead every replicated group", func(v *View) bool {
+		done := true
+		for _, g := range v.Groups {
+			if len(g.Peers) < 2 || g.Leader == node {
+				continue
+			}
+			done = false
+			if p, ok := peerOf(g, node); ok && p.Current && g.Leader != "" {
+				_ = h.stepDown(t.Context(), conns, stepDown{group: g, to: node})
+			}
+		}
+		return done
+	})
+}
+
+func TestHandOffEmbedded(t *testing.T) {
+	e, c := raftCluster(t)
+	waitView(t, c, 15*time.Second, "a healthy view", healthyDemo)
+	h := &HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}
+	const node = "nats-1"
+
+	t.Run("node leading meta, stream and consumer", func(t *testing.T) {
+		leadEverything(t, c, e, node)
+		w := startDemoWriter(t, e)
+		require.Eventually(t, func() bool { return w.count() >= 20 }, 10*time.Second, 10*time.Millisecond, "writes flow")
+
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		start := time.Now()
+		require.NoError(t, h.Run(ctx, node))
+		took := time.Since(start)
+		ended, acked := time.Now(), w.count()
+
+		v, err := c.Sweep(t.Context())
+		require.NoError(t, err)
+		n, _ := v.Node(node)
+		assert.Zero(t, n.Leads)
+		for _, g := range v.Groups {
+			assert.NotEmpty(t, g.Leader, g.Name)
+			assert.NotEqual(t, node, g.Leader, g.Name)
+		}
+
+		require.Eventually(t, func() bool { return w.count() >= acked+50 }, 10*time.Second, 10*time.Millisecond,
+			"writes continue after the hand-off")
+		gap := w.maxGap(start.Add(-time.Second))
+		w.stop()
+		t.Logf("hand-off took %s; max write gap around it %s; %d writes, %d errors",
+			took.Round(time.Millisecond), gap.Round(time.Millisecond), w.count(), len(w.errs))
+		assert.Less(t, took, 5*time.Second)
+		assert.Less(t, gap, 2*time.Second)
+		assert.True(t, ended.After(start))
+	})
+
+	t.Run("a single replica cannot be handed off", func(t *testing.T) {
+		nc, err := e.Dial(AppAccount)
+		require.NoError(t, err)
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "solo", Subjects: []string{"solo.>"}, Replicas: 1})
+		require.NoError(t, err)
+
+		v := waitView(t, c, 15*time.Second, "solo to have a leader", func(v *View) bool {
+			g, ok := lookupGroup(v, "solo")
+			return ok && g.Leader != ""
+		})
+		owner := groupNamed(t, v, "solo").Leader
+		leadEverything(t, c, e, owner)
+
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		err = h.Run(ctx, owner)
+		require.ErrorContains(t, err, "stream solo")
+
+		v, err = c.Sweep(t.Context())
+		require.NoError(t, err)
+		for _, g := range v.Groups {
+			if g.Name == "solo" {
+				assert.Equal(t, owner, g.Leader)
+			} else {
+				assert.NotEqual(t, owner, g.Leader, "%s moved before giving up", g.Name)
+			}
+		}
+	})
+}

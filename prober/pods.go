@@ -1,0 +1,95 @@
+package prober
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/gorilla/mux"
+
+	"github.com/prober-dev/prober/maintenance"
+)
+
+// PodChange is the answer to PUT and DELETE /pods/{pod}: the pod, and what
+// the change did.
+type PodChange struct {
+	maintenance.PodView
+	Changed bool `json:"changed"`
+	// Forced and Violations tell which groups force overrode.
+	Forced     bool                    `json:"forced,omitempty"`
+	Violations []maintenance.Violation `json:"violations,omitempty"`
+}
+
+func (s *Server) registerPodRoutes() {
+	s.route("/pods/{pod}", methods{
+		http.MethodGet:    s.handleGetPod,
+		http.MethodPut:    s.handlePutPod,
+		http.MethodDelete: s.handleDeletePod,
+	}, s.authenticate)
+}
+
+// handleGetPod handles GET /pods/{pod}.
+func (s *Server) handleGetPod(w http.ResponseWriter, r *http.Request) {
+	pv, err := s.svc.Pod(r.Context(), mux.Vars(r)["pod"])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, pv)
+}
+
+// handlePutPod handles PUT /pods/{pod}: maintenance for one pod.
+func (s *Server) handlePutPod(w http.ResponseWriter, r *http.Request) {
+	pod := mux.Vars(r)["pod"]
+	q, err := parseChangeQuery(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := parseEnterRequest(w, r, q)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.svc.EnterPod(r.Context(), pod, req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if res.DryRun {
+		s.writeJSON(w, r, http.StatusOK, dryRunResponse(res))
+		return
+	}
+	s.answerPod(w, r, pod, res, q, inMaintenance)
+}
+
+// handleDeletePod handles DELETE /pods/{pod}: bring one pod back.
+func (s *Server) handleDeletePod(w http.ResponseWriter, r *http.Request) {
+	pod := mux.Vars(r)["pod"]
+	q, err := parseChangeQuery(r)
+	if err == nil {
+		err = noDryRun(q)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.svc.ExitPod(r.Context(), pod, requestedBy(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.answerPod(w, r, pod, res, q, active)
+}
+
+func (s *Server) answerPod(w http.ResponseWriter, r *http.Request, pod string, res maintenance.Result, q changeQuery, g goal) {
+	pods, done := s.settle(r.Context(), res.Pods, q.wait, func(ctx context.Context) ([]maintenance.PodView, error) {
+		pv, err := s.svc.Pod(ctx, pod)
+		return []maintenance.PodView{pv}, err
+	}, g)
+	body := PodChange{Changed: res.Changed, Forced: res.Forced, Violations: res.Violations}
+	if len(pods) > 0 {
+		body.PodView = pods[0]
+	}
+	s.answerChange(w, r, "/pods/"+url.PathEscape(pod), done, body)
+}

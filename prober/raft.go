@@ -1,0 +1,50 @@
+package prober
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
+)
+
+// RaftResponse is the answer to GET /raft: the cluster view and its age.
+type RaftResponse struct {
+	*natsraft.View
+	// AgeSeconds is how old the view is.
+	AgeSeconds float64 `json:"ageSeconds"`
+}
+
+func (s *Server) registerRaftRoutes() {
+	s.route("/raft", methods{http.MethodGet: s.handleRaft}, s.authenticate)
+}
+
+// Raft builds the answer of GET /raft.
+func (s *Server) Raft(ctx context.Context) (*RaftResponse, error) {
+	if s.views == nil {
+		return nil, maintenance.Errorf(maintenance.EUnavailable, "no cluster view is configured")
+	}
+	v, err := s.views.View(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("cluster view: %w", err)
+		}
+		s.log.Warn().Err(err).Msg("cluster view unavailable")
+		return nil, maintenance.Errorf(maintenance.EUnavailable, "the cluster view is not available; see the prober's log")
+	}
+	if v == nil {
+		return nil, maintenance.Errorf(maintenance.EUnavailable, "the cluster view is not available yet")
+	}
+	return &RaftResponse{View: v, AgeSeconds: max(0, s.now().Sub(v.At).Seconds())}, nil
+}
+
+// handleRaft handles GET /raft.
+func (s *Server) handleRaft(w http.ResponseWriter, r *http.Request) {
+	resp, err := s.Raft(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, resp)
+}

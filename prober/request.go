@@ -1,0 +1,116 @@
+package prober
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prober-dev/prober/maintenance"
+)
+
+// MaxBodyBytes bounds a request body; a larger one is answered 413.
+const MaxBodyBytes = 64 << 10
+
+// MaxWait caps the wait query parameter.
+const MaxWait = 10 * time.Minute
+
+// pollInterval is how often a waiting request looks at the phase again.
+const pollInterval = 100 * time.Millisecond
+
+// enterBody is the optional body of PUT /pods/{pod} and PUT /dcs/{dc}.
+type enterBody struct {
+	Reason string `json:"reason"`
+	// TTL is a Go duration such as "30m".
+	TTL   string `json:"ttl"`
+	Force bool   `json:"force"`
+}
+
+// changeQuery holds the query parameters of PUT and DELETE.
+type changeQuery struct {
+	dryRun bool
+	wait   time.Duration
+}
+
+// parseChangeQuery reads dryRun (a bool; present without a value means
+// true) and wait (a Go duration, capped at MaxWait).
+func parseChangeQuery(r *http.Request) (changeQuery, error) {
+	var q changeQuery
+	values := r.URL.Query()
+	if values.Has("dryRun") {
+		v := values.Get("dryRun")
+		if v == "" {
+			q.dryRun = true
+		} else {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return q, maintenance.Errorf(maintenance.EInvalid, "invalid dryRun %q: want true or false", v)
+			}
+			q.dryRun = b
+		}
+	}
+	if v := values.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return q, maintenance.Errorf(maintenance.EInvalid, "invalid wait %q: want a duration such as 30s", v)
+		}
+		q.wait = min(d, MaxWait)
+	}
+	return q, nil
+}
+
+// readBody reads the whole body, at most MaxBodyBytes of it.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, maintenance.Errorf(maintenance.ETooLarge, "request body is larger than %d bytes", MaxBodyBytes)
+	case err != nil:
+		return nil, maintenance.Errorf(maintenance.EInvalid, "read request body: %v", err)
+	}
+	return b, nil
+}
+
+// parseEnterRequest reads the optional JSON body of a PUT strictly:
+// unknown fields and trailing data are errors.
+func parseEnterRequest(w http.ResponseWriter, r *http.Request, q changeQuery) (maintenance.Request, error) {
+	req := maintenance.Request{DryRun: q.dryRun, RequestedBy: requestedBy(r)}
+	raw, err := readBody(w, r)
+	if err != nil {
+		return req, err
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return req, nil
+	}
+	var body enterBody
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return req, maintenance.Errorf(maintenance.EInvalid, "invalid request body: %v", err)
+	}
+	if err := dec.Decode(new(json.RawMessage)); !errors.Is(err, io.EOF) {
+		return req, maintenance.Errorf(maintenance.EInvalid, "invalid request body: data after the JSON object")
+	}
+	if body.TTL != "" {
+		ttl, err := time.ParseDuration(body.TTL)
+		if err != nil {
+			return req, maintenance.Errorf(maintenance.EInvalid, "invalid ttl %q: want a duration such as 30m", body.TTL)
+		}
+		req.TTL = ttl
+	}
+	req.Reason, req.Force = body.Reason, body.Force
+	return req, nil
+}
+
+// noDryRun refuses dryRun=true on a DELETE rather than ignore it: a caller
+// who believes a delete is only tried must not see it done.
+func noDryRun(q changeQuery) error {
+	if q.dryRun {
+		return maintenance.Errorf(maintenance.EInvalid, "dryRun applies to PUT only")
+	}
+	return nil
+}

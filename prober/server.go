@@ -1,0 +1,318 @@
+// Package prober is the HTTP API of the prober on :8889: the maintenance
+// routes (/pods, /dcs, /config), the cluster's Raft health (/raft) and the
+// probes (/livez, /readyz). Handlers only parse requests and render answers;
+// the use cases live in maintenance.Service and the cluster view in the
+// natsraft collector.
+package prober
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/rs/zerolog"
+
+	"github.com/prober-dev/prober/maintenance"
+)
+
+// DefaultAddr is where the API listens when Options.Addr is empty.
+const DefaultAddr = ":8889"
+
+// ShutdownTimeout bounds the graceful shutdown of Run.
+const ShutdownTimeout = 5 * time.Second
+
+// Options configures a Server.
+type Options struct {
+	// Addr is the TCP address to listen on; DefaultAddr when empty. ":0"
+	// picks a free port (see Server.Addr).
+	Addr string
+	// Service carries out the maintenance requests.
+	Service *maintenance.Service
+	// Views serves /raft; Service.Views when nil.
+	Views maintenance.ViewSource
+	// Ready reports local readiness and, when not ready, why; nil means
+	// always ready.
+	Ready  func() (bool, string)
+	Logger zerolog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Server is the HTTP API. It owns the router; each resource file registers
+// its routes and handlers.
+type Server struct {
+	svc   *maintenance.Service
+	views maintenance.ViewSource
+	ready func() (bool, string)
+	log   zerolog.Logger
+	now   func() time.Time
+	addr  string
+
+	router  *mux.Router
+	handler http.Handler
+	srv     *http.Server
+
+	// closing is closed when Close starts, so that requests waiting for a
+	// phase answer at once and the shutdown stays short.
+	closing   chan struct{}
+	closeOnce sync.Once
+
+	mu       sync.Mutex
+	ln       net.Listener
+	serveErr chan error // receives Serve's error (nil after Close) once
+}
+
+// NewServer builds the server and its routes; Open starts it.
+func NewServer(o Options) *Server {
+	s := &Server{
+		svc:     o.Service,
+		views:   o.Views,
+		ready:   o.Ready,
+		log:     o.Logger,
+		now:     o.Now,
+		addr:    o.Addr,
+		router:  mux.NewRouter(),
+		closing: make(chan struct{}),
+	}
+	if s.views == nil && s.svc != nil {
+		s.views = s.svc.Views
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.addr == "" {
+		s.addr = DefaultAddr
+	}
+	s.router.NotFoundHandler = http.HandlerFunc(s.handleNotFound)
+
+	s.registerPodRoutes()
+	s.registerDCRoutes()
+	s.registerConfigRoutes()
+	s.registerRaftRoutes()
+	s.registerProbeRoutes()
+
+	s.handler = s.accessLog(s.recoverPanics(s.router))
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: a request may wait up to MaxWait for a phase.
+		ErrorLog: stdlog.New(s.log.With().Str("component", "http").Logger(), "", 0),
+	}
+	return s
+}
+
+// Open binds the port, so that an address in use fails here, and serves in
+// the background.
+func (s *Server) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return fmt.Errorf("http server: already open on %s", s.ln.Addr())
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("http server: listen on %s: %w", s.addr, err)
+	}
+	s.ln = ln
+	s.serveErr = make(chan error, 1)
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		} else {
+			s.log.Error().Err(err).Msg("http server stopped")
+		}
+		s.serveErr <- err
+	}()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("http server listening")
+	return nil
+}
+
+// Addr returns the bound address once open, else the configured one.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return s.ln.Addr().String()
+	}
+	return s.addr
+}
+
+// Handler returns the whole handler (middleware included), for tests and
+// for embedding in another server.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close shuts the server down gracefully: requests waiting for a phase
+// answer at once with what they have, the others finish. When ctx ends
+// first the remaining connections are closed hard.
+func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	if err := s.srv.Shutdown(ctx); err != nil {
+		_ = s.srv.Close()
+		return fmt.Errorf("http server: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Run opens the server, serves until ctx ends and closes it within
+// ShutdownTimeout.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Open(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	serveErr := s.serveErr
+	s.mu.Unlock()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	return s.Close(cctx)
+}
+
+// methods maps HTTP methods to the handlers of one route.
+type methods map[string]http.HandlerFunc
+
+// route registers path with a handler per method. A method that the route
+// does not have is answered 405 with an Allow header; HEAD is served by
+// GET. middleware wraps the handlers (not the 405), innermost last.
+func (s *Server) route(path string, m methods, middleware ...func(http.Handler) http.Handler) {
+	handlers := map[string]http.Handler{}
+	for method, h := range m {
+		var wrapped http.Handler = h
+		for i := len(middleware) - 1; i >= 0; i-- {
+			wrapped = middleware[i](wrapped)
+		}
+		handlers[method] = wrapped
+	}
+	if h, ok := handlers[http.MethodGet]; ok && handlers[http.MethodHead] == nil {
+		handlers[http.MethodHead] = h
+	}
+	allowed := make([]string, 0, len(handlers))
+	for method := range handlers {
+		allowed = append(allowed, method)
+	}
+	slices.Sort(allowed)
+	allow := strings.Join(allowed, ", ")
+
+	s.router.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info := infoFrom(r.Context()); info != nil {
+			info.route = path
+		}
+		h, ok := handlers[r.Method]
+		if !ok {
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, maintenance.Errorf(maintenance.EMethod,
+				"method %s is not allowed on %s (allowed: %s)", r.Method, path, allow))
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// handleNotFound answers every path that has no route.
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, maintenance.Errorf(maintenance.ENotFound, "no route for %s", r.URL.Path))
+}
+
+// requestInfo is filled in while a request goes down the chain and read by
+// the access log on the way back.
+type requestInfo struct {
+	route string
+	user  string
+}
+
+type infoKey struct{}
+
+func infoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(infoKey{}).(*requestInfo)
+	return info
+}
+
+// statusWriter remembers the status and size of the answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// accessLog logs one line per request with the route template; probes at
+// debug level so that they do not drown the rest.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		info := &requestInfo{}
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+
+		ev := s.log.Info()
+		switch {
+		case sw.status >= 500:
+			ev = s.log.Warn()
+		case info.route == livezPath || info.route == readyzPath:
+			ev = s.log.Debug()
+		}
+		ev.Str("method", r.Method).Str("route", info.route).Str("path", r.URL.Path).
+			Int("status", sw.status).Int64("bytes", sw.bytes).Dur("duration", s.now().Sub(start)).
+			Str("remote", r.RemoteAddr).Str("user", info.user).Msg("request")
+	})
+}
+
+// recoverPanics turns a panicking handler into a 500 (when nothing was
+// written yet) and a logged stack, never a crash.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw, ok := w.(*statusWriter)
+		if !ok {
+			sw = &statusWriter{ResponseWriter: w}
+		}
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error().Str("panic", fmt.Sprint(v)).Str("method", r.Method).Str("path", r.URL.Path).
+				Bytes("stack", debug.Stack()).Msg("handler panicked")
+			if sw.status == 0 {
+				s.writeJSON(sw, r, http.StatusInternalServerError, internalErrorBody)
+			}
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
