@@ -71,6 +71,9 @@ type Collector struct {
 	latest     *View
 	latestErr  error // what Sweep returned with latest
 	leaderless map[groupKey]time.Time
+	// accounts remembers, per node, the accounts with streams on it, so
+	// that the next sweep asks for their /raftz without waiting for /jsz.
+	accounts map[string][]string
 }
 
 // NewCollector returns a Collector with the defaults filled in.
@@ -95,6 +98,7 @@ func NewCollector(o CollectorOptions) *Collector {
 		log:        o.Logger.With().Str("component", "collector").Logger(),
 		sem:        make(chan struct{}, 1),
 		leaderless: map[groupKey]time.Time{},
+		accounts:   map[string][]string{},
 	}
 }
 
@@ -321,25 +325,41 @@ func (r *nodeReport) name() string {
 	return r.ep.Name
 }
 
+// fetchNode asks one node for everything in one wave of parallel requests.
+// /raftz answers per account, and which accounts the node has streams in
+// shows only in its /jsz: the wave asks for the accounts of the previous
+// sweep and a second request covers any new one.
 func (c *Collector) fetchNode(ctx context.Context, ep Endpoint) *nodeReport {
 	r := &nodeReport{ep: ep}
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 
+	c.mu.Lock()
+	known := c.accounts[ep.Name]
+	c.mu.Unlock()
+
 	var rz routezDoc
-	var varzErr, routezErr, jszErr error
+	var gz gatewayzDoc
+	var varzErr, routezErr, jszErr, gatewayzErr error
+	raft := newRaftFetch(append([]string{""}, known...))
 	var wg sync.WaitGroup
 	wg.Go(func() { varzErr = c.get(ctx, ep.MonitorURL, "/varz", nil, &r.varz) })
 	wg.Go(func() { routezErr = c.get(ctx, ep.MonitorURL, "/routez", nil, &rz) })
+	wg.Go(func() { gatewayzErr = c.get(ctx, ep.MonitorURL, "/gatewayz", nil, &gz) })
 	wg.Go(func() {
 		q := url.Values{"accounts": {"true"}, "streams": {"true"}, "consumers": {"true"}, "raft": {"true"}}
 		jszErr = c.get(ctx, ep.MonitorURL, "/jsz", q, &r.jsz)
 	})
+	c.fetchRaft(ctx, &wg, ep, raft)
 	wg.Wait()
 	if err := errors.Join(varzErr, routezErr, jszErr); err != nil {
 		r.err = err
 		return r
 	}
+	if gatewayzErr != nil {
+		c.log.Debug().Err(gatewayzErr).Str("node", ep.Name).Msg("gatewayz")
+	}
+
 	r.routes = make([]string, 0, len(rz.Routes))
 	for _, rt := range rz.Routes {
 		if rt.RemoteName != "" && !slices.Contains(r.routes, rt.RemoteName) {
@@ -347,49 +367,84 @@ func (c *Collector) fetchNode(ctx context.Context, ep Endpoint) *nodeReport {
 		}
 	}
 	slices.Sort(r.routes)
+	for name := range gz.Outbound {
+		r.gws = append(r.gws, name)
+	}
+	slices.Sort(r.gws)
 
-	if r.varz.Gateway.Name != "" {
-		var gz gatewayzDoc
-		if err := c.get(ctx, ep.MonitorURL, "/gatewayz", nil, &gz); err != nil {
-			c.log.Debug().Err(err).Str("node", ep.Name).Msg("gatewayz")
-		}
-		for name := range gz.Outbound {
-			r.gws = append(r.gws, name)
-		}
-		slices.Sort(r.gws)
+	if r.jsz.Disabled {
+		return r
 	}
-	if !r.jsz.Disabled {
-		r.raft = c.fetchRaft(ctx, ep, r.jsz.Accounts)
+	var accounts []string
+	for _, a := range r.jsz.Accounts {
+		if len(a.Streams) > 0 {
+			accounts = append(accounts, a.ID)
+		}
 	}
+	if missed := newRaftFetch(slices.DeleteFunc(slices.Clone(accounts), func(a string) bool {
+		return slices.Contains(known, a)
+	})); len(missed.accounts) > 0 {
+		c.fetchRaft(ctx, &wg, ep, missed)
+		wg.Wait()
+		raft.merge(missed)
+	}
+	c.mu.Lock()
+	c.accounts[ep.Name] = accounts
+	c.mu.Unlock()
+	r.raft = raft.groups()
 	return r
 }
 
-// fetchRaft reads /raftz for the system account (the meta group) and for
-// every account with streams on the node. Term, commit and applied are
-// extras: a failure is logged, never fatal to the node.
-func (c *Collector) fetchRaft(ctx context.Context, ep Endpoint, accounts []accountDoc) map[string]raftzGroupDoc {
-	out := map[string]raftzGroupDoc{}
-	queries := []url.Values{nil}
-	for _, a := range accounts {
-		if len(a.Streams) > 0 {
-			queries = append(queries, url.Values{"acc": {a.ID}})
+// raftFetch holds the /raftz documents of one node, one per account ("" is
+// the system account, the meta group's).
+type raftFetch struct {
+	accounts []string
+	docs     []map[string]map[string]raftzGroupDoc
+}
+
+func newRaftFetch(accounts []string) *raftFetch {
+	return &raftFetch{accounts: accounts, docs: make([]map[string]map[string]raftzGroupDoc, len(accounts))}
+}
+
+func (f *raftFetch) merge(o *raftFetch) {
+	f.accounts = append(f.accounts, o.accounts...)
+	f.docs = append(f.docs, o.docs...)
+}
+
+// groups indexes every Raft group of every document by its group name.
+func (f *raftFetch) groups() map[string]raftzGroupDoc {
+	n := 0
+	for _, d := range f.docs {
+		for _, groups := range d {
+			n += len(groups)
 		}
 	}
-	for _, q := range queries {
-		var doc map[string]map[string]raftzGroupDoc
-		if err := c.get(ctx, ep.MonitorURL, "/raftz", q, &doc); err != nil {
-			if !errors.Is(err, errNotFound) {
-				c.log.Debug().Err(err).Str("node", ep.Name).Msg("raftz")
-			}
-			continue
-		}
-		for _, groups := range doc {
+	out := make(map[string]raftzGroupDoc, n)
+	for _, d := range f.docs {
+		for _, groups := range d {
 			for name, g := range groups {
 				out[name] = g
 			}
 		}
 	}
 	return out
+}
+
+// fetchRaft starts one /raftz request per account of f on wg. Term, commit
+// and applied are extras: a failure is logged, never fatal to the node.
+func (c *Collector) fetchRaft(ctx context.Context, wg *sync.WaitGroup, ep Endpoint, f *raftFetch) {
+	for i, acc := range f.accounts {
+		var q url.Values
+		if acc != "" {
+			q = url.Values{"acc": {acc}}
+		}
+		wg.Go(func() {
+			err := c.get(ctx, ep.MonitorURL, "/raftz", q, &f.docs[i])
+			if err != nil && !errors.Is(err, errNotFound) {
+				c.log.Debug().Err(err).Str("node", ep.Name).Str("account", acc).Msg("raftz")
+			}
+		})
+	}
 }
 
 var errNotFound = errors.New("not found")

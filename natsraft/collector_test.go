@@ -932,12 +932,12 @@ func BenchmarkBuildView10k(b *testing.B) {
 func TestCollectorSupercluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	e, err := StartEmbedded(ctx, EmbeddedOptions{Topology: []int{2, 1}, Demo: true, Logger: zerolog.Nop()})
+	e, err := StartEmbedded(ctx, EmbeddedOptions{Topology: []int{2, 2}, Demo: true, Logger: zerolog.Nop()})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, e.Close()) })
 	c := NewCollector(CollectorOptions{Endpoints: e.Endpoints(), Timeout: time.Second, Logger: zerolog.Nop()})
 
-	dcs := map[string]string{"nats-dc1-0": "dc1", "nats-dc1-1": "dc1", "nats-dc2-0": "dc2"}
+	dcs := map[string]string{"nats-dc1-0": "dc1", "nats-dc1-1": "dc1", "nats-dc2-0": "dc2", "nats-dc2-1": "dc2"}
 	v := waitView(t, c, 20*time.Second, "meta and demo current across dcs", func(v *View) bool {
 		if len(v.Groups) != 3 {
 			return false
@@ -965,7 +965,7 @@ func TestCollectorSupercluster(t *testing.T) {
 		assert.Equal(t, []string{other}, n.Gateways, n.Name)
 	}
 	meta := groupNamed(t, v, MetaGroupName)
-	assert.Equal(t, []string{"nats-dc1-0", "nats-dc1-1", "nats-dc2-0"}, meta.PeerNames(),
+	assert.Equal(t, []string{"nats-dc1-0", "nats-dc1-1", "nats-dc2-0", "nats-dc2-1"}, meta.PeerNames(),
 		"meta spans the dcs; peers across a gateway are current without a route")
 	demo := groupNamed(t, v, DemoStream)
 	assert.Equal(t, "dc1", demo.Cluster)

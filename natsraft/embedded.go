@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -145,7 +146,7 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		}
 	}
 
-	e := &Embedded{log: o.Logger, fab: newFabric(o.Logger), multiDC: len(topo) > 1}
+	e := &Embedded{log: o.Logger, fab: newFabric(), multiDC: len(topo) > 1}
 	if err := e.prepareDirs(o.DataDir); err != nil {
 		return nil, err
 	}
@@ -230,6 +231,7 @@ func (e *Embedded) buildNodes(topo []int, o EmbeddedOptions) error {
 			}
 			if e.multiDC {
 				if n.gateway, err = newGate(gateGateway, name, e.fab, n.gatewayBackend, n.log); err != nil {
+					n.route.close()
 					return fmt.Errorf("start embedded: %s: %w", name, err)
 				}
 			}
@@ -480,8 +482,8 @@ func (e *Embedded) StopNode(name string) error {
 }
 
 // RestartNode starts a stopped node again with the same name, ports, gates
-// and store, and returns once it accepts connections with JetStream on (or
-// quiesced state cleared). It fails if the node is running.
+// and store (JetStream on, as configured), and returns once it accepts
+// connections. A fence on the node stays. It fails if the node is running.
 func (e *Embedded) RestartNode(ctx context.Context, name string) error {
 	n := e.Node(name)
 	if n == nil {
@@ -512,11 +514,22 @@ func (n *EmbeddedNode) conf() string {
 			routes = append(routes, fmt.Sprintf("%q", "nats-route://"+p.route.addr()))
 		}
 	}
+	if len(routes) == 0 {
+		// A dc of one: JetStream in clustered mode insists on configured
+		// routes; a route to itself satisfies it and NATS ignores it.
+		routes = append(routes, fmt.Sprintf("%q", "nats-route://"+n.route.addr()))
+	}
+	// A reload sorts the running options' lists in place (while route and
+	// gateway goroutines read them); written in that order already, nothing
+	// moves.
+	sort.Strings(routes)
 	fmt.Fprintf(&b, "cluster {\n  name: %q\n  host: \"127.0.0.1\"\n  port: -1\n  advertise: %q\n  routes: [%s]\n}\n",
 		n.dc, n.route.addr(), strings.Join(routes, ", "))
 	if n.gateway != nil {
 		var remotes []string
-		for _, dc := range n.e.dcs {
+		dcs := slices.Clone(n.e.dcs)
+		sort.Strings(dcs)
+		for _, dc := range dcs {
 			if dc == n.dc {
 				continue
 			}

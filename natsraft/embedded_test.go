@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -38,12 +39,19 @@ func demoStreamInfo(tb testing.TB, e *Embedded, avoid ...string) *jetstream.Stre
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(tb, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, DemoStream)
-	require.NoError(tb, err)
-	info, err := st.Info(ctx)
-	require.NoError(tb, err)
+	// A request right after a leader change can go unanswered: retry.
+	var info *jetstream.StreamInfo
+	var last error
+	require.Eventually(tb, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, DemoStream)
+		if err == nil {
+			info, err = st.Info(ctx)
+		}
+		last = err
+		return err == nil && info.Cluster != nil && info.Cluster.Leader != ""
+	}, 15*time.Second, 50*time.Millisecond, "demo stream info: %v", last)
 	return info
 }
 
@@ -57,10 +65,24 @@ func publishDemo(tb testing.TB, e *Embedded, n int, avoid ...string) []uint64 {
 	require.NoError(tb, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// A publish right after a leader change can fail or go unanswered: retry
+	// with a message id, which the stream deduplicates.
+	batch := nuid.Next()
 	seqs := make([]uint64, 0, n)
 	for i := range n {
-		ack, err := js.Publish(ctx, fmt.Sprintf("demo.%d", i), []byte(fmt.Sprintf("m%d", i)))
+		var ack *jetstream.PubAck
+		var err error
+		for ack == nil && ctx.Err() == nil {
+			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+			ack, err = js.Publish(actx, fmt.Sprintf("demo.%d", i), []byte(fmt.Sprintf("m%d", i)),
+				jetstream.WithMsgID(fmt.Sprintf("%s-%d", batch, i)))
+			acancel()
+			if err != nil {
+				tb.Logf("publish %d: %v (retrying)", i, err)
+			}
+		}
 		require.NoError(tb, err)
+		require.NotNil(tb, ack)
 		seqs = append(seqs, ack.Sequence)
 	}
 	return seqs

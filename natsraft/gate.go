@@ -39,8 +39,6 @@ const (
 
 // fabric is the state shared by every gate of one embedded cluster.
 type fabric struct {
-	log zerolog.Logger
-
 	mu     sync.Mutex
 	fenced map[string]bool
 	ids    map[string]string // server id → node name
@@ -48,9 +46,8 @@ type fabric struct {
 	closed map[*gate]bool
 }
 
-func newFabric(log zerolog.Logger) *fabric {
+func newFabric() *fabric {
 	return &fabric{
-		log:    log,
 		fenced: map[string]bool{},
 		ids:    map[string]string{},
 		conns:  map[*gateConn]struct{}{},

@@ -203,6 +203,18 @@ func TestGateFenceSupercluster(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// Before the fence, each node has an outbound gateway to every other
+			// dc, which the remote side lists as inbound under the node's id.
+			for _, name := range tt.fence {
+				n := e.Node(name)
+				seenFrom := 0
+				for _, p := range e.Nodes() {
+					if p.DC() != n.DC() && peerSeesNode(p, n) {
+						seenFrom++
+					}
+				}
+				assert.GreaterOrEqual(t, seenFrom, len(e.DCs())-1, "%s is seen over gateways", name)
+			}
 			start := time.Now()
 			for _, name := range tt.fence {
 				require.NoError(t, e.Node(name).Fence(opCtx(t, fenceDeadline)))
@@ -350,13 +362,26 @@ func moveConsumerLeaderOff(t *testing.T, e *Embedded, x *EmbeddedNode) {
 		}
 		return c.CachedInfo().Cluster.Leader
 	}
-	if leader() != x.Name() {
-		return
+	var other string
+	for _, n := range e.Nodes() {
+		if n != x {
+			other = n.Name()
+			break
+		}
 	}
+	body := []byte(fmt.Sprintf(`{"placement":{"preferred":%q}}`, other))
+	// Step down only while x is known to lead: a request during the
+	// transition would depose the new leader again.
 	require.Eventually(t, func() bool {
-		_, _ = nc.Request("$JS.API.CONSUMER.LEADER.STEPDOWN."+DemoStream+"."+DemoConsumer, nil, time.Second)
-		l := leader()
-		return l != "" && l != x.Name()
+		switch leader() {
+		case "":
+			return false
+		case x.Name():
+			_, _ = nc.Request("$JS.API.CONSUMER.LEADER.STEPDOWN."+DemoStream+"."+DemoConsumer, body, time.Second)
+			return false
+		default:
+			return true
+		}
 	}, 20*time.Second, 100*time.Millisecond)
 }
 

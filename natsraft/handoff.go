@@ -59,12 +59,14 @@ type HandOff struct {
 }
 
 // Run steps down every group node leads and returns once a fresh view shows
-// it leads nothing. Streams and consumers are stepped down from their own
-// account (from the system account NATS refuses them with 10039), the meta
-// group from the system account (from any other it is silently ignored),
-// each with a current peer other than node as the preferred new leader.
-// A group none of whose other peers is current cannot be handed off: Run
-// returns an error naming it once everything else has moved.
+// it leads nothing and each group it handed off has its new leader (a
+// group caught between two leaders may still need node's vote). Streams
+// and consumers are stepped down from their own account (from the system
+// account NATS refuses them with 10039), the meta group from the system
+// account (from any other it is silently ignored), each with a current
+// peer other than node as the preferred new leader. A group none of whose
+// other peers is current cannot be handed off: Run returns an error naming
+// it once everything else has moved.
 func (h *HandOff) Run(ctx context.Context, node string) error {
 	log := h.Logger.With().Str("node", node).Logger()
 	start := time.Now()
@@ -73,6 +75,7 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 
 	attempts := map[groupKey]int{}
 	lastErr := map[groupKey]error{}
+	moved := map[groupKey]bool{}
 	for round := 0; ; round++ {
 		v, err := h.freshView(ctx)
 		if err != nil {
@@ -88,8 +91,15 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 
 		led := ledBy(v, node)
 		if len(led) == 0 {
-			log.Info().Dur("took", time.Since(start)).Int("rounds", round).Msg("leads nothing")
-			return nil
+			electing := leaderlessAmong(v, moved)
+			if len(electing) == 0 {
+				log.Info().Dur("took", time.Since(start)).Int("rounds", round).Int("moved", len(moved)).Msg("leads nothing")
+				return nil
+			}
+			if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
+				return fmt.Errorf("hand off %s: waiting for the new leader of %s: %w", node, strings.Join(electing, ", "), err)
+			}
+			continue
 		}
 
 		leads := map[string]int{}
@@ -101,8 +111,12 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 		for _, g := range led {
 			k := keyOf(&g)
 			if attempts[k] >= maxStepDownAttempts {
+				last := lastErr[k]
+				if last == nil {
+					last = errors.New("NATS answered success each time")
+				}
 				return fmt.Errorf("hand off %s: %s %s still led after %d step downs: %w",
-					node, g.Kind, g.Name, attempts[k], cmp.Or(lastErr[k], errors.New("no answer")))
+					node, g.Kind, g.Name, attempts[k], last)
 			}
 			to := preferredPeer(v, g, node, leads)
 			if to == "" {
@@ -111,6 +125,7 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 			}
 			leads[to]++
 			attempts[k]++
+			moved[k] = true
 			steps = append(steps, stepDown{group: g, to: to})
 		}
 		if len(steps) == 0 {
@@ -150,6 +165,19 @@ func ledBy(v *View, node string) []Group {
 	for _, g := range v.Groups {
 		if g.Leader == node {
 			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// leaderlessAmong names the groups of keys that the view shows without a
+// leader.
+func leaderlessAmong(v *View, keys map[groupKey]bool) []string {
+	var out []string
+	for i := range v.Groups {
+		g := &v.Groups[i]
+		if g.Leader == "" && keys[keyOf(g)] {
+			out = append(out, fmt.Sprintf("%s %s", g.Kind, g.Name))
 		}
 	}
 	return out

@@ -147,6 +147,32 @@ func TestHandOffRefuses(t *testing.T) {
 	}
 }
 
+func TestHandOffGivesUp(t *testing.T) {
+	view := &View{
+		Nodes: []Node{{Name: "n0", Reachable: true, JetStream: true}, {Name: "n1", Reachable: true, JetStream: true}},
+		Groups: []Group{{Kind: KindStream, Name: "s", Account: "APP", Stream: "s", Leader: "n0",
+			Peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true}}}},
+	}
+	dialErr := errors.New("no servers available")
+	var dials atomic.Int64
+	var avoided []string
+	h := &HandOff{
+		Views: viewFunc(func(context.Context) (*View, error) { return view, nil }),
+		Dial: func(account string, avoid ...string) (*nats.Conn, error) {
+			dials.Add(1)
+			avoided = avoid
+			assert.Equal(t, "APP", account, "a stream steps down from its own account")
+			return nil, dialErr
+		},
+		Logger: zerolog.Nop(),
+	}
+	err := h.Run(t.Context(), "n0")
+	require.ErrorIs(t, err, dialErr)
+	assert.ErrorContains(t, err, fmt.Sprintf("stream s still led after %d step downs", maxStepDownAttempts))
+	assert.EqualValues(t, maxStepDownAttempts, dials.Load())
+	assert.Equal(t, []string{"n0"}, avoided, "connections avoid the node handed off")
+}
+
 // demoWriter publishes to the demo stream synchronously, one message after
 // the other, and records when each was acknowledged.
 type demoWriter struct {
@@ -170,7 +196,9 @@ func startDemoWriter(t *testing.T, e *Embedded) *demoWriter {
 		defer close(w.done)
 		defer nc.Close()
 		for i := 0; ctx.Err() == nil; i++ {
-			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+			// A publish in flight while its stream changes leader can go
+			// unanswered; like a real client, give up on it soon and retry.
+			pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
 			_, err := js.Publish(pctx, fmt.Sprintf("demo.w.%d", i), []byte("x"))
 			pcancel()
 			w.mu.Lock()

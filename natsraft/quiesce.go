@@ -2,7 +2,6 @@ package natsraft
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -76,6 +75,9 @@ func (n *EmbeddedNode) MoveClients(ctx context.Context) error {
 	if s == nil {
 		return fmt.Errorf("move clients off %s: node is stopped", n.name)
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("move clients off %s: %w", n.name, err)
+	}
 	ids, err := clientIDs(s)
 	if err != nil {
 		return fmt.Errorf("move clients off %s: %w", n.name, err)
@@ -114,9 +116,6 @@ func (n *EmbeddedNode) MoveClients(ctx context.Context) error {
 	}
 	n.log.Info().Int("clients", len(ids)).Int("notified", notified).Int("kicked", kicked).
 		Dur("took", time.Since(start)).Msg("clients moved")
-	if err := ctx.Err(); err != nil && !errors.Is(waitErr, context.DeadlineExceeded) {
-		return fmt.Errorf("move clients off %s: %w", n.name, err)
-	}
 	return nil
 }
 
