@@ -4,15 +4,25 @@ DATA_DIR ?= .prober-data
 ARGS     ?=
 PKGS     := ./...
 
-.PHONY: run test bench build lint clean
+.PHONY: run test bench build lint clean kubeenv soak
 
 ## run: the embedded default — a 3-node JetStream cluster in-process, file store, API on :8889
 run:
 	$(GO) run ./cmd/prober embedded --data-dir $(DATA_DIR) $(ARGS)
 
-## test: everything, with the race detector
-test: lint
-	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+## test: everything, with the race detector, against a real kube-apiserver + etcd
+test: lint kubeenv
+	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" PROBER_KUBEENV_REQUIRED=1 \
+	  $(GO) test -race -count=1 -timeout 25m $(PKGS)
+
+## kubeenv: etcd + kube-apiserver + kubectl for the tests, built from the Go module proxy once per machine
+kubeenv:
+	@./scripts/kubeenv-bin.sh >/dev/null
+
+## soak: the 60 s ConfigMap compare-and-swap soak (50 concurrent clients)
+soak: kubeenv
+	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" PROBER_CM_SOAK=60s \
+	  $(GO) test -race -count=1 -run TestConfigMapStoreCAS ./maintenance/
 
 ## bench: speed goals, printed side by side (not part of `make test`)
 bench:

@@ -121,7 +121,7 @@ func CheckSafety(view *natsraft.View, requested, inMaintenance []string) []Viola
 				why = LostUnreachable
 			case p.Offline:
 				why = LostOffline
-			case !p.Current:
+			case !p.Healthy:
 				why = LostNotCurrent
 			}
 			if why == "" {

@@ -27,7 +27,7 @@ func safetyGroup(kind natsraft.GroupKind, name string, peers ...string) natsraft
 		g.Account = "APP"
 	}
 	for i, p := range peers {
-		g.Peers = append(g.Peers, natsraft.Peer{Name: p, Leader: i == 0, Current: true})
+		g.Peers = append(g.Peers, natsraft.Peer{Name: p, Leader: i == 0, Current: true, Healthy: true})
 	}
 	return g
 }
@@ -51,8 +51,8 @@ func safetyPeer(g natsraft.Group, name string, edit func(*natsraft.Peer)) natsra
 	return g
 }
 
-func safetyNotCurrent(p *natsraft.Peer) { p.Current = false }
-func safetyOffline(p *natsraft.Peer)    { p.Current, p.Offline = false, true }
+func safetyNotCurrent(p *natsraft.Peer) { p.Current, p.Healthy = false, false }
+func safetyOffline(p *natsraft.Peer)    { p.Current, p.Healthy, p.Offline = false, false, true }
 
 func safetyUnreachable(v *natsraft.View, name string) *natsraft.View {
 	for i := range v.Nodes {

@@ -38,7 +38,7 @@ func group(kind natsraft.GroupKind, name string, peers ...string) natsraft.Group
 		g.Account = ""
 	}
 	for i, p := range peers {
-		g.Peers = append(g.Peers, natsraft.Peer{Name: p, Leader: i == 0, Current: true})
+		g.Peers = append(g.Peers, natsraft.Peer{Name: p, Leader: i == 0, Current: true, Healthy: true})
 	}
 	return g
 }
@@ -81,6 +81,7 @@ func offline(v *natsraft.View, name string) *natsraft.View {
 		for pi := range v.Groups[gi].Peers {
 			if v.Groups[gi].Peers[pi].Name == name {
 				v.Groups[gi].Peers[pi].Current = false
+				v.Groups[gi].Peers[pi].Healthy = false
 				v.Groups[gi].Peers[pi].Offline = true
 			}
 		}
@@ -164,6 +165,7 @@ func TestServicePod(t *testing.T) {
 	v := threeNodes()
 	v.Groups[1].Peers[2].Lag = 42 // n2 is 42 behind in ORDERS
 	v.Groups[1].Peers[2].Current = false
+	v.Groups[1].Peers[2].Healthy = false
 	f := newFixture(t, staticView(v))
 	ctx := context.Background()
 

@@ -18,6 +18,11 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// HealthyLag is how many entries a follower in contact may be behind and
+// still count as a working voter (see Peer.Healthy): replication in flight
+// under load, not a replica that is catching up.
+const HealthyLag = 1000
+
 // ActiveThreshold is how long a group's leader may go without hearing from a
 // peer before the collector counts that peer as not current. NATS sets its
 // own offline flag only after about 150 s and keeps a peer "current" for up
@@ -52,8 +57,11 @@ type CollectorOptions struct {
 	// Interval is the pause between two sweeps of Run.
 	Interval time.Duration
 	// Now is the clock; nil means time.Now.
-	Now    func() time.Time
-	Logger zerolog.Logger
+	Now func() time.Time
+	// Resolver looks up the host names of configured routes; nil means
+	// net.DefaultResolver.
+	Resolver Resolver
+	Logger   zerolog.Logger
 }
 
 // Collector builds Views of a NATS cluster from the monitoring endpoints of
@@ -74,6 +82,11 @@ type Collector struct {
 	// accounts remembers, per node, the accounts with streams on it, so
 	// that the next sweep asks for their /raftz without waiting for /jsz.
 	accounts map[string][]string
+	// health remembers what the views need from earlier sweeps: since
+	// when quorum is lost, term changes, slow consumers, Raft positions.
+	health *healthMemory
+	// dns caches route host lookups; used by sweeps only (one at a time).
+	dns map[string]dnsAnswer
 }
 
 // NewCollector returns a Collector with the defaults filled in.
@@ -192,6 +205,7 @@ func (c *Collector) sweep(ctx context.Context) (*View, error) {
 
 	at := c.o.Now()
 	v := buildView(at, reports)
+	c.checkRoutes(ctx, v)
 	err := fmt.Errorf("sweep of %d nodes: %w", len(reports), ErrNoNodeReachable)
 	for _, r := range reports {
 		if r.err == nil {
@@ -202,6 +216,7 @@ func (c *Collector) sweep(ctx context.Context) (*View, error) {
 
 	c.mu.Lock()
 	c.trackLeaderless(v)
+	c.trackHealth(v, reports)
 	c.latest, c.latestErr = v, err
 	c.mu.Unlock()
 	return v, err
@@ -239,12 +254,43 @@ func (c *Collector) trackLeaderless(v *View) {
 type varzDoc struct {
 	ID      string `json:"server_id"`
 	Name    string `json:"server_name"`
+	Port    int    `json:"port"`
 	Cluster struct {
-		Name string `json:"name"`
+		Name string   `json:"name"`
+		Port int      `json:"cluster_port"`
+		URLs []string `json:"urls"`
 	} `json:"cluster"`
 	Gateway struct {
 		Name string `json:"name"`
 	} `json:"gateway"`
+	Start              time.Time `json:"start"`
+	Mem                int64     `json:"mem"`
+	MemLimit           int64     `json:"gomemlimit"`
+	Cores              int       `json:"cores"`
+	CPU                float64   `json:"cpu"`
+	SlowConsumers      int64     `json:"slow_consumers"`
+	SlowConsumersStats *struct {
+		Clients  uint64 `json:"clients"`
+		Routes   uint64 `json:"routes"`
+		Gateways uint64 `json:"gateways"`
+		Leafs    uint64 `json:"leafs"`
+	} `json:"slow_consumer_stats"`
+	JetStream struct {
+		Config *struct {
+			MaxMemory int64 `json:"max_memory"`
+			MaxStore  int64 `json:"max_storage"`
+		} `json:"config"`
+		Stats *struct {
+			Memory uint64 `json:"memory"`
+			Store  uint64 `json:"storage"`
+		} `json:"stats"`
+	} `json:"jetstream"`
+}
+
+// healthzDoc is the answer of /healthz, given with 200 and with 503.
+type healthzDoc struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
 }
 
 type routezDoc struct {
@@ -302,6 +348,8 @@ type raftzGroupDoc struct {
 	Committed uint64 `json:"committed"`
 	Applied   uint64 `json:"applied"`
 	Term      uint64 `json:"term"`
+	// PIndex is the index of the last entry of the node's log.
+	PIndex uint64 `json:"pindex"`
 }
 
 const metaRaftGroup = "_meta_"
@@ -316,6 +364,8 @@ type nodeReport struct {
 	jsz    jszDoc
 	// raft holds this node's Raft state per Raft group name.
 	raft map[string]raftzGroupDoc
+	// healthz is the node's /healthz verdict, "" when it did not answer.
+	healthz string
 }
 
 func (r *nodeReport) name() string {
@@ -346,6 +396,7 @@ func (c *Collector) fetchNode(ctx context.Context, ep Endpoint) *nodeReport {
 	wg.Go(func() { varzErr = c.get(ctx, ep.MonitorURL, "/varz", nil, &r.varz) })
 	wg.Go(func() { routezErr = c.get(ctx, ep.MonitorURL, "/routez", nil, &rz) })
 	wg.Go(func() { gatewayzErr = c.get(ctx, ep.MonitorURL, "/gatewayz", nil, &gz) })
+	wg.Go(func() { r.healthz = c.healthz(ctx, ep) })
 	wg.Go(func() {
 		q := url.Values{"accounts": {"true"}, "streams": {"true"}, "consumers": {"true"}, "raft": {"true"}}
 		jszErr = c.get(ctx, ep.MonitorURL, "/jsz", q, &r.jsz)
@@ -569,6 +620,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 	leads := map[string]int{}
 	for _, o := range obs {
 		g := o.group(nodes, names)
+		setMemberTerms(&g, nodes)
 		if g.Leader != "" {
 			leads[g.Leader]++
 		}
@@ -589,6 +641,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 			n.Routes = r.routes
 			n.Gateways = r.gws
 			n.Leads = leads[n.Name]
+			fillNodeFacts(&n, r)
 		}
 		v.Nodes = append(v.Nodes, n)
 	}
@@ -647,24 +700,23 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 		g.Term, g.Commit, g.Applied = rs.Term, rs.Committed, rs.Applied
 	}
 	g.Peers = make([]Peer, 0, len(leader.ci.Replicas)+1)
-	g.Peers = append(g.Peers, Peer{Name: leader.node, Leader: true, Current: true})
+	g.Peers = append(g.Peers, Peer{Name: leader.node, Leader: true, Current: true, Healthy: true})
 	for _, p := range leader.ci.Replicas {
 		name := peerName(p, names)
 		if name == leader.node {
 			continue
 		}
-		peer := Peer{Name: name, Current: p.Current, Offline: p.Offline, Active: p.Active, Lag: p.Lag}
+		peer := Peer{Name: name, Current: p.Current, Offline: p.Offline, Active: p.Active, Lag: p.Lag,
+			Healthy: !p.Offline && (p.Current || p.Lag <= HealthyLag)}
 		if peer.Active > ActiveThreshold {
-			peer.Current = false
+			peer.Current, peer.Healthy = false, false
 		}
 		if r, known := nodes[name]; known {
 			switch {
 			case r.err != nil:
-				peer.Current, peer.Offline = false, true
-			case r.jsz.Disabled:
-				peer.Current = false
-			case !connected(ln, r):
-				peer.Current = false
+				peer.Current, peer.Healthy, peer.Offline = false, false, true
+			case r.jsz.Disabled, !connected(ln, r):
+				peer.Current, peer.Healthy = false, false
 			}
 		}
 		g.Peers = append(g.Peers, peer)

@@ -119,6 +119,9 @@ type EmbeddedNode struct {
 	state      nodeState
 	clientPort int // -1 = random until the first start
 	httpPort   int
+	// confEdit, when set, rewrites the configuration before each start
+	// (fault injection, see faults.go).
+	confEdit func(string) string
 }
 
 // StartEmbedded starts every node of the topology concurrently and returns
@@ -595,6 +598,9 @@ func (n *EmbeddedNode) start(ctx context.Context) error {
 func (n *EmbeddedNode) newServer() (*server.Server, error) {
 	n.mu.Lock()
 	text := n.conf()
+	if n.confEdit != nil {
+		text = n.confEdit(text)
+	}
 	n.mu.Unlock()
 	if err := os.WriteFile(n.confPath, []byte(text), 0o600); err != nil {
 		return nil, fmt.Errorf("write config: %w", err)

@@ -45,6 +45,79 @@ type Node struct {
 	// Leads counts the Raft groups this node currently leads.
 	Leads int    `json:"leads"`
 	Error string `json:"error,omitempty"`
+
+	// Started is when the server last started (from /varz).
+	Started time.Time `json:"started,omitzero"`
+	// ClientPort and ClusterPort are the ports the server listens on for
+	// clients and for routes (from /varz).
+	ClientPort  int `json:"clientPort,omitempty"`
+	ClusterPort int `json:"clusterPort,omitempty"`
+	// ConfiguredRoutes are the route URLs (host:port) of the node's
+	// configuration (from /varz): where it dials its peers.
+	ConfiguredRoutes []string `json:"configuredRoutes,omitempty"`
+	// RouteErrors lists configured routes whose host name does not
+	// resolve. They are looked up only while the node misses a route to a
+	// reachable peer of its dc.
+	RouteErrors []RouteError `json:"routeErrors,omitempty"`
+	// Resources are the node's usage numbers (from /varz).
+	Resources *Resources `json:"resources,omitempty"`
+	// Healthz is what the node's /healthz says: "ok" or its error.
+	Healthz string `json:"healthz,omitempty"`
+	// RaftRegressions lists Raft groups whose durable state (term, log
+	// index) the node reported lower after a restart than before it: it
+	// came back with older state than it had.
+	RaftRegressions []RaftRegression `json:"raftRegressions,omitempty"`
+}
+
+// RouteError is a configured route that cannot be used.
+type RouteError struct {
+	Route string `json:"route"`
+	Error string `json:"error"`
+}
+
+// Resources are one node's usage numbers as its /varz reports them.
+type Resources struct {
+	// CPU is the server's CPU use in percent of one core.
+	CPU   float64 `json:"cpu"`
+	Cores int     `json:"cores"`
+	// Mem is the resident memory in bytes; MemLimit the GOMEMLIMIT, 0
+	// when none is set.
+	Mem      int64 `json:"mem"`
+	MemLimit int64 `json:"memLimit,omitempty"`
+	// SlowConsumers counts the connections the server dropped as slow
+	// consumers since it started, and SlowConsumersLastMinute those of
+	// the last minute (as far as the collector has watched).
+	SlowConsumers           int64         `json:"slowConsumers"`
+	SlowConsumersLastMinute int64         `json:"slowConsumersLastMinute"`
+	SlowConsumerKinds       SlowConsumers `json:"slowConsumerKinds"`
+	// JetStream storage in use and its limits, in bytes (0: no limit known).
+	JetStreamMemory    uint64 `json:"jetstreamMemory"`
+	JetStreamMaxMemory int64  `json:"jetstreamMaxMemory,omitempty"`
+	JetStreamStore     uint64 `json:"jetstreamStore"`
+	JetStreamMaxStore  int64  `json:"jetstreamMaxStore,omitempty"`
+}
+
+// SlowConsumers counts slow consumers by the kind of connection.
+type SlowConsumers struct {
+	Clients  uint64 `json:"clients"`
+	Routes   uint64 `json:"routes"`
+	Gateways uint64 `json:"gateways"`
+	Leafs    uint64 `json:"leafs"`
+}
+
+// RaftRegression is one Raft group whose state went back in time on a node:
+// what the node reported before its restart and what it reported after.
+type RaftRegression struct {
+	Kind      GroupKind `json:"kind"`
+	Account   string    `json:"account,omitempty"`
+	Group     string    `json:"group"`
+	RaftGroup string    `json:"raftGroup"`
+	// DetectedAt is the sweep that saw the older state.
+	DetectedAt  time.Time `json:"detectedAt"`
+	TermBefore  uint64    `json:"termBefore"`
+	TermAfter   uint64    `json:"termAfter"`
+	IndexBefore uint64    `json:"indexBefore"`
+	IndexAfter  uint64    `json:"indexAfter"`
 }
 
 // Group is one Raft group: the meta group, a stream or a consumer.
@@ -61,19 +134,37 @@ type Group struct {
 	Leader  string `json:"leader,omitempty"`
 	// LeaderlessSince is set while no node claims leadership.
 	LeaderlessSince *time.Time `json:"leaderlessSince,omitempty"`
-	Term            uint64     `json:"term,omitempty"`
-	Commit          uint64     `json:"commit,omitempty"`
-	Applied         uint64     `json:"applied,omitempty"`
+	// QuorumLostSince is set while fewer than a quorum of the members are
+	// current, the leader counted: a leader that still claims leadership
+	// then cannot commit either. It is set whenever LeaderlessSince is.
+	QuorumLostSince *time.Time `json:"quorumLostSince,omitempty"`
+	// TermChangesPerMinute counts the term increments (elections) of the
+	// last minute, as far as the collector has watched.
+	TermChangesPerMinute uint64 `json:"termChangesPerMinute,omitempty"`
+	Term                 uint64 `json:"term,omitempty"`
+	Commit               uint64 `json:"commit,omitempty"`
+	Applied              uint64 `json:"applied,omitempty"`
 	// Peers lists every member, the leader included.
 	Peers []Peer `json:"peers"`
+	// MemberTerms holds the term each member reports itself (its /raftz)
+	// where it differs from Term: a member cut off from its group keeps
+	// campaigning and runs ahead.
+	MemberTerms map[string]uint64 `json:"memberTerms,omitempty"`
 }
 
 // Peer is one member of a Raft group as its leader sees it.
 type Peer struct {
 	Name    string `json:"name"`
 	Leader  bool   `json:"leader,omitempty"`
-	Current bool   `json:"current"`
-	Offline bool   `json:"offline,omitempty"`
+	// Current is the strict caught-up flag: in contact and lag 0 (what a
+	// node leaving maintenance waits for).
+	Current bool `json:"current"`
+	// Healthy says the peer is a working voter: reachable, routed, in
+	// contact within ActiveThreshold and at most HealthyLag entries behind.
+	// Under a steady write load a follower is rarely at lag 0 when a sweep
+	// looks, so the safety rule counts Healthy, not Current.
+	Healthy bool `json:"healthy"`
+	Offline bool `json:"offline,omitempty"`
 	// Active is the time since the leader last heard from this peer.
 	Active time.Duration `json:"active"`
 	Lag    uint64        `json:"lag,omitempty"`

@@ -99,6 +99,7 @@ func NewServer(o Options) *Server {
 	s.registerConfigRoutes()
 	s.registerRaftRoutes()
 	s.registerProbeRoutes()
+	s.registerOpenAPIRoutes()
 
 	s.handler = s.accessLog(s.recoverPanics(s.router))
 	s.srv = &http.Server{

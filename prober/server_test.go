@@ -43,7 +43,7 @@ func group(kind natsraft.GroupKind, name string, peers ...string) natsraft.Group
 		g.Account = "APP"
 	}
 	for i, p := range peers {
-		g.Peers = append(g.Peers, natsraft.Peer{Name: p, Leader: i == 0, Current: true})
+		g.Peers = append(g.Peers, natsraft.Peer{Name: p, Leader: i == 0, Current: true, Healthy: true})
 	}
 	return g
 }

@@ -3,15 +3,15 @@
 # building them first if this machine has not yet (cold: ~6.5 min on 2 cores, 2.4 GB RAM).
 #
 # The binaries are cached in ${PROBER_KUBEENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prober/kubeenv}/<hash>/
-# where <hash> is the first 16 hex digits of sha256(tools/kubeenv/go.sum): bumping a version changes
-# go.sum and so builds into a fresh directory. A lock serialises concurrent callers; the build goes to
-# a temporary directory that is renamed into place only when complete, so a present directory is
-# always whole. Progress goes to stderr; stdout carries only the directory.
+# where <hash> is the first 16 hex digits of the sha256 of tools/kubeenv/{go.mod,go.sum,build.sh}:
+# bumping a version, or changing how they are built, builds into a fresh directory. A lock
+# serialises concurrent callers; the build goes to a temporary directory that is renamed into place
+# only when complete, so a present directory is always whole. Progress goes to stderr; stdout carries only the directory.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mod="$root/tools/kubeenv"
 base=${PROBER_KUBEENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prober/kubeenv}
-hash=$(sha256sum "$mod/go.sum" | cut -c1-16)
+hash=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/build.sh" | sha256sum | cut -c1-16)
 dir="$base/$hash"
 
 complete() { [ -x "$1/etcd" ] && [ -x "$1/kube-apiserver" ] && [ -x "$1/kubectl" ]; }
@@ -26,6 +26,7 @@ if ! complete "$dir"; then
 		echo "kubeenv: building etcd, kube-apiserver, kubectl into $dir (once per machine, several minutes)" >&2
 		start=$(date +%s)
 		nice -n 10 "$mod/build.sh" "$tmp" >&2
+		chmod 755 "$tmp"
 		rm -rf "$dir"
 		mv "$tmp" "$dir"
 		trap - EXIT

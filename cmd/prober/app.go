@@ -22,16 +22,36 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "embedded":
 		return runEmbedded(args, stdout, stderr)
+	case "status":
+		return runStatus(args, stdout, stderr)
+	case "maintenance":
+		return runMaintenance(args, stdout, stderr)
+	case "raft":
+		return runRaft(args, stdout, stderr)
 	case "help":
-		fmt.Fprintln(stdout, usage)
+		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "prober: unknown command %q\n%s\n", cmd, usage)
+		fmt.Fprintf(stderr, "prober: unknown command %q\n%s", cmd, usage)
 		return 2
 	}
 }
 
-const usage = `usage: prober [embedded] [flags]   run the embedded default (see -h)`
+const usage = `usage: prober [command] [flags]
+
+commands:
+  embedded     run the embedded default: a 3-node JetStream cluster in-process, a file
+               store and the API on :8889 (also what "prober" alone does)
+  status       every pod: dc, role and leaderships, maintenance phase, since, reason, expiry
+  maintenance  on|off <pod> (or <dc> with --dc): enter or leave maintenance safely and
+               follow the phases; --dry-run only asks whether it is safe
+  raft         every Raft group: leader, term, commit/applied, peers; and the findings
+  help         this text
+
+status, maintenance and raft talk to the API at --server (default http://127.0.0.1:8889,
+env PROBER_SERVER) with --token (env PROBER_TOKEN; not needed on loopback).
+"prober <command> -h" lists a command's flags.
+`
 
 func runEmbedded(args []string, stdout, stderr io.Writer) int {
 	var o EmbeddedOptions

@@ -1,0 +1,618 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
+	"github.com/prober-dev/prober/prober"
+)
+
+// Exit codes of the client commands.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // refused, failed, timed out, or the API is unreachable
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+// pollInterval is how often a waiting command looks at the phases again.
+const pollInterval = 100 * time.Millisecond
+
+// stillEvery is how often a waiting command says that nothing moved.
+const stillEvery = 10 * time.Second
+
+// ClientOptions are the flags every client command takes.
+type ClientOptions struct {
+	Server string
+	Token  string
+}
+
+// Flags registers the options on fs; the defaults come from PROBER_SERVER
+// and PROBER_TOKEN, so that a token need not be typed on the command line.
+func (o *ClientOptions) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Server, "server", envOr("PROBER_SERVER", DefaultServer), "the prober API (env PROBER_SERVER)")
+	fs.StringVar(&o.Token, "token", os.Getenv("PROBER_TOKEN"), "bearer token; not needed on loopback (env PROBER_TOKEN)")
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// MaintenanceOptions are the flags of "prober maintenance on|off".
+type MaintenanceOptions struct {
+	ClientOptions
+	DC     bool
+	Reason string
+	TTL    time.Duration
+	Wait   time.Duration
+	DryRun bool
+	Force  bool
+
+	// Set by Validate from the positional arguments.
+	on     bool
+	target string
+}
+
+// Flags registers the options on fs.
+func (o *MaintenanceOptions) Flags(fs *flag.FlagSet) {
+	o.ClientOptions.Flags(fs)
+	fs.BoolVar(&o.DC, "dc", false, "the target is a dc (NATS cluster name): every pod of it, with one safety check")
+	fs.StringVar(&o.Reason, "reason", "", "why (on only); recorded with the entry")
+	fs.DurationVar(&o.TTL, "ttl", 0, "the entry expires after this long, e.g. 2h (on only; at least 1s)")
+	fs.DurationVar(&o.Wait, "wait", 5*time.Minute, "follow the phases until done, at most this long; 0 returns once the request is stored")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "only ask whether it is safe; writes nothing (on only)")
+	fs.BoolVar(&o.Force, "force", false, "override the safety rule; needs --reason and is recorded (on only)")
+}
+
+// Validate checks the options and the positional arguments (on|off and
+// the target) and returns all problems at once.
+func (o *MaintenanceOptions) Validate(pos []string) error {
+	var errs []error
+	switch {
+	case len(pos) == 0:
+		errs = append(errs, errors.New("want on or off and a pod (or a dc with --dc)"))
+	case pos[0] != "on" && pos[0] != "off":
+		errs = append(errs, fmt.Errorf("%q: want on or off", pos[0]))
+	case len(pos) == 1:
+		errs = append(errs, fmt.Errorf("maintenance %s: which pod (or dc with --dc)?", pos[0]))
+	case len(pos) > 2:
+		errs = append(errs, fmt.Errorf("one target at a time, got %s", strings.Join(pos[1:], " ")))
+	default:
+		o.on, o.target = pos[0] == "on", pos[1]
+	}
+	if len(pos) > 0 && pos[0] == "off" {
+		for name, set := range map[string]bool{"--reason": o.Reason != "", "--ttl": o.TTL != 0, "--dry-run": o.DryRun, "--force": o.Force} {
+			if set {
+				errs = append(errs, fmt.Errorf("%s applies to on only", name))
+			}
+		}
+	}
+	if o.Wait < 0 {
+		errs = append(errs, fmt.Errorf("--wait %s: must not be negative", o.Wait))
+	}
+	if o.TTL < 0 {
+		errs = append(errs, fmt.Errorf("--ttl %s: must not be negative", o.TTL))
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
+}
+
+// cli runs the client commands against one API.
+type cli struct {
+	api    *client
+	out    io.Writer
+	errOut io.Writer
+	now    func() time.Time
+}
+
+// newFlagSet returns a flag set whose -h prints synopsis and flags.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s\n\nflags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseArgs parses flags and positional arguments in any order
+// ("maintenance on nats-1 --reason x" as well as "--reason x on nats-1");
+// "--" ends the flags.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// startCLI parses args into fs, builds the client and returns the command
+// runner and positional arguments; code is non-zero when the command must
+// stop with it.
+func startCLI(fs *flag.FlagSet, o *ClientOptions, args []string, stdout, stderr io.Writer) (*cli, []string, int) {
+	pos, err := parseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, nil, exitOK
+	}
+	if err != nil {
+		return nil, nil, exitUsage
+	}
+	api, err := newClient(o.Server, o.Token)
+	if err != nil {
+		fmt.Fprintf(stderr, "prober: %v\n", err)
+		return nil, nil, exitUsage
+	}
+	return &cli{api: api, out: stdout, errOut: stderr, now: time.Now}, pos, -1
+}
+
+// fail prints err and returns the exit code it deserves.
+func (x *cli) fail(ctx context.Context, err error) int {
+	if ctx.Err() != nil {
+		fmt.Fprintln(x.errOut, "prober: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintf(x.errOut, "prober: %v\n", err)
+	return exitFailed
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	var o ClientOptions
+	var asJSON bool
+	fs := newFlagSet("prober status", "prober status [--server URL] [--token T] [--json]", stderr)
+	o.Flags(fs)
+	fs.BoolVar(&asJSON, "json", false, "print the pods as JSON instead of a table")
+	x, pos, code := startCLI(fs, &o, args, stdout, stderr)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "prober status: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := x.status(ctx, asJSON); err != nil {
+		return x.fail(ctx, err)
+	}
+	return exitOK
+}
+
+func runRaft(args []string, stdout, stderr io.Writer) int {
+	var o ClientOptions
+	var asJSON bool
+	fs := newFlagSet("prober raft", "prober raft [--server URL] [--token T] [--json]", stderr)
+	o.Flags(fs)
+	fs.BoolVar(&asJSON, "json", false, "print the API's answer as JSON instead of tables")
+	x, pos, code := startCLI(fs, &o, args, stdout, stderr)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "prober raft: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := x.raft(ctx, asJSON); err != nil {
+		return x.fail(ctx, err)
+	}
+	return exitOK
+}
+
+func runMaintenance(args []string, stdout, stderr io.Writer) int {
+	var o MaintenanceOptions
+	fs := newFlagSet("prober maintenance",
+		"prober maintenance on|off <pod> [--dc] [--reason R] [--ttl D] [--wait D] [--dry-run] [--force] [--server URL] [--token T]\n\n"+
+			"  on   checks the safety rule and puts the pod (or, with --dc, every pod of the dc) into maintenance:\n"+
+			"       hand off Raft leaderships, quiesce JetStream, fence; refused when a Raft group would lose quorum\n"+
+			"  off  brings it back: unfence, resume JetStream, wait for catch-up\n"+
+			"  Both follow the phases until done (--wait). Exit codes: 0 done or safe, 1 refused, unsafe, failed\n"+
+			"  or timed out, 2 usage.", stderr)
+	o.Flags(fs)
+	x, pos, code := startCLI(fs, &o.ClientOptions, args, stdout, stderr)
+	if code >= 0 {
+		return code
+	}
+	if err := o.Validate(pos); err != nil {
+		fmt.Fprintf(stderr, "prober maintenance: %v\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		fs.Usage()
+		return exitUsage
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	return x.maintenance(ctx, &o)
+}
+
+// raftAnswer is GET /raft as the command line reads it. Findings are read
+// loosely, so that the command line shows what a newer server says.
+type raftAnswer struct {
+	natsraft.View
+	AgeSeconds float64                       `json:"ageSeconds"`
+	Findings   *[]map[string]json.RawMessage `json:"findings"`
+}
+
+// status prints every pod: dc, role, leaderships, phase, since, reason and
+// expiry, like "rladmin status".
+func (x *cli) status(ctx context.Context, asJSON bool) error {
+	var raft raftAnswer
+	if _, err := x.api.call(ctx, http.MethodGet, "/raft", nil, nil, &raft); err != nil {
+		return err
+	}
+	pods, err := x.pods(ctx, raft.Nodes)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(x.out, pods)
+	}
+	renderStatus(x.out, &raft, pods, x.now())
+	return nil
+}
+
+// pods fetches the view of every node: one GET /dcs/{dc} per dc, and
+// GET /pods/{pod} for a node that reports no dc.
+func (x *cli) pods(ctx context.Context, nodes []natsraft.Node) ([]maintenance.PodView, error) {
+	var dcs []string
+	var out []maintenance.PodView
+	for _, n := range nodes {
+		if n.DC == "" {
+			var pv maintenance.PodView
+			if _, err := x.api.call(ctx, http.MethodGet, "/pods/"+url.PathEscape(n.Name), nil, nil, &pv); err != nil {
+				return nil, err
+			}
+			out = append(out, pv)
+		} else if !slices.Contains(dcs, n.DC) {
+			dcs = append(dcs, n.DC)
+		}
+	}
+	for _, dc := range dcs {
+		var v prober.DCView
+		if _, err := x.api.call(ctx, http.MethodGet, "/dcs/"+url.PathEscape(dc), nil, nil, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v.Pods...)
+	}
+	slices.SortFunc(out, func(a, b maintenance.PodView) int {
+		if c := strings.Compare(a.DC, b.DC); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Pod, b.Pod)
+	})
+	return out, nil
+}
+
+// raft prints the nodes, every Raft group and the findings.
+func (x *cli) raft(ctx context.Context, asJSON bool) error {
+	if asJSON {
+		var raw json.RawMessage
+		if _, err := x.api.call(ctx, http.MethodGet, "/raft", nil, nil, &raw); err != nil {
+			return err
+		}
+		_, err := x.out.Write(append(raw, '\n'))
+		return err
+	}
+	var raft raftAnswer
+	if _, err := x.api.call(ctx, http.MethodGet, "/raft", nil, nil, &raft); err != nil {
+		return err
+	}
+	renderRaft(x.out, &raft, x.now())
+	return nil
+}
+
+// enterBody is the body of PUT /pods/{pod} and PUT /dcs/{dc}.
+type enterBody struct {
+	Reason string `json:"reason,omitempty"`
+	TTL    string `json:"ttl,omitempty"`
+	Force  bool   `json:"force,omitempty"`
+}
+
+// target is what a maintenance command acts on.
+type target struct {
+	kind, name string // kind is "pod" or "dc"
+}
+
+func (t target) path() string {
+	if t.kind == "dc" {
+		return "/dcs/" + url.PathEscape(t.name)
+	}
+	return "/pods/" + url.PathEscape(t.name)
+}
+
+func (t target) String() string { return t.kind + " " + t.name }
+
+// change is a PUT or DELETE answer, for a pod or a dc.
+type change struct {
+	Pods       []maintenance.PodView
+	Changed    bool
+	Forced     bool
+	Violations []maintenance.Violation
+}
+
+// maintenance runs "prober maintenance on|off" and returns the exit code.
+func (x *cli) maintenance(ctx context.Context, o *MaintenanceOptions) int {
+	t := target{kind: "pod", name: o.target}
+	if o.DC {
+		t.kind = "dc"
+	}
+	var body any
+	if o.on && (o.Reason != "" || o.TTL != 0 || o.Force) {
+		b := enterBody{Reason: o.Reason, Force: o.Force}
+		if o.TTL != 0 {
+			b.TTL = o.TTL.String()
+		}
+		body = b
+	}
+	if o.DryRun {
+		return x.dryRun(ctx, t, body)
+	}
+
+	g := goal{on: o.on, dc: o.DC}
+	method := http.MethodDelete
+	if o.on {
+		method = http.MethodPut
+	}
+	var raw json.RawMessage
+	status, err := x.api.call(ctx, method, t.path(), nil, body, &raw)
+	if err != nil {
+		if errorCode(err) == maintenance.EUnsafe {
+			x.refused(err)
+			return exitFailed
+		}
+		return x.fail(ctx, err)
+	}
+	ch, err := decodeChange(t, raw)
+	if err != nil {
+		return x.fail(ctx, err)
+	}
+	if ch.Forced {
+		fmt.Fprintf(x.errOut, "prober: forced over the safety rule (recorded); %d Raft group(s) lose their quorum:\n", len(ch.Violations))
+		renderViolations(x.errOut, ch.Violations)
+	}
+	fmt.Fprintf(x.out, "%s: %s\n", t, g.accepted(ch))
+	switch {
+	case status == http.StatusOK:
+		fmt.Fprintf(x.out, "%s %s\n", t, g.done())
+		return exitOK
+	case o.Wait == 0:
+		fmt.Fprintf(x.out, "%s is on its way (%s); follow with: prober status\n", t, phases(ch.Pods))
+		return exitOK
+	}
+	if err := x.follow(ctx, t, ch.Pods, g, o.Wait); err != nil {
+		return x.fail(ctx, err)
+	}
+	return exitOK
+}
+
+// dryRun asks for the verdict of the safety rule: exit 0 when safe, 1 when
+// not.
+func (x *cli) dryRun(ctx context.Context, t target, body any) int {
+	var dr prober.DryRunResponse
+	if _, err := x.api.call(ctx, http.MethodPut, t.path(), url.Values{"dryRun": {"true"}}, body, &dr); err != nil {
+		return x.fail(ctx, err)
+	}
+	renderDryRun(x.out, t, &dr)
+	if !dr.Safe {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// refused explains a 409 unsafe: which groups, why, and what to do.
+func (x *cli) refused(err error) {
+	var e *apiError
+	errors.As(err, &e)
+	fmt.Fprintf(x.errOut, "prober: refused: %s\n", e.Message)
+	var vs []maintenance.Violation
+	if len(e.Details) > 0 && json.Unmarshal(e.Details, &vs) == nil && len(vs) > 0 {
+		renderViolations(x.errOut, vs)
+	}
+	fmt.Fprintln(x.errOut, "Bring a pod back first, or override with --force --reason \"...\" (recorded).")
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func decodeChange(t target, raw json.RawMessage) (change, error) {
+	if t.kind == "dc" {
+		var c prober.DCChange
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return change{}, fmt.Errorf("decode answer: %w", err)
+		}
+		return change{Pods: c.Pods, Changed: c.Changed, Forced: c.Forced, Violations: c.Violations}, nil
+	}
+	var c prober.PodChange
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return change{}, fmt.Errorf("decode answer: %w", err)
+	}
+	return change{Pods: []maintenance.PodView{c.PodView}, Changed: c.Changed, Forced: c.Forced, Violations: c.Violations}, nil
+}
+
+// goal is where a maintenance command is going: every pod of the target
+// in maintenance (on) or back (off).
+type goal struct {
+	on, dc bool
+}
+
+// reached tells whether one pod is there. Leaving a dc, a pod that has an
+// entry of its own stays in maintenance: it does not hold the dc back.
+func (g goal) reached(pv maintenance.PodView) bool {
+	if g.on {
+		return pv.InMaintenance && pv.Phase == maintenance.PhaseInMaintenance
+	}
+	if g.dc && g.keptByOwnEntry(pv) {
+		return true
+	}
+	return !pv.InMaintenance && pv.Phase == maintenance.PhaseActive
+}
+
+func (g goal) keptByOwnEntry(pv maintenance.PodView) bool {
+	return !g.on && pv.InMaintenance && pv.Via == maintenance.SourcePod
+}
+
+func (g goal) all(pods []maintenance.PodView) bool {
+	for _, pv := range pods {
+		if !g.reached(pv) {
+			return false
+		}
+	}
+	return true
+}
+
+// accepted says what the API did with the request.
+func (g goal) accepted(ch change) string {
+	switch {
+	case g.on && ch.Changed:
+		return "maintenance requested by " + requester(ch.Pods)
+	case g.on:
+		return "maintenance was already requested"
+	case ch.Changed:
+		return "maintenance entry removed, on the way back"
+	}
+	return "no maintenance entry"
+}
+
+func (g goal) done() string {
+	if g.on {
+		return "is in maintenance"
+	}
+	return "is back: Active and caught up"
+}
+
+// follow polls the target's pods until every one has reached g, printing
+// each phase change with the time since the start, and a line every
+// stillEvery while nothing moves. It gives up after wait.
+func (x *cli) follow(ctx context.Context, t target, pods []maintenance.PodView, g goal, wait time.Duration) error {
+	start := x.now()
+	deadline := start.Add(wait)
+	seen := map[string]string{}
+	lastLine := start
+	show := func(pods []maintenance.PodView) {
+		now := x.now()
+		for _, pv := range pods {
+			key := string(pv.Phase) + "\x00" + pv.Message
+			if seen[pv.Pod] == key {
+				continue
+			}
+			seen[pv.Pod] = key
+			lastLine = now
+			fmt.Fprintf(x.out, "  %7s  %-12s %s%s\n", elapsed(now.Sub(start)), pv.Pod, pv.Phase, messageSuffix(pv.Message))
+		}
+		if now.Sub(lastLine) >= stillEvery {
+			lastLine = now
+			for _, pv := range pods {
+				if !g.reached(pv) {
+					fmt.Fprintf(x.out, "  %7s  %-12s still %s%s\n", elapsed(now.Sub(start)), pv.Pod, pv.Phase, lagSuffix(pv))
+				}
+			}
+		}
+	}
+	show(pods)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var lastErr error
+	for !g.all(pods) {
+		if !x.now().Before(deadline) {
+			return fmt.Errorf("not there after %s: %s; the request stands and the reconciler goes on (prober status)",
+				wait, phases(pods))
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(x.errOut, "prober: stopped following; the request stands and the reconciler goes on (prober status)\n")
+			return ctx.Err()
+		case <-tick.C:
+		}
+		next, err := x.fetch(ctx, t)
+		if err != nil {
+			// The API may be briefly unavailable (for example while the
+			// cluster view is rebuilt): say so once and keep polling.
+			if ctx.Err() == nil && (lastErr == nil || lastErr.Error() != err.Error()) {
+				fmt.Fprintf(x.out, "  %7s  (%v)\n", elapsed(x.now().Sub(start)), err)
+			}
+			lastErr = err
+			continue
+		}
+		lastErr = nil
+		pods = next
+		show(pods)
+	}
+	for _, pv := range pods {
+		if g.dc && g.keptByOwnEntry(pv) {
+			fmt.Fprintf(x.out, "%s stays in maintenance: it has an entry of its own (prober maintenance off %s)\n", pv.Pod, pv.Pod)
+		}
+	}
+	fmt.Fprintf(x.out, "%s %s (%s)\n", t, g.done(), elapsed(x.now().Sub(start)))
+	return nil
+}
+
+// fetch returns the current views of the target's pods.
+func (x *cli) fetch(ctx context.Context, t target) ([]maintenance.PodView, error) {
+	if t.kind == "dc" {
+		var v prober.DCView
+		_, err := x.api.call(ctx, http.MethodGet, t.path(), nil, nil, &v)
+		return v.Pods, err
+	}
+	var pv maintenance.PodView
+	_, err := x.api.call(ctx, http.MethodGet, t.path(), nil, nil, &pv)
+	return []maintenance.PodView{pv}, err
+}
+
+func requester(pods []maintenance.PodView) string {
+	for _, pv := range pods {
+		if pv.RequestedBy != "" {
+			return pv.RequestedBy
+		}
+	}
+	return "an unknown caller"
+}
+
+// phases says where each pod stands: "nats-1 Fencing, nats-2 Requested".
+func phases(pods []maintenance.PodView) string {
+	parts := make([]string, 0, len(pods))
+	for _, pv := range pods {
+		parts = append(parts, pv.Pod+" "+string(pv.Phase)+messageSuffix(pv.Message))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func messageSuffix(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return ": " + msg
+}
+
+func lagSuffix(pv maintenance.PodView) string {
+	if pv.Raft.Lag > 0 {
+		return fmt.Sprintf(" (lag %d)", pv.Raft.Lag)
+	}
+	return ""
+}

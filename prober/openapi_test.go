@@ -1,0 +1,430 @@
+package prober
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/prober-dev/prober/maintenance"
+)
+
+func mustAPIDoc(t *testing.T) *apiDoc {
+	t.Helper()
+	d, err := parseAPIDoc(OpenAPI())
+	require.NoError(t, err)
+	return d
+}
+
+// TestOpenAPIDocument checks the document itself: version, unique
+// operation ids, resolvable references, declared path parameters, and the
+// enums that mirror Go constants.
+func TestOpenAPIDocument(t *testing.T) {
+	d := mustAPIDoc(t)
+	assert.Regexp(t, `^3\.1\.\d+$`, d.root["openapi"])
+
+	t.Run("every $ref resolves", func(t *testing.T) {
+		var refs []string
+		var walk func(v any)
+		walk = func(v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				if ref, ok := v["$ref"].(string); ok {
+					refs = append(refs, ref)
+				}
+				for _, x := range v {
+					walk(x)
+				}
+			case []any:
+				for _, x := range v {
+					walk(x)
+				}
+			}
+		}
+		walk(d.root)
+		require.NotEmpty(t, refs)
+		for _, ref := range refs {
+			_, err := d.pointer(ref)
+			assert.NoError(t, err)
+		}
+	})
+
+	t.Run("operations", func(t *testing.T) {
+		ids := map[string]string{}
+		for _, o := range d.operations() {
+			name := o.method + " " + o.path
+			id, _ := o.op["operationId"].(string)
+			if assert.NotEmpty(t, id, name) {
+				assert.NotContains(t, ids, id, "operationId of %s is also %s's", name, ids[id])
+				ids[id] = name
+			}
+			assert.NotEmpty(t, o.op["summary"], name)
+			responses, _ := o.op["responses"].(map[string]any)
+			require.NotEmpty(t, responses, name)
+			for status, r := range responses {
+				resp, err := d.deref(r)
+				require.NoError(t, err, "%s %s", name, status)
+				_, ok := jsonSchema(resp)
+				assert.True(t, ok, "%s %s: no application/json schema", name, status)
+			}
+			// Every {param} of the template is declared as a path parameter.
+			for _, m := range regexp.MustCompile(`\{([^}]+)\}`).FindAllStringSubmatch(o.path, -1) {
+				assert.Contains(t, d.pathParams(t, o), m[1], "%s: path parameter %s", name, m[1])
+			}
+		}
+	})
+
+	t.Run("enums mirror the Go constants", func(t *testing.T) {
+		phases := []string{}
+		for _, p := range []maintenance.Phase{
+			maintenance.PhaseActive, maintenance.PhaseRequested, maintenance.PhaseHandingOff,
+			maintenance.PhaseFencing, maintenance.PhaseInMaintenance, maintenance.PhaseUnfencing,
+			maintenance.PhaseCatchingUp, maintenance.PhaseFailed,
+		} {
+			phases = append(phases, string(p))
+		}
+		assert.ElementsMatch(t, phases, d.enum(t, "#/components/schemas/Phase"))
+
+		codes := []string{maintenance.EInternal}
+		for code := range statusOf {
+			codes = append(codes, code)
+		}
+		assert.ElementsMatch(t, codes, d.enum(t, "#/components/schemas/ErrorCode"))
+
+		assert.ElementsMatch(t, []string{
+			maintenance.LostRequested, maintenance.LostInMaintenance, maintenance.LostUnreachable,
+			maintenance.LostNotCurrent, maintenance.LostOffline,
+		}, d.enum(t, "#/components/schemas/LostPeer/properties/why"))
+	})
+
+	t.Run("error statuses follow the code table", func(t *testing.T) {
+		// Each shared error response is used only under the status its
+		// codes map to.
+		for _, o := range d.operations() {
+			responses, _ := o.op["responses"].(map[string]any)
+			for status, r := range responses {
+				ref, _ := r.(map[string]any)["$ref"].(string)
+				code, ok := map[string]string{
+					"#/components/responses/Invalid":      maintenance.EInvalid,
+					"#/components/responses/Unauthorized": maintenance.EUnauthorized,
+					"#/components/responses/Forbidden":    maintenance.EForbidden,
+					"#/components/responses/NotFound":     maintenance.ENotFound,
+					"#/components/responses/Conflict":     maintenance.EUnsafe,
+					"#/components/responses/TooLarge":     maintenance.ETooLarge,
+					"#/components/responses/Internal":     maintenance.EInternal,
+					"#/components/responses/Unavailable":  maintenance.EUnavailable,
+				}[ref]
+				if ok {
+					assert.Equal(t, fmt.Sprint(ErrorStatus(code)), status, "%s %s uses %s", o.method, o.path, ref)
+				}
+			}
+		}
+	})
+}
+
+// pathParams returns the names of the path parameters declared on the
+// path item or the operation.
+func (d *apiDoc) pathParams(t *testing.T, o operation) []string {
+	t.Helper()
+	item, err := d.pointer("#/paths/" + strings.ReplaceAll(strings.ReplaceAll(o.path, "~", "~0"), "/", "~1"))
+	require.NoError(t, err)
+	var params []any
+	params = append(params, item.(map[string]any)["parameters"].([]any)...)
+	if ps, ok := o.op["parameters"].([]any); ok {
+		params = append(params, ps...)
+	}
+	var names []string
+	for _, p := range params {
+		pm, err := d.deref(p)
+		require.NoError(t, err)
+		if pm["in"] == "path" {
+			assert.Equal(t, true, pm["required"], "path parameter %v must be required", pm["name"])
+			names = append(names, pm["name"].(string))
+		}
+	}
+	return names
+}
+
+// enum returns the string enum of the schema at ref.
+func (d *apiDoc) enum(t *testing.T, ref string) []string {
+	t.Helper()
+	v, err := d.pointer(ref)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range v.(map[string]any)["enum"].([]any) {
+		out = append(out, e.(string))
+	}
+	return out
+}
+
+// TestOpenAPIRoutes walks the router and checks that the document has
+// exactly its routes and, for each, exactly the methods it answers (HEAD
+// aside, which comes with GET). The methods are read from the Allow header
+// of the 405 that every route answers to OPTIONS.
+func TestOpenAPIRoutes(t *testing.T) {
+	d := mustAPIDoc(t)
+	s := NewServer(Options{Addr: "127.0.0.1:0", Logger: zerolog.Nop()})
+
+	registered := map[string][]string{}
+	varRE := regexp.MustCompile(`\{([^}:]+)(:[^}]*)?\}`)
+	err := s.router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		tpl, err := route.GetPathTemplate()
+		if err != nil {
+			return fmt.Errorf("route without a path template: %w", err)
+		}
+		path := varRE.ReplaceAllString(tpl, "x")
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodOptions, path, nil))
+		allow := rec.Header().Get("Allow")
+		if rec.Code != http.StatusMethodNotAllowed || allow == "" {
+			return fmt.Errorf("route %s answers OPTIONS %d with Allow %q; register it with Server.route", tpl, rec.Code, allow)
+		}
+		var ms []string
+		for _, m := range strings.Split(allow, ",") {
+			if m = strings.TrimSpace(m); m != http.MethodHead {
+				ms = append(ms, m)
+			}
+		}
+		assert.Contains(t, allow, http.MethodGet, "%s serves HEAD without GET", tpl)
+		sort.Strings(ms)
+		registered[varRE.ReplaceAllString(tpl, "{$1}")] = ms
+		return nil
+	})
+	require.NoError(t, err)
+	require.NotEmpty(t, registered)
+
+	documented := map[string][]string{}
+	for _, o := range d.operations() {
+		documented[o.path] = append(documented[o.path], o.method)
+	}
+	for _, ms := range documented {
+		sort.Strings(ms)
+	}
+	for path, ms := range registered {
+		assert.Equal(t, ms, documented[path], "methods of %s: registered vs documented", path)
+	}
+	for path := range documented {
+		assert.Contains(t, registered, path, "%s is documented but has no route", path)
+	}
+}
+
+// TestOpenAPIServed checks that GET /openapi.json serves the document.
+func TestOpenAPIServed(t *testing.T) {
+	s := NewServer(Options{Addr: "127.0.0.1:0", Logger: zerolog.Nop()})
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(method, "/openapi.json", nil))
+		assert.Equal(t, http.StatusOK, rec.Code, method)
+		assert.Equal(t, "application/json", rec.Header().Get("Content-Type"), method)
+		if method == http.MethodGet {
+			assert.JSONEq(t, string(OpenAPI()), rec.Body.String())
+		} else {
+			assert.Empty(t, rec.Body.Bytes())
+		}
+	}
+}
+
+// TestOpenAPIValidator shows that the validator catches each kind of
+// mismatch, on the document's own schemas.
+func TestOpenAPIValidator(t *testing.T) {
+	d := mustAPIDoc(t)
+	ref := func(name string) any { return map[string]any{"$ref": "#/components/schemas/" + name} }
+	pod := `{"pod":"nats-1","dc":"dc1","inMaintenance":true,"via":"pod","phase":"InMaintenance",
+		"reason":"kernel","since":"2026-01-02T03:04:05.123Z","raft":{"leads":[],"groups":3,"lag":0,"current":true,"reachable":true}}`
+	for _, tc := range []struct {
+		name   string
+		schema any
+		body   string
+		want   string // "" for valid, else a part of the error
+	}{
+		{"pod view", ref("PodView"), pod, ""},
+		{"missing required", ref("PodView"), strings.Replace(pod, `"dc":"dc1",`, "", 1), `missing required "dc"`},
+		{"wrong type", ref("PodView"), strings.Replace(pod, `"inMaintenance":true`, `"inMaintenance":"yes"`, 1), "$.inMaintenance: want type boolean, got string"},
+		{"enum", ref("PodView"), strings.Replace(pod, `"InMaintenance"`, `"Sleeping"`, 1), "$.phase: Sleeping is not one of"},
+		{"undocumented property", ref("PodView"), strings.Replace(pod, `"pod":`, `"color":"red","pod":`, 1), `property "color" is not documented`},
+		{"date-time", ref("PodView"), strings.Replace(pod, `2026-01-02T03:04:05.123Z`, `yesterday`, 1), `"yesterday" is not a date-time`},
+		{"nested integer", ref("PodView"), strings.Replace(pod, `"groups":3`, `"groups":1.5`, 1), "$.raft.groups: want type integer, got number"},
+		{"minimum", ref("PodView"), strings.Replace(pod, `"lag":0`, `"lag":-1`, 1), "$.raft.lag: -1 is below the minimum 0"},
+		{"items", ref("PodView"), strings.Replace(pod, `"leads":[]`, `"leads":["demo",7]`, 1), "$.raft.leads[1]: want type string"},
+		{"null is not an array", ref("PodView"), strings.Replace(pod, `"leads":[]`, `"leads":null`, 1), "$.raft.leads: want type array, got null"},
+		{"map values", ref("Document"), `{"pods":{"a":{"since":"x"}},"dcs":{},"status":{},"resourceVersion":"1"}`, `$.pods.a.since: "x" is not a date-time`},
+		{"pattern", ref("EnterRequest"), `{"ttl":"soon"}`, `"soon" does not match`},
+		{"max length", ref("EnterRequest"), `{"reason":"` + strings.Repeat("x", maintenance.MaxReasonLength+1) + `"}`, "longer than 1024"},
+		{"duration", ref("EnterRequest"), `{"reason":"x","ttl":"1h30m","force":true}`, ""},
+		{
+			"oneOf none", map[string]any{"oneOf": []any{ref("PodChange"), ref("DryRun")}},
+			`{"dryRun":true}`, "matches 0 of the oneOf schemas",
+		},
+		{
+			"oneOf one", map[string]any{"oneOf": []any{ref("PodChange"), ref("DryRun")}},
+			`{"dryRun":true,"safe":true,"changed":true,"violations":[],"pods":[]}`, "",
+		},
+		{"error", ref("Error"), `{"error":{"code":"unsafe","message":"m","details":[1,"x"]}}`, ""},
+		{"error code", ref("Error"), `{"error":{"code":"oops","message":"m"}}`, "$.error.code: oops is not one of"},
+		{"conflict details", ref("ConflictError"), `{"error":{"code":"unsafe","message":"m","details":[{"group":"demo"}]}}`, `$.error.details[0]: missing required "kind"`},
+		{"open object", ref("Raft"), `{"at":"2026-01-02T03:04:05Z","nodes":[],"groups":[],"ageSeconds":0.5,"findings":[{"cause":"x","more":1}],"extra":{}}`, ""},
+		{"unknown keyword", map[string]any{"type": "string", "minLength": json.Number("1")}, `"x"`, `keyword "minLength" is not supported`},
+		{"bad ref", map[string]any{"$ref": "#/components/schemas/Nope"}, `{}`, `no "Nope"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := decodeJSON([]byte(tc.body))
+			require.NoError(t, err)
+			err = d.validate(tc.schema, v)
+			if tc.want == "" {
+				assert.NoError(t, err)
+			} else if assert.Error(t, err) {
+				assert.Contains(t, err.Error(), tc.want)
+			}
+		})
+	}
+}
+
+// TestOpenAPILiveAnswers runs the embedded default and validates the
+// answers of a walk through every documented operation, successes and
+// errors, against the document.
+func TestOpenAPILiveAnswers(t *testing.T) {
+	d := mustAPIDoc(t)
+	base := openAPIStartApp(t)
+	client := &http.Client{Timeout: 2 * time.Minute}
+	covered := map[string]bool{}
+
+	do := func(method, path, body string, want int) []byte {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		require.NoError(t, err)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, want, resp.StatusCode, "%s %s: %s", method, path, b)
+		if method == http.MethodHead {
+			assert.Empty(t, b)
+			return b
+		}
+		p := path
+		if i := strings.IndexByte(p, '?'); i >= 0 {
+			p = p[:i]
+		}
+		assert.NoError(t, d.validateAnswer(method, p, resp.StatusCode, resp.Header, b))
+		if o, ok := d.find(method, p); ok {
+			covered[o.method+" "+o.path] = true
+		}
+		return b
+	}
+	waitPhase := func(pod string, phase maintenance.Phase) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			var pv maintenance.PodView
+			require.NoError(t, json.Unmarshal(do(http.MethodGet, "/pods/"+pod, "", http.StatusOK), &pv))
+			if pv.Phase == phase {
+				return
+			}
+			require.True(t, time.Now().Before(deadline), "%s still %s, want %s", pod, pv.Phase, phase)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	do(http.MethodGet, "/livez", "", 200)
+	do(http.MethodHead, "/livez", "", 200)
+	do(http.MethodGet, "/readyz", "", 200)
+	do(http.MethodGet, "/openapi.json", "", 200)
+	do(http.MethodGet, "/config", "", 200)
+	do(http.MethodPut, "/config", "", 200)
+	do(http.MethodPut, "/config", `{"pods":{}}`, 400)
+	do(http.MethodGet, "/raft", "", 200)
+	do(http.MethodGet, "/pods/nats-1", "", 200)
+	do(http.MethodGet, "/pods/nats-9", "", 404)
+	do(http.MethodGet, "/pods/Bad_Name", "", 400)
+	do(http.MethodPut, "/pods/nats-1?dryRun=true", `{"reason":"openapi"}`, 200)
+	do(http.MethodPut, "/pods/nats-1", `{"reason":"openapi","ttl":"30m"}`, 202)
+	waitPhase("nats-1", maintenance.PhaseInMaintenance)
+	do(http.MethodPut, "/pods/nats-1?wait=30s", `{"reason":"openapi"}`, 200)
+	do(http.MethodGet, "/readyz", "", 503)
+	do(http.MethodGet, "/config", "", 200)
+	do(http.MethodGet, "/raft", "", 200)
+	do(http.MethodPut, "/pods/nats-2", "", 409)
+	do(http.MethodPut, "/dcs/dc1?dryRun", "", 200)
+	do(http.MethodPut, "/dcs/dc1", `{"reason":"openapi"}`, 409)
+	do(http.MethodGet, "/dcs/dc1", "", 200)
+	do(http.MethodGet, "/dcs/dc9", "", 404)
+	do(http.MethodPut, "/dcs/dc1?wait=forever", "", 400)
+	do(http.MethodPut, "/pods/nats-0", `{"ttl":"soon"}`, 400)
+	do(http.MethodPut, "/pods/nats-0", `{"reason":"`+strings.Repeat("x", MaxBodyBytes)+`"}`, 413)
+	do(http.MethodDelete, "/pods/nats-1?dryRun=true", "", 400)
+	do(http.MethodDelete, "/pods/nats-1?wait=60s", "", 200)
+	do(http.MethodDelete, "/pods/nats-1", "", 200)
+	do(http.MethodDelete, "/pods/nats-9", "", 404)
+	do(http.MethodDelete, "/dcs/dc1", "", 200)
+	do(http.MethodDelete, "/dcs/dc9", "", 404)
+	do(http.MethodPost, "/pods/nats-1", "", 405)
+	do(http.MethodPatch, "/config", "", 405)
+	do(http.MethodGet, "/nodes/nats-1", "", 404)
+
+	var missing []string
+	for _, o := range d.operations() {
+		if !covered[o.method+" "+o.path] {
+			missing = append(missing, o.method+" "+o.path)
+		}
+	}
+	slices.Sort(missing)
+	assert.Empty(t, missing, "documented operations the walk did not exercise")
+}
+
+// openAPIStartApp boots the embedded default on loopback with free ports
+// and returns its API's base URL once it is ready. It stops at the end of
+// the test.
+func openAPIStartApp(t *testing.T) string {
+	t.Helper()
+	app := &EmbeddedApp{
+		Listen: "127.0.0.1:0", DataDir: t.TempDir(), ClientPort: 0, MonitorPort: 0,
+		Resync: 2 * time.Second, Logger: zerolog.Nop(),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := app.Started()
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err, "embedded app")
+		case <-time.After(60 * time.Second):
+			t.Error("embedded app did not stop within 60s")
+		}
+	})
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("embedded app stopped while starting: %v", err)
+	case <-time.After(90 * time.Second):
+		t.Fatal("embedded app did not start within 90s")
+	}
+	base := "http://" + app.Addr()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return base
+			}
+		}
+		require.True(t, time.Now().Before(deadline), "embedded app not ready within 60s: %v", err)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
