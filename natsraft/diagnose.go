@@ -77,10 +77,6 @@ const (
 	// TermAhead is how far a member's own term may run ahead of its
 	// group's before it counts as campaigning alone.
 	TermAhead = 2
-	// LaggingMinLag is the lag (in log entries) from which a connected
-	// replica that is not current counts as lagging; smaller lags come and
-	// go with every write.
-	LaggingMinLag = 100
 	// HighUsage is the share of a limit from which usage counts as
 	// exhaustion (memory, storage, CPU).
 	HighUsage = 0.9
@@ -121,11 +117,11 @@ type AffectedGroup struct {
 	Leader  string     `json:"leader,omitempty"`
 	State   GroupState `json:"state"`
 	// LeaderlessSeconds is how long the group has been without a working
-	// leader: no leader, or one without a quorum of current members.
+	// leader: no leader, or one without a quorum of healthy members.
 	LeaderlessSeconds float64 `json:"leaderlessSeconds,omitempty"`
-	// Current counts the current members (the leader included) out of
-	// Peers; Quorum is how many it needs.
-	Current int `json:"current"`
+	// Healthy counts the working voters (Peer.Healthy, the leader
+	// included) out of Peers; Quorum is how many it needs.
+	Healthy int `json:"healthy"`
 	Peers   int `json:"peers"`
 	Quorum  int `json:"quorum"`
 }
@@ -141,30 +137,32 @@ type DiagnoseOptions struct {
 }
 
 // State returns the group's health: leaderless when no node leads it,
-// quorum lost when its leader has fewer than a quorum of current members
-// (itself included), degraded when some member is not current.
+// quorum lost when its leader has fewer than a quorum of healthy members
+// (itself included), degraded when some member is not healthy. Healthy,
+// not Current: under a write load followers are rarely at lag 0.
 func (g *Group) State() GroupState {
 	if g.Leader == "" {
 		return StateLeaderless
 	}
-	current := g.CurrentCount()
+	healthy := g.HealthyCount()
 	switch {
-	case current < g.Quorum():
+	case healthy < g.Quorum():
 		return StateQuorumLost
-	case current < len(g.Peers):
+	case healthy < len(g.Peers):
 		return StateDegraded
 	}
 	return StateHealthy
 }
 
-// CurrentCount counts the members that are current, the leader included.
-func (g *Group) CurrentCount() int {
+// HealthyCount counts the working voters, the leader included; 0 without
+// a leader.
+func (g *Group) HealthyCount() int {
 	if g.Leader == "" {
 		return 0
 	}
 	n := 0
 	for _, p := range g.Peers {
-		if p.Leader || p.Current {
+		if p.Leader || p.Healthy {
 			n++
 		}
 	}
@@ -379,6 +377,12 @@ func (d *diagnosis) classifyNodes() {
 			dr.evidence = append(dr.evidence, st.evidence...)
 		}
 	}
+	// Not one node answers: whatever the groups are doing, nobody can
+	// tell, and they can do nothing either.
+	if dr := d.drafts[CauseNodeDown]; dr != nil && len(dr.nodes) == len(d.v.Nodes) {
+		dr.critical = true
+		dr.evidence = append(dr.evidence, "not one node answers: the prober cannot see any Raft group")
+	}
 	// Routes missing between nodes of the main part: a partial partition.
 	for _, n := range sortedNodes(d.v) {
 		if d.nodes[n.Name].cond != condOK && d.nodes[n.Name].cond != condJetStreamOff {
@@ -586,17 +590,16 @@ func (d *diagnosis) memberProblem(g *Group, p Peer) (Cause, bool) {
 	case condCutOff:
 		return st.cause, false
 	}
-	if g.Leader == "" || p.Leader || p.Current {
+	if g.Leader == "" || p.Leader || p.Healthy {
 		return "", true
 	}
 	if !d.v.routed(p.Name, g.Leader) {
 		cause, _ := d.pairCause(p.Name, g.Leader)
 		return cause, false
 	}
-	if p.Lag >= LaggingMinLag || p.Active > ActiveThreshold {
-		return CauseLagging, false
-	}
-	return "", true
+	// Reachable, routed, JetStream on, and yet no working voter: more than
+	// HealthyLag behind, or its leader has not heard from it lately.
+	return CauseLagging, false
 }
 
 // attach adds g to the finding of cause, located at nodes.
@@ -823,7 +826,7 @@ func (d *diagnosis) affected(g *Group, state GroupState) AffectedGroup {
 	}
 	ag := AffectedGroup{
 		Kind: g.Kind, Account: g.Account, Name: g.Name, Leader: g.Leader, State: state,
-		Current: g.CurrentCount(), Peers: len(g.Peers), Quorum: g.Quorum(),
+		Healthy: g.HealthyCount(), Peers: len(g.Peers), Quorum: g.Quorum(),
 	}
 	if since := g.WorkingLeaderSince(); since != nil {
 		ag.LeaderlessSeconds = roundSeconds(d.now.Sub(*since))
@@ -942,8 +945,8 @@ func (d *diagnosis) groupEvidence(groups []AffectedGroup, total int) []string {
 		if g.State != StateLeaderless && g.State != StateQuorumLost {
 			continue
 		}
-		line := fmt.Sprintf("%s %s: %s for %.1f s, %d of %d members current, quorum %d", g.Kind, g.Name, g.State,
-			g.LeaderlessSeconds, g.Current, g.Peers, g.Quorum)
+		line := fmt.Sprintf("%s %s: %s for %.1f s, %d of %d members healthy, quorum %d", g.Kind, g.Name, g.State,
+			g.LeaderlessSeconds, g.Healthy, g.Peers, g.Quorum)
 		if g.Leader != "" {
 			line += ", leader " + g.Leader + " still claims leadership"
 		}

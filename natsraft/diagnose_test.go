@@ -45,7 +45,7 @@ func diagGroup(kind GroupKind, name, leader string, members ...string) Group {
 		g.Account, g.Stream, g.Consumer = "APP", stream, consumer
 	}
 	for _, m := range members {
-		g.Peers = append(g.Peers, Peer{Name: m, Leader: m == leader, Current: true, Active: 200 * time.Millisecond})
+		g.Peers = append(g.Peers, Peer{Name: m, Leader: m == leader, Current: true, Healthy: true, Active: 200 * time.Millisecond})
 	}
 	return g
 }
@@ -86,7 +86,7 @@ func down(v *View, name string) {
 		v.Nodes[i].Routes = slices.DeleteFunc(v.Nodes[i].Routes, func(r string) bool { return r == name })
 	}
 	for i := range v.Groups {
-		setPeer(&v.Groups[i], name, func(p *Peer) { p.Current, p.Offline = false, true })
+		setPeer(&v.Groups[i], name, func(p *Peer) { p.Current, p.Healthy, p.Offline = false, false, true })
 	}
 }
 
@@ -105,10 +105,12 @@ func isolate(v *View, name string) {
 	}
 	for i := range v.Groups {
 		if v.Groups[i].Leader != name {
-			setPeer(&v.Groups[i], name, func(p *Peer) { p.Current = false })
+			setPeer(&v.Groups[i], name, notHealthy)
 		}
 	}
 }
+
+func notHealthy(p *Peer) { p.Current, p.Healthy = false, false }
 
 func setPeer(g *Group, name string, f func(*Peer)) {
 	for i := range g.Peers {
@@ -121,7 +123,7 @@ func setPeer(g *Group, name string, f func(*Peer)) {
 func leaderless(g *Group, since time.Time) {
 	g.Leader = ""
 	for i := range g.Peers {
-		g.Peers[i].Leader, g.Peers[i].Current = false, false
+		g.Peers[i].Leader, g.Peers[i].Current, g.Peers[i].Healthy = false, false, false
 	}
 	g.LeaderlessSince, g.QuorumLostSince = &since, &since
 }
@@ -136,9 +138,9 @@ func findingOf(fs []Finding, c Cause) (Finding, bool) {
 }
 
 func causes(fs []Finding) []Cause {
-	out := make([]Cause, len(fs))
-	for i, f := range fs {
-		out[i] = f.Cause
+	var out []Cause
+	for _, f := range fs {
+		out = append(out, f.Cause)
 	}
 	return out
 }
@@ -185,15 +187,29 @@ func TestDiagnose(t *testing.T) {
 			nodes:    []string{"n1", "n2"},
 			groups:   all3,
 			states:   map[string]GroupState{"s/c": StateLeaderless, "s": StateQuorumLost},
-			evidence: []string{"consumer s/c: leaderless for 1.5 s, 0 of 3 members current, quorum 2",
-				"stream s: quorum lost for 1.0 s, 1 of 3 members current, quorum 2, leader n0 still claims leadership"},
+			evidence: []string{"consumer s/c: leaderless for 1.5 s, 0 of 3 members healthy, quorum 2",
+				"stream s: quorum lost for 1.0 s, 1 of 3 members healthy, quorum 2, leader n0 still claims leadership"},
+		},
+		{
+			name: "no node answers",
+			mutate: func(v *View) {
+				down(v, "n0")
+				down(v, "n1")
+				down(v, "n2")
+				v.Groups = nil
+			},
+			want:     []Cause{CauseTooFewNodes},
+			cause:    CauseTooFewNodes,
+			severity: SeverityCritical,
+			nodes:    []string{"n0", "n1", "n2"},
+			evidence: []string{"not one node answers"},
 		},
 		{
 			name: "JetStream off counts as unavailable",
 			mutate: func(v *View) {
 				v.node("n2").JetStream = false
 				for i := range v.Groups {
-					setPeer(&v.Groups[i], "n2", func(p *Peer) { p.Current = false })
+					setPeer(&v.Groups[i], "n2", notHealthy)
 				}
 			},
 			want:     []Cause{CauseNodeDown},
@@ -234,8 +250,8 @@ func TestDiagnose(t *testing.T) {
 			name: "partition of a leader that still claims",
 			mutate: func(v *View) {
 				isolate(v, "n1")
-				setPeer(v.group("s/c"), "n0", func(p *Peer) { p.Current = false })
-				setPeer(v.group("s/c"), "n2", func(p *Peer) { p.Current = false })
+				setPeer(v.group("s/c"), "n0", notHealthy)
+				setPeer(v.group("s/c"), "n2", notHealthy)
 			},
 			want:     []Cause{CausePartition},
 			cause:    CausePartition,
@@ -293,7 +309,7 @@ func TestDiagnose(t *testing.T) {
 			name: "a route missing between two nodes of the main part",
 			mutate: func(v *View) {
 				cut(v, "n0", "n2")
-				setPeer(v.group("s"), "n2", func(p *Peer) { p.Current = false })
+				setPeer(v.group("s"), "n2", notHealthy)
 			},
 			want:     []Cause{CausePartition},
 			cause:    CausePartition,
@@ -341,7 +357,7 @@ func TestDiagnose(t *testing.T) {
 		{
 			name: "lagging replica",
 			mutate: func(v *View) {
-				setPeer(v.group("s"), "n1", func(p *Peer) { p.Current, p.Lag = false, 5000 })
+				setPeer(v.group("s"), "n1", func(p *Peer) { p.Current, p.Healthy, p.Lag = false, false, 5000 })
 			},
 			want:     []Cause{CauseLagging},
 			cause:    CauseLagging,
@@ -481,10 +497,11 @@ func TestGroupState(t *testing.T) {
 		want   GroupState
 	}{
 		{"healthy", nil, StateHealthy},
-		{"one not current", func(g *Group) { setPeer(g, "n1", func(p *Peer) { p.Current = false }) }, StateDegraded},
-		{"two not current", func(g *Group) {
-			setPeer(g, "n1", func(p *Peer) { p.Current = false })
-			setPeer(g, "n2", func(p *Peer) { p.Current = false })
+		{"a lag within HealthyLag", func(g *Group) { setPeer(g, "n1", func(p *Peer) { p.Current, p.Lag = false, 5 }) }, StateHealthy},
+		{"one not healthy", func(g *Group) { setPeer(g, "n1", notHealthy) }, StateDegraded},
+		{"two not healthy", func(g *Group) {
+			setPeer(g, "n1", notHealthy)
+			setPeer(g, "n2", notHealthy)
 		}, StateQuorumLost},
 		{"no leader", func(g *Group) { g.Leader = "" }, StateLeaderless},
 	}
@@ -514,14 +531,14 @@ func TestNodeReady(t *testing.T) {
 			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag = false, ReadyLag })
 		}, ready: true},
 		{name: "behind", mutate: func(v *View) {
-			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag = false, ReadyLag + 1 })
+			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag = false, ReadyLag+1 })
 		}, why: "stream s: not current (lag 17"},
 		{name: "small lag but no route to the leader", mutate: func(v *View) {
 			cut(v, "n0", "n2")
 			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag = false, 1 })
 		}, why: "stream s: not current"},
 		{name: "small lag but silent", mutate: func(v *View) {
-			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag, p.Active = false, 1, ActiveThreshold + time.Second })
+			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag, p.Active = false, 1, ActiveThreshold+time.Second })
 		}, why: "stream s: not current"},
 		{name: "a group without leader", mutate: func(v *View) { leaderless(v.group("s/c"), diagAt) },
 			why: "consumer s/c: no leader"},
@@ -567,7 +584,7 @@ func TestMissingRoutes(t *testing.T) {
 
 // TestTrackHealth follows the collector's memory over synthetic sweeps.
 func TestTrackHealth(t *testing.T) {
-	c := NewCollector(CollectorOptions{Logger: zerolog.Nop()})
+	var c *Collector
 	t0 := diagAt
 	started := t0.Add(-time.Hour)
 	sweep := func(at time.Time, mutate func(rs map[string]*nodeReport)) *View {
@@ -592,6 +609,7 @@ func TestTrackHealth(t *testing.T) {
 	}
 
 	t.Run("quorum lost since", func(t *testing.T) {
+		c = NewCollector(CollectorOptions{Logger: zerolog.Nop()})
 		v := sweep(t0, nil)
 		assert.Nil(t, groupNamed(t, v, "s").QuorumLostSince)
 		v = sweep(t0.Add(time.Second), lose)
@@ -608,6 +626,7 @@ func TestTrackHealth(t *testing.T) {
 	})
 
 	t.Run("term changes per minute", func(t *testing.T) {
+		c = NewCollector(CollectorOptions{Logger: zerolog.Nop()})
 		setTerm := func(term uint64) func(rs map[string]*nodeReport) {
 			return func(rs map[string]*nodeReport) {
 				for _, r := range rs {
@@ -629,6 +648,7 @@ func TestTrackHealth(t *testing.T) {
 	})
 
 	t.Run("slow consumers in the last minute", func(t *testing.T) {
+		c = NewCollector(CollectorOptions{Logger: zerolog.Nop()})
 		base := t0.Add(2 * time.Hour)
 		slow := func(n int64, start time.Time) func(rs map[string]*nodeReport) {
 			return func(rs map[string]*nodeReport) {
@@ -647,6 +667,7 @@ func TestTrackHealth(t *testing.T) {
 	})
 
 	t.Run("raft regression after a restart", func(t *testing.T) {
+		c = NewCollector(CollectorOptions{Logger: zerolog.Nop()})
 		base := t0.Add(3 * time.Hour)
 		pos := func(term, index uint64, start time.Time) func(rs map[string]*nodeReport) {
 			return func(rs map[string]*nodeReport) {

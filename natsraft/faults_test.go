@@ -145,7 +145,7 @@ func TestFaultNodesStopped(t *testing.T) {
 		assert.Equal(t, sortedCopy(demoGroups), affectedNames(f))
 		for _, g := range f.Groups {
 			assert.Equal(t, StateDegraded, g.State, g.Name)
-			assert.Equal(t, 2, g.Current, g.Name)
+			assert.Equal(t, 2, g.Healthy, g.Name)
 			assert.Zero(t, g.LeaderlessSeconds, g.Name)
 		}
 		for _, other := range Diagnose(v, DiagnoseOptions{}) {
@@ -168,7 +168,7 @@ func TestFaultNodesStopped(t *testing.T) {
 		assert.Equal(t, sortedCopy(demoGroups), affectedNames(f))
 		for _, g := range f.Groups {
 			assert.Contains(t, []GroupState{StateLeaderless, StateQuorumLost}, g.State, g.Name)
-			assert.LessOrEqual(t, g.Current, 1, g.Name)
+			assert.LessOrEqual(t, g.Healthy, 1, g.Name)
 			assert.Equal(t, 2, g.Quorum, g.Name)
 		}
 

@@ -361,19 +361,11 @@ func (h *healthMemory) trackGroups(v *View) {
 	}
 }
 
-// quorumLost tells whether fewer than a quorum of g's members are current,
-// a leader counted as current.
+// quorumLost tells whether g has no working leader: none, or one with
+// fewer than a quorum of healthy members (itself counted).
 func quorumLost(g *Group) bool {
-	if g.Leader == "" {
-		return true
-	}
-	current := 0
-	for _, p := range g.Peers {
-		if p.Leader || p.Current {
-			current++
-		}
-	}
-	return current < g.Quorum()
+	s := g.State()
+	return s == StateLeaderless || s == StateQuorumLost
 }
 
 // trackSlow records the node's slow consumer count and sets how many it

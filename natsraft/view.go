@@ -135,7 +135,7 @@ type Group struct {
 	// LeaderlessSince is set while no node claims leadership.
 	LeaderlessSince *time.Time `json:"leaderlessSince,omitempty"`
 	// QuorumLostSince is set while fewer than a quorum of the members are
-	// current, the leader counted: a leader that still claims leadership
+	// healthy, the leader counted: a leader that still claims leadership
 	// then cannot commit either. It is set whenever LeaderlessSince is.
 	QuorumLostSince *time.Time `json:"quorumLostSince,omitempty"`
 	// TermChangesPerMinute counts the term increments (elections) of the
@@ -154,8 +154,8 @@ type Group struct {
 
 // Peer is one member of a Raft group as its leader sees it.
 type Peer struct {
-	Name    string `json:"name"`
-	Leader  bool   `json:"leader,omitempty"`
+	Name   string `json:"name"`
+	Leader bool   `json:"leader,omitempty"`
 	// Current is the strict caught-up flag: in contact and lag 0 (what a
 	// node leaving maintenance waits for).
 	Current bool `json:"current"`

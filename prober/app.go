@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +28,9 @@ type EmbeddedApp struct {
 	Resync      time.Duration
 	Logger      zerolog.Logger
 	Stdout      io.Writer // the start banner; nil = none
+	// Auth admits callers that are not on loopback (e.g. static tokens from
+	// --token-file); the zero value serves loopback callers only.
+	Auth AuthOptions
 
 	// Set once Run has started everything; read by tests.
 	mu          sync.Mutex
@@ -128,12 +130,13 @@ func (a *EmbeddedApp) Run(ctx context.Context) error {
 		})
 	}
 	srv := NewServer(Options{
-		Addr:    o.Listen,
-		Service: svc,
-		Views:   collector,
-		Ready:   readyAll(reconcilers),
-		Logger:  log.With().Str("component", "http").Logger(),
-		Now:     time.Now,
+		Addr:      o.Listen,
+		Service:   svc,
+		Views:     collector,
+		Readiness: readiness(reconcilers, collector),
+		Auth:      o.Auth,
+		Logger:    log.With().Str("component", "http").Logger(),
+		Now:       time.Now,
 	})
 	if err := srv.Open(); err != nil {
 		return fmt.Errorf("listen %s: %w", o.Listen, err)
@@ -221,23 +224,12 @@ func (m member) CaughtUp(ctx context.Context) (bool, string, error) {
 	return m.handoff.CaughtUp(ctx, m.Name())
 }
 
-// readyAll is the embedded default's readiness: every node ready.
-func readyAll(rs map[string]*maintenance.Reconciler) func() (bool, string) {
-	return func() (bool, string) {
-		names := make([]string, 0, len(rs))
-		for name := range rs {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		var notReady []string
-		for _, name := range names {
-			if ok, why := rs[name].Ready(); !ok {
-				notReady = append(notReady, name+": "+why)
-			}
-		}
-		if len(notReady) > 0 {
-			return false, strings.Join(notReady, "; ")
-		}
-		return true, "all nodes ready"
+// readiness is the embedded default's readiness: per node (/readyz?pod=),
+// its reconciler's and the cluster view's; without ?pod= every node.
+func readiness(rs map[string]*maintenance.Reconciler, views maintenance.ViewSource) *ViewReadiness {
+	local := make(map[string]func() (bool, string), len(rs))
+	for name, r := range rs {
+		local[name] = r.Ready
 	}
+	return &ViewReadiness{Local: local, Views: views}
 }

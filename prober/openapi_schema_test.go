@@ -166,12 +166,18 @@ func (d *apiDoc) response(o operation, status int) (map[string]any, error) {
 	return d.deref(r)
 }
 
-// jsonSchema returns the application/json schema of a response or body.
-func jsonSchema(r map[string]any) (any, bool) {
+// mediaSchema returns the media type and schema of a response or body:
+// application/json when documented, else its only other media type.
+func mediaSchema(r map[string]any) (string, any, bool) {
 	content, _ := r["content"].(map[string]any)
-	media, _ := content["application/json"].(map[string]any)
-	s, ok := media["schema"]
-	return s, ok
+	for mt, m := range content {
+		if mt == "application/json" || len(content) == 1 {
+			media, _ := m.(map[string]any)
+			s, ok := media["schema"]
+			return mt, s, ok
+		}
+	}
+	return "", nil, false
 }
 
 // validateAnswer checks an answer of the API against the document: the
@@ -180,6 +186,7 @@ func jsonSchema(r map[string]any) (any, bool) {
 // the schema and a documented Location header must be there.
 func (d *apiDoc) validateAnswer(method, path string, status int, header http.Header, body []byte) error {
 	var schema any
+	mediaType := "application/json"
 	o, found := d.find(method, path)
 	switch {
 	case found:
@@ -193,18 +200,26 @@ func (d *apiDoc) validateAnswer(method, path string, status int, header http.Hea
 				return fmt.Errorf("%s %s %d: no %s header", method, path, status, name)
 			}
 		}
-		s, ok := jsonSchema(r)
+		mt, s, ok := mediaSchema(r)
 		if !ok {
-			return fmt.Errorf("%s %s %d: no application/json schema", method, path, status)
+			return fmt.Errorf("%s %s %d: no schema", method, path, status)
 		}
-		schema = s
+		mediaType, schema = mt, s
 	case status == http.StatusMethodNotAllowed && d.hasPath(path),
 		status == http.StatusNotFound && !d.hasPath(path):
 		schema = map[string]any{"$ref": "#/components/schemas/Error"}
 	default:
 		return fmt.Errorf("%s %s: not documented (status %d)", method, path, status)
 	}
-	if ct := header.Get("Content-Type"); ct != "application/json" {
+	ct := header.Get("Content-Type")
+	if mediaType != "application/json" {
+		// Text is checked for its media type and against a string schema.
+		if !strings.HasPrefix(ct, mediaType) {
+			return fmt.Errorf("%s %s %d: Content-Type %q, want %s", method, path, status, ct, mediaType)
+		}
+		return d.validate(schema, string(body))
+	}
+	if ct != "application/json" {
 		return fmt.Errorf("%s %s %d: Content-Type %q", method, path, status, ct)
 	}
 	v, err := decodeJSON(body)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
 )
 
 func mustAPIDoc(t *testing.T) *apiDoc {
@@ -77,8 +79,8 @@ func TestOpenAPIDocument(t *testing.T) {
 			for status, r := range responses {
 				resp, err := d.deref(r)
 				require.NoError(t, err, "%s %s", name, status)
-				_, ok := jsonSchema(resp)
-				assert.True(t, ok, "%s %s: no application/json schema", name, status)
+				_, _, ok := mediaSchema(resp)
+				assert.True(t, ok, "%s %s: no schema", name, status)
 			}
 			// Every {param} of the template is declared as a path parameter.
 			for _, m := range regexp.MustCompile(`\{([^}]+)\}`).FindAllStringSubmatch(o.path, -1) {
@@ -133,6 +135,117 @@ func TestOpenAPIDocument(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOpenAPIFields checks the schemas against the Go types the API
+// encodes: every JSON field is documented, a required property is one that
+// is always encoded, and a closed schema (additionalProperties: false)
+// documents no field the type does not have, and requires exactly the
+// fields that are always encoded. The findings of /raft are described
+// loosely and not checked here.
+func TestOpenAPIFields(t *testing.T) {
+	d := mustAPIDoc(t)
+	for _, tc := range []struct {
+		schema string
+		v      any
+		input  bool // a request body: every field is optional
+	}{
+		{schema: "PodView", v: maintenance.PodView{}},
+		{schema: "PodRaft", v: maintenance.PodRaft{}},
+		{schema: "PodChange", v: PodChange{}},
+		{schema: "DCView", v: DCView{}},
+		{schema: "DCChange", v: DCChange{}},
+		{schema: "DryRun", v: DryRunResponse{}},
+		{schema: "Violation", v: maintenance.Violation{}},
+		{schema: "LostPeer", v: maintenance.LostPeer{}},
+		{schema: "Entry", v: maintenance.Entry{}},
+		{schema: "Status", v: maintenance.Status{}},
+		{schema: "Document", v: maintenance.Document{}},
+		{schema: "EnterRequest", v: enterBody{}, input: true},
+		{schema: "Probe", v: ProbeResponse{}},
+		{schema: "Error/properties/error", v: maintenance.Error{}},
+		{schema: "Raft", v: RaftResponse{}},
+		{schema: "Node", v: natsraft.Node{}},
+		{schema: "RouteError", v: natsraft.RouteError{}},
+		{schema: "Resources", v: natsraft.Resources{}},
+		{schema: "Resources/properties/slowConsumerKinds", v: natsraft.SlowConsumers{}},
+		{schema: "RaftRegression", v: natsraft.RaftRegression{}},
+		{schema: "Group", v: natsraft.Group{}},
+		{schema: "Peer", v: natsraft.Peer{}},
+	} {
+		t.Run(tc.schema, func(t *testing.T) {
+			raw, err := d.pointer("#/components/schemas/" + tc.schema)
+			require.NoError(t, err)
+			schema := raw.(map[string]any)
+			props, _ := schema["properties"].(map[string]any)
+			var required []string
+			for _, r := range asSlice(schema["required"]) {
+				required = append(required, r.(string))
+			}
+			fields := map[string]bool{} // JSON name -> may be left out
+			jsonFields(reflect.TypeOf(tc.v), fields)
+			require.NotEmpty(t, fields)
+
+			var always []string
+			for name, optional := range fields {
+				assert.Contains(t, props, name, "%T field %q is not documented", tc.v, name)
+				if !optional {
+					always = append(always, name)
+				}
+			}
+			for _, name := range required {
+				assert.False(t, fields[name], "%q is required but %T may leave it out", name, tc.v)
+			}
+			if closed, ok := schema["additionalProperties"].(bool); ok && !closed {
+				for name := range props {
+					assert.Contains(t, fields, name, "%q is documented but %T has no such field", name, tc.v)
+				}
+				if !tc.input {
+					assert.ElementsMatch(t, always, required, "required of %s vs the fields %T always encodes", tc.schema, tc.v)
+				}
+			}
+		})
+	}
+}
+
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
+}
+
+// jsonFields records the JSON names of t's fields as encoding/json sees
+// them, with whether omitempty or omitzero may leave each out; embedded
+// structs are flattened.
+func jsonFields(t reflect.Type, out map[string]bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" && opts == "" {
+			continue
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if f.Anonymous && name == "" && ft.Kind() == reflect.Struct {
+			jsonFields(ft, out)
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		optional := false
+		for _, o := range strings.Split(opts, ",") {
+			optional = optional || o == "omitempty" || o == "omitzero"
+		}
+		out[name] = optional
+	}
 }
 
 // pathParams returns the names of the path parameters declared on the
@@ -342,6 +455,9 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 	do(http.MethodGet, "/livez", "", 200)
 	do(http.MethodHead, "/livez", "", 200)
 	do(http.MethodGet, "/readyz", "", 200)
+	do(http.MethodGet, "/readyz?pod=nats-1", "", 200)
+	do(http.MethodGet, "/readyz?pod=nats-9", "", 404)
+	do(http.MethodGet, "/metrics", "", 200)
 	do(http.MethodGet, "/openapi.json", "", 200)
 	do(http.MethodGet, "/config", "", 200)
 	do(http.MethodPut, "/config", "", 200)
@@ -355,6 +471,8 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 	waitPhase("nats-1", maintenance.PhaseInMaintenance)
 	do(http.MethodPut, "/pods/nats-1?wait=30s", `{"reason":"openapi"}`, 200)
 	do(http.MethodGet, "/readyz", "", 503)
+	do(http.MethodGet, "/readyz?pod=nats-1", "", 503)
+	do(http.MethodGet, "/readyz?pod=nats-0", "", 200)
 	do(http.MethodGet, "/config", "", 200)
 	do(http.MethodGet, "/raft", "", 200)
 	do(http.MethodPut, "/pods/nats-2", "", 409)

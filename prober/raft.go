@@ -9,11 +9,16 @@ import (
 	"github.com/prober-dev/prober/natsraft"
 )
 
-// RaftResponse is the answer to GET /raft: the cluster view and its age.
+// RaftResponse is the answer to GET /raft: the cluster view, its age, and
+// the diagnosis — what is wrong, with evidence and remedy (see
+// natsraft.Diagnose). Each node's routes make the route matrix.
 type RaftResponse struct {
 	*natsraft.View
 	// AgeSeconds is how old the view is.
 	AgeSeconds float64 `json:"ageSeconds"`
+	// Findings lists the diagnosed problems, most severe first; empty when
+	// the cluster is healthy.
+	Findings []natsraft.Finding `json:"findings"`
 }
 
 func (s *Server) registerRaftRoutes() {
@@ -36,7 +41,12 @@ func (s *Server) Raft(ctx context.Context) (*RaftResponse, error) {
 	if v == nil {
 		return nil, maintenance.Errorf(maintenance.EUnavailable, "the cluster view is not available yet")
 	}
-	return &RaftResponse{View: v, AgeSeconds: max(0, s.now().Sub(v.At).Seconds())}, nil
+	now := s.now()
+	findings := natsraft.Diagnose(v, natsraft.DiagnoseOptions{Now: now, Maintenance: outOfService(v, s.document(ctx), now)})
+	if findings == nil {
+		findings = []natsraft.Finding{}
+	}
+	return &RaftResponse{View: v, AgeSeconds: max(0, now.Sub(v.At).Seconds()), Findings: findings}, nil
 }
 
 // handleRaft handles GET /raft.

@@ -40,8 +40,13 @@ type Options struct {
 	// Views serves /raft; Service.Views when nil.
 	Views maintenance.ViewSource
 	// Ready reports local readiness and, when not ready, why; nil means
-	// always ready.
-	Ready  func() (bool, string)
+	// always ready. Readiness, when set, takes its place.
+	Ready func() (bool, string)
+	// Readiness answers /readyz per pod (?pod=<name>) and for every pod.
+	Readiness Readiness
+	// Auth says who may call the maintenance routes and /raft; the zero
+	// value serves loopback callers only (see AuthOptions).
+	Auth   AuthOptions
 	Logger zerolog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
@@ -50,12 +55,15 @@ type Options struct {
 // Server is the HTTP API. It owns the router; each resource file registers
 // its routes and handlers.
 type Server struct {
-	svc   *maintenance.Service
-	views maintenance.ViewSource
-	ready func() (bool, string)
-	log   zerolog.Logger
-	now   func() time.Time
-	addr  string
+	svc       *maintenance.Service
+	views     maintenance.ViewSource
+	ready     func() (bool, string)
+	readiness Readiness
+	auth      AuthOptions
+	metrics   *metrics
+	log       zerolog.Logger
+	now       func() time.Time
+	addr      string
 
 	router  *mux.Router
 	handler http.Handler
@@ -74,14 +82,16 @@ type Server struct {
 // NewServer builds the server and its routes; Open starts it.
 func NewServer(o Options) *Server {
 	s := &Server{
-		svc:     o.Service,
-		views:   o.Views,
-		ready:   o.Ready,
-		log:     o.Logger,
-		now:     o.Now,
-		addr:    o.Addr,
-		router:  mux.NewRouter(),
-		closing: make(chan struct{}),
+		svc:       o.Service,
+		views:     o.Views,
+		ready:     o.Ready,
+		readiness: o.Readiness,
+		auth:      o.Auth,
+		log:       o.Logger,
+		now:       o.Now,
+		addr:      o.Addr,
+		router:    mux.NewRouter(),
+		closing:   make(chan struct{}),
 	}
 	if s.views == nil && s.svc != nil {
 		s.views = s.svc.Views
@@ -100,8 +110,10 @@ func NewServer(o Options) *Server {
 	s.registerRaftRoutes()
 	s.registerProbeRoutes()
 	s.registerOpenAPIRoutes()
+	s.metrics = newMetrics(s)
+	s.registerMetricsRoutes()
 
-	s.handler = s.accessLog(s.recoverPanics(s.router))
+	s.handler = s.accessLog(s.instrument(s.recoverPanics(s.router)))
 	s.srv = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -283,7 +295,7 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		switch {
 		case sw.status >= 500:
 			ev = s.log.Warn()
-		case info.route == livezPath || info.route == readyzPath:
+		case info.route == livezPath || info.route == readyzPath || info.route == metricsPath:
 			ev = s.log.Debug()
 		}
 		ev.Str("method", r.Method).Str("route", info.route).Str("path", r.URL.Path).

@@ -550,13 +550,15 @@ func TestConcurrentPuts(t *testing.T) {
 func TestRequestedBy(t *testing.T) {
 	for _, tc := range []struct {
 		remote, want string
+		status       int
 	}{
-		{"127.0.0.1:4000", "loopback"},
-		{"127.8.9.10:4000", "loopback"},
-		{"[::1]:4000", "loopback"},
-		{"[::ffff:127.0.0.1]:4000", "loopback"},
-		{"10.1.2.3:4000", "10.1.2.3"},
-		{"[fd00::7]:4000", "fd00::7"},
+		{"127.0.0.1:4000", "loopback", http.StatusAccepted},
+		{"127.8.9.10:4000", "loopback", http.StatusAccepted},
+		{"[::1]:4000", "loopback", http.StatusAccepted},
+		{"[::ffff:127.0.0.1]:4000", "loopback", http.StatusAccepted},
+		// Without an authenticator only loopback callers are served.
+		{"10.1.2.3:4000", "", http.StatusUnauthorized},
+		{"[fd00::7]:4000", "", http.StatusUnauthorized},
 	} {
 		t.Run(tc.remote, func(t *testing.T) {
 			ts := mustOpenServer(t)
@@ -565,8 +567,10 @@ func TestRequestedBy(t *testing.T) {
 			req.RemoteAddr = tc.remote
 			rec := newRecorder()
 			ts.Handler().ServeHTTP(rec, req)
-			require.Equal(t, http.StatusAccepted, rec.status, "%s", rec.body.String())
-			assert.Equal(t, tc.want, ts.doc(t).Pods["n0"].RequestedBy)
+			require.Equal(t, tc.status, rec.status, "%s", rec.body.String())
+			entry, ok := ts.doc(t).Pods["n0"]
+			assert.Equal(t, tc.want != "", ok)
+			assert.Equal(t, tc.want, entry.RequestedBy)
 		})
 	}
 }

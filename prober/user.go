@@ -9,14 +9,22 @@ import (
 
 // User is the caller of a request as the authentication middleware saw it.
 type User struct {
-	// Name is what a maintenance entry records as requestedBy.
+	// Name is what a maintenance entry records as requestedBy, e.g.
+	// "system:serviceaccount:nats:operator" for a ServiceAccount token.
 	Name string
+	// UID, Groups and Extra are what the token review reported; the
+	// SubjectAccessReview passes them on, so that RBAC bindings to groups
+	// work.
+	UID    string
+	Groups []string
+	Extra  map[string][]string
 	// Loopback is true for a request from the pod itself (port-forward),
-	// which is trusted.
+	// which is trusted: it is not authorized, and it needs no token.
 	Loopback bool
 }
 
-// LoopbackUser is the name given to callers on the loopback interface.
+// LoopbackUser is the name given to callers on the loopback interface that
+// send no token.
 const LoopbackUser = "loopback"
 
 type userKey struct{}
@@ -33,42 +41,44 @@ func UserFromContext(ctx context.Context) (User, bool) {
 	return u, ok
 }
 
-// authenticate puts the caller in the request context. For now it trusts
-// every caller and names it by its address: "loopback" for 127.0.0.0/8 and
-// ::1, else the remote IP. Token checks (TokenReview, static tokens) slot
-// in here, and authorization as a middleware after it.
+// authenticate is the middleware of the protected routes (/pods, /dcs,
+// /config, /raft): WithAuthentication, then WithAuthorization.
 func (s *Server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u := remoteUser(r.RemoteAddr)
-		if info := infoFrom(r.Context()); info != nil {
-			info.user = u.Name
-		}
-		next.ServeHTTP(w, r.WithContext(ContextWithUser(r.Context(), u)))
-	})
+	return s.WithAuthentication(s.WithAuthorization(next))
 }
 
-// remoteUser names the caller at addr ("host:port" as in
-// http.Request.RemoteAddr).
-func remoteUser(addr string) User {
+// isLoopback reports whether addr ("host:port" as in
+// http.Request.RemoteAddr) is on the loopback interface: 127.0.0.0/8, ::1
+// and their IPv4-mapped forms. An address that does not parse is not.
+func isLoopback(addr string) bool {
+	ip, ok := remoteIP(addr)
+	return ok && ip.IsLoopback()
+}
+
+// remoteIP parses the IP out of addr, unmapping IPv4-mapped IPv6.
+func remoteIP(addr string) (netip.Addr, bool) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return User{Name: host}
+		return netip.Addr{}, false
 	}
-	ip = ip.Unmap()
-	if ip.IsLoopback() {
-		return User{Name: LoopbackUser, Loopback: true}
-	}
-	return User{Name: ip.String()}
+	return ip.Unmap(), true
 }
 
-// requestedBy is the name a change made by r records.
+// requestedBy is the name a change made by r records: the authenticated
+// user, else (a route without the auth middleware) the remote address.
 func requestedBy(r *http.Request) string {
 	if u, ok := UserFromContext(r.Context()); ok {
 		return u.Name
 	}
-	return remoteUser(r.RemoteAddr).Name
+	if isLoopback(r.RemoteAddr) {
+		return LoopbackUser
+	}
+	if ip, ok := remoteIP(r.RemoteAddr); ok {
+		return ip.String()
+	}
+	return r.RemoteAddr
 }

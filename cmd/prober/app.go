@@ -22,6 +22,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "embedded":
 		return runEmbedded(args, stdout, stderr)
+	case "serve":
+		return runServe(args, stdout, stderr)
 	case "status":
 		return runStatus(args, stdout, stderr)
 	case "maintenance":
@@ -42,6 +44,8 @@ const usage = `usage: prober [command] [flags]
 commands:
   embedded     run the embedded default: a 3-node JetStream cluster in-process, a file
                store and the API on :8889 (also what "prober" alone does)
+  serve        Kubernetes mode: the sidecar of one NATS pod (ConfigMap state, peers by
+               label selector, kernel fence); see deploy/README.md
   status       every pod: dc, role and leaderships, maintenance phase, since, reason, expiry
   maintenance  on|off <pod> (or <dc> with --dc): enter or leave maintenance safely and
                follow the phases; --dry-run only asks whether it is safe
@@ -80,6 +84,7 @@ func runEmbedded(args []string, stdout, stderr io.Writer) int {
 		Resync:      o.Resync,
 		Logger:      o.logger,
 		Stdout:      stdout,
+		Auth:        o.auth,
 	}
 	if err := app.Run(ctx); err != nil {
 		o.logger.Error().Err(err).Msg("prober stopped")

@@ -182,6 +182,7 @@ func TestCLIWalkthrough(t *testing.T) {
 			return r.code == 0 && regexp.MustCompile(`^nats-1\s+dc1\s+fenced\s`).MatchString(statusRow(t, r.stdout, "nats-1")), r.String()
 		})
 		assert.Regexp(t, `(?m)^MAINTENANCE:\s+nats-1 \(InMaintenance\)$`, r.stdout)
+		assert.Regexp(t, `(?m)^FINDINGS:\s+\d+: .*\(details: prober raft\)$`, r.stdout)
 		assert.Regexp(t, `^nats-1\s+dc1\s+fenced\s+-\s+InMaintenance\s+(\d+m)?\d+s ago\s+kernel upgrade\s+in (29m\d+s|30m0s)$`, statusRow(t, r.stdout, "nats-1"))
 		assert.Regexp(t, `(?m)^nats-1: fenced and quiesced`, r.stdout, "the phase message is shown under the table")
 	})
@@ -193,6 +194,8 @@ func TestCLIWalkthrough(t *testing.T) {
 			return r.code == 0 && regexp.MustCompile(`(?m)^nats-1\s+dc1\s+yes\s+no\s+0\s+0$`).MatchString(r.stdout), r.String()
 		})
 		assert.Regexp(t, `(?m)^nats-0\s+dc1\s+yes\s+yes\s+1\s+\d+$`, r.stdout)
+		assert.Regexp(t, `(?m)^FINDINGS \(\d+\)$`, r.stdout)
+		assert.Regexp(t, `(?m)^   nodes:\s+nats-1$`, r.stdout, "a finding names the node in maintenance")
 	})
 
 	t.Run("on again is idempotent", func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/prober-dev/prober/prober"
 )
 
 // EmbeddedOptions are the flags of the embedded default.
@@ -24,10 +26,12 @@ type EmbeddedOptions struct {
 	Resync      time.Duration
 	LogFormat   string
 	LogLevel    string
+	TokenFile   string
 
 	// Set by Complete.
 	topology []int
 	logger   zerolog.Logger
+	auth     prober.AuthOptions
 }
 
 // Flags registers the options on fs with their defaults.
@@ -38,6 +42,7 @@ func (o *EmbeddedOptions) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.ClientPort, "client-port", 4222, "client port of the first node (the others follow); 0 picks free ports")
 	fs.IntVar(&o.MonitorPort, "monitor-port", 8222, "monitoring port of the first node (the others follow); 0 picks free ports")
 	fs.DurationVar(&o.Resync, "resync", 5*time.Second, "periodic resync of every reconciler")
+	fs.StringVar(&o.TokenFile, "token-file", "", "static bearer tokens for callers not on loopback: lines 'token,user[,group...]' (group readonly: GET only)")
 	fs.StringVar(&o.LogFormat, "log-format", "console", "log format: json or console")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 }
@@ -80,6 +85,14 @@ func (o *EmbeddedOptions) Complete(stderr io.Writer) error {
 		}
 	}
 	o.logger = newLogger(stderr, o.LogFormat, o.LogLevel)
+	if o.TokenFile != "" {
+		tokens, err := prober.LoadStaticTokens(o.TokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		o.auth = prober.AuthOptions{Authenticator: tokens, Authorizer: prober.StaticAuthorizer{}}
+		o.logger.Info().Strs("users", tokens.Users()).Msg("static tokens loaded")
+	}
 	return nil
 }
 

@@ -61,7 +61,15 @@ func renderStatus(w io.Writer, raft *raftAnswer, pods []maintenance.PodView, now
 		if n := len(*raft.Findings); n == 0 {
 			fmt.Fprintf(tw, "FINDINGS:\tnone\n")
 		} else {
-			fmt.Fprintf(tw, "FINDINGS:\t%d (prober raft)\n", n)
+			causes := make([]string, 0, n)
+			for _, f := range *raft.Findings {
+				c := text(f["cause"])
+				if sev := text(f["severity"]); sev != "" {
+					c = "[" + sev + "] " + c
+				}
+				causes = append(causes, c)
+			}
+			fmt.Fprintf(tw, "FINDINGS:\t%d: %s (details: prober raft)\n", n, strings.Join(causes, ", "))
 		}
 	}
 	_ = tw.Flush()
@@ -171,10 +179,31 @@ func renderRaft(w io.Writer, raft *raftAnswer, now time.Time) {
 	}
 	fmt.Fprintf(w, "\nFINDINGS (%d)\n", len(*raft.Findings))
 	for i, f := range *raft.Findings {
-		fmt.Fprintf(w, "%d. %s\n", i+1, text(f["cause"]))
-		for _, k := range []string{"groups", "nodes", "evidence", "remedy"} {
-			if v := text(f[k]); v != "" {
-				fmt.Fprintf(w, "   %-9s %s\n", k+":", v)
+		head := text(f["cause"])
+		if sev := text(f["severity"]); sev != "" {
+			head = "[" + sev + "] " + head
+		}
+		if sum := text(f["summary"]); sum != "" {
+			head += ": " + sum
+		}
+		fmt.Fprintf(w, "%d. %s\n", i+1, head)
+		for _, k := range []string{"nodes", "groups"} {
+			items := textLines(f[k])
+			var n int
+			if k == "groups" && json.Unmarshal(f["groupCount"], &n) == nil && n > len(items) {
+				items = append(items, fmt.Sprintf("+%d more", n-len(items)))
+			}
+			if len(items) > 0 {
+				fmt.Fprintf(w, "   %-9s %s\n", k+":", strings.Join(items, ", "))
+			}
+		}
+		for _, k := range []string{"evidence", "remedy"} {
+			for j, line := range textLines(f[k]) {
+				label := ""
+				if j == 0 {
+					label = k + ":"
+				}
+				fmt.Fprintf(w, "   %-9s %s\n", label, line)
 			}
 		}
 	}
@@ -202,20 +231,50 @@ func peers(ps []natsraft.Peer) string {
 	return strings.Join(out, " ")
 }
 
-// text renders a loosely typed JSON value for a person: a string as is, a
-// list of strings joined, anything else as compact JSON.
+// text renders a loosely typed JSON value for a person: a string as is,
+// anything else as textLines joined.
 func text(raw json.RawMessage) string {
+	return strings.Join(textLines(raw), ", ")
+}
+
+// textLines renders a loosely typed JSON value as lines: a string as one, a
+// list one line per item (an object by its name and state), anything else
+// as compact JSON.
+func textLines(raw json.RawMessage) []string {
 	if len(raw) == 0 || string(raw) == "null" {
-		return ""
+		return nil
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return s
+		return []string{s}
 	}
-	var list []string
-	if json.Unmarshal(raw, &list) == nil {
-		return strings.Join(list, ", ")
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) != nil {
+		return []string{compact(raw)}
 	}
+	out := make([]string, 0, len(list))
+	for _, item := range list {
+		var str string
+		var obj struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		}
+		switch {
+		case json.Unmarshal(item, &str) == nil:
+			out = append(out, str)
+		case json.Unmarshal(item, &obj) == nil && obj.Name != "":
+			if obj.State != "" {
+				obj.Name += " (" + obj.State + ")"
+			}
+			out = append(out, obj.Name)
+		default:
+			out = append(out, compact(item))
+		}
+	}
+	return out
+}
+
+func compact(raw json.RawMessage) string {
 	var b bytes.Buffer
 	if json.Compact(&b, raw) == nil {
 		return b.String()

@@ -1,0 +1,418 @@
+// Command health measures the two speed goals of the cluster health view:
+//
+//	(1) how long after a Raft group loses its quorum the diagnosis reports
+//	    it: two of three nodes of an embedded cluster are stopped while the
+//	    collector sweeps at the product's interval (1 s); target ≤ 2 s;
+//	(2) one health sweep (collection, view, diagnosis) over a real 3-node
+//	    cluster of about 10,000 Raft groups — by default 2,000 R3 streams
+//	    with 4 R3 consumers each — its time and the prober's peak memory;
+//	    targets < 1 s and < 150 MB.
+//
+// For (2) the NATS cluster runs in a child process (this program started
+// again with -serve), so that the memory measured is the prober's alone:
+// the parent's peak resident set (VmHWM) and the Go heap sampled during the
+// sweeps.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/prober-dev/prober/natsraft"
+)
+
+// readyLine prefixes the line on which the child announces its endpoints.
+const readyLine = "READY "
+
+func main() {
+	serve := flag.Bool("serve", false, "run the NATS cluster of the sweep benchmark and print its endpoints (internal)")
+	streams := flag.Int("streams", 2000, "R3 streams of the sweep benchmark")
+	consumers := flag.Int("consumers", 4, "R3 consumers per stream")
+	sweeps := flag.Int("sweeps", 5, "sweeps measured over the large cluster")
+	reps := flag.Int("reps", 5, "quorum losses measured")
+	interval := flag.Duration("interval", time.Second, "collector interval for the quorum-loss measurement (the product's)")
+	skipQuorum := flag.Bool("skip-quorum", false, "skip the quorum-loss measurement")
+	skipSweep := flag.Bool("skip-sweep", false, "skip the large-cluster sweep")
+	flag.Parse()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	defer cancel()
+	var err error
+	switch {
+	case *serve:
+		err = serveCluster(ctx, *streams, *consumers, os.Stdout, os.Stdin)
+	default:
+		err = run(ctx, os.Stdout, *streams, *consumers, *sweeps, *reps, *interval, *skipQuorum, *skipSweep)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "health:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, out io.Writer, streams, consumers, sweeps, reps int, interval time.Duration, skipQuorum, skipSweep bool) error {
+	var quorum []time.Duration
+	if !skipQuorum {
+		var err error
+		if quorum, err = benchQuorumLoss(ctx, out, reps, interval); err != nil {
+			return fmt.Errorf("quorum loss: %w", err)
+		}
+	}
+	var sw *sweepResult
+	if !skipSweep {
+		var err error
+		if sw, err = benchSweep(ctx, out, streams, consumers, sweeps); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "%-52s %-28s %s\n", "measure", "min / median / max", "target")
+	if quorum != nil {
+		fmt.Fprintf(out, "%-52s %-28s %s\n", fmt.Sprintf("quorum loss → finding (interval %s, %d runs)", interval, len(quorum)),
+			stats(quorum), "≤ 2 s")
+	}
+	if sw != nil {
+		fmt.Fprintf(out, "%-52s %-28s %s\n", fmt.Sprintf("sweep + diagnosis of %d groups (%d sweeps)", sw.groups, len(sw.times)),
+			stats(sw.times), "< 1 s")
+		fmt.Fprintf(out, "%-52s %-28s %s\n", "  of which diagnosis", stats(sw.diagnose), "")
+		fmt.Fprintf(out, "%-52s %-28s %s\n", "prober peak memory: resident set (VmHWM)", mib(sw.peakRSS), "< 150 MB")
+		fmt.Fprintf(out, "%-52s %-28s %s\n", "prober peak memory: Go heap in use (sampled)", mib(sw.peakHeap), "")
+		fmt.Fprintf(out, "%-52s %-28s %s\n", "allocated per sweep (median)", mib(sw.allocPerSweep), "")
+	}
+	return nil
+}
+
+// benchQuorumLoss stops two of three nodes reps times and measures how long
+// the background collector and the diagnosis take to report it.
+func benchQuorumLoss(ctx context.Context, out io.Writer, reps int, interval time.Duration) ([]time.Duration, error) {
+	fmt.Fprintf(out, "quorum loss: 3-node cluster with the demo stream, collector every %s\n", interval)
+	e, err := natsraft.StartEmbedded(ctx, natsraft.EmbeddedOptions{Demo: true, Logger: zerolog.Nop()})
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: e.Endpoints(), Interval: interval, Logger: zerolog.Nop()})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+
+	names := make([]string, 0, 3)
+	for _, n := range e.Nodes() {
+		names = append(names, n.Name())
+	}
+	var res []time.Duration
+	for i := range reps {
+		if err := waitFor(ctx, 60*time.Second, func() bool { return healthy(c.Latest()) }); err != nil {
+			return nil, fmt.Errorf("run %d: cluster not healthy: %w", i+1, err)
+		}
+		a, b := names[i%3], names[(i+1)%3]
+		if err := e.StopNode(a); err != nil {
+			return nil, err
+		}
+		if err := e.StopNode(b); err != nil {
+			return nil, err
+		}
+		stopped := time.Now()
+		var seen time.Time
+		var summary string
+		err := waitFor(ctx, 30*time.Second, func() bool {
+			v := c.Latest()
+			if v == nil || !v.At.After(stopped) {
+				return false
+			}
+			for _, f := range natsraft.Diagnose(v, natsraft.DiagnoseOptions{}) {
+				if f.Cause == natsraft.CauseTooFewNodes && f.GroupCount == len(v.Groups) {
+					seen, summary = time.Now(), f.Summary
+					return true
+				}
+			}
+			return false
+		})
+		if err != nil {
+			return nil, fmt.Errorf("run %d: no finding: %w", i+1, err)
+		}
+		took := seen.Sub(stopped)
+		res = append(res, took)
+		fmt.Fprintf(out, "  run %d: stopped %s and %s, reported after %.3fs: %s\n", i+1, a, b, took.Seconds(), summary)
+		for _, n := range []string{a, b} {
+			if err := e.RestartNode(ctx, n); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// healthy holds when every group has a leader and only healthy members.
+func healthy(v *natsraft.View) bool {
+	if v == nil || len(v.Groups) == 0 {
+		return false
+	}
+	for i := range v.Groups {
+		if v.Groups[i].State() != natsraft.StateHealthy {
+			return false
+		}
+	}
+	return true
+}
+
+type sweepResult struct {
+	groups            int
+	times, diagnose   []time.Duration
+	peakRSS, peakHeap uint64
+	allocPerSweep     uint64
+}
+
+// benchSweep starts the large cluster in a child process and sweeps it.
+func benchSweep(ctx context.Context, out io.Writer, streams, consumers, sweeps int) (*sweepResult, error) {
+	fmt.Fprintf(out, "sweep: child process with a 3-node cluster of %d R3 streams × %d R3 consumers (memory storage)\n", streams, consumers)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, "-serve", "-streams", strconv.Itoa(streams), "-consumers", strconv.Itoa(consumers))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = stdin.Close() // the child shuts its cluster down and exits
+		_ = cmd.Wait()
+	}()
+	var eps []natsraft.Endpoint
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, readyLine); ok {
+			if err := json.Unmarshal([]byte(rest), &eps); err != nil {
+				return nil, fmt.Errorf("child's endpoints: %w", err)
+			}
+			break
+		}
+		fmt.Fprintln(out, "  "+line)
+	}
+	if eps == nil {
+		return nil, fmt.Errorf("child ended without its endpoints: %v", sc.Err())
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+
+	runtime.GC()
+	debug.FreeOSMemory()
+	res := &sweepResult{}
+	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: eps, Timeout: 30 * time.Second, Logger: zerolog.Nop()})
+	var peakHeap atomic.Uint64
+	sampling := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-sampling:
+				return
+			case <-t.C:
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > peakHeap.Load() {
+					peakHeap.Store(ms.HeapInuse)
+				}
+			}
+		}
+	})
+	var allocs []uint64
+	for i := range sweeps {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		v, err := c.Sweep(ctx)
+		if err != nil {
+			close(sampling)
+			wg.Wait()
+			return nil, err
+		}
+		dstart := time.Now()
+		findings := natsraft.Diagnose(v, natsraft.DiagnoseOptions{})
+		end := time.Now()
+		runtime.ReadMemStats(&after)
+		res.groups = len(v.Groups)
+		res.times = append(res.times, end.Sub(start))
+		res.diagnose = append(res.diagnose, end.Sub(dstart))
+		allocs = append(allocs, after.TotalAlloc-before.TotalAlloc)
+		fmt.Fprintf(out, "  sweep %d: %d groups on %d nodes in %.3fs (diagnosis %.3fs, %d findings), %s allocated\n",
+			i+1, len(v.Groups), len(v.Nodes), end.Sub(start).Seconds(), end.Sub(dstart).Seconds(), len(findings),
+			mib(after.TotalAlloc-before.TotalAlloc))
+	}
+	close(sampling)
+	wg.Wait()
+	slices.Sort(allocs)
+	res.allocPerSweep = allocs[len(allocs)/2]
+	res.peakHeap = peakHeap.Load()
+	res.peakRSS, err = peakRSS()
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// peakRSS reads this process's peak resident set size from /proc.
+func peakRSS() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, fmt.Errorf("peak memory: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("peak memory: %w", err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, errors.New("peak memory: no VmHWM in /proc/self/status")
+}
+
+// serveCluster runs the large cluster: 3 nodes, streams × (1 + consumers)
+// Raft groups, announces the endpoints on out and runs until in closes.
+func serveCluster(ctx context.Context, streams, consumers int, out io.Writer, in io.Reader) error {
+	// Three servers with ten thousand Raft groups each make many blocking
+	// file syscalls at once (term and vote writes): more threads than Go's
+	// default limit of 10,000.
+	debug.SetMaxThreads(100_000)
+	start := time.Now()
+	e, err := natsraft.StartEmbedded(ctx, natsraft.EmbeddedOptions{Logger: zerolog.Nop()})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	fmt.Fprintf(out, "cluster up in %.1fs, creating %d streams and %d consumers\n", time.Since(start).Seconds(), streams, streams*consumers)
+	nc, err := e.Dial(natsraft.AppAccount)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	created := time.Now()
+	var next atomic.Int64
+	var done atomic.Int64
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= streams {
+					return
+				}
+				if err := createStream(ctx, js, i, consumers); err != nil {
+					errs <- err
+					return
+				}
+				if n := done.Add(1); n%250 == 0 {
+					fmt.Fprintf(out, "  %d streams after %.0fs\n", n, time.Since(created).Seconds())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "created in %.0fs\n", time.Since(created).Seconds())
+	b, err := json.Marshal(e.Endpoints())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, readyLine+string(b))
+	_, _ = io.Copy(io.Discard, in)
+	return nil
+}
+
+// createStream creates stream i and its consumers, retrying while the
+// meta group is busy.
+func createStream(ctx context.Context, js jetstream.JetStream, i, consumers int) error {
+	name := fmt.Sprintf("s%05d", i)
+	var last error
+	for attempt := 0; attempt < 50; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := js.CreateOrUpdateStream(rctx, jetstream.StreamConfig{
+			Name: name, Subjects: []string{name + ".>"}, Storage: jetstream.MemoryStorage, Replicas: 3,
+		})
+		if err == nil {
+			for c := 0; c < consumers && err == nil; c++ {
+				_, err = st.CreateOrUpdateConsumer(rctx, jetstream.ConsumerConfig{
+					Durable: fmt.Sprintf("c%d", c), AckPolicy: jetstream.AckExplicitPolicy, Replicas: 3, MemoryStorage: true,
+				})
+			}
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("stream %s: %w", name, last)
+}
+
+// waitFor polls cond every 10 ms until it holds or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func stats(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return fmt.Sprintf("%.3f / %.3f / %.3f s", s[0].Seconds(), s[len(s)/2].Seconds(), s[len(s)-1].Seconds())
+}
+
+func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
+	"github.com/prober-dev/prober/prober"
+)
+
+// Reload methods of --reload.
+const (
+	reloadSystem = "system"
+	reloadSignal = "signal"
+)
+
+// ServeOptions are the flags of `prober serve`, the sidecar of Kubernetes
+// mode.
+type ServeOptions struct {
+	Listen     string
+	Kubeconfig string
+	Pod        string
+	Namespace  string
+	Selector   string
+	ConfigMap  string
+	DCLabel    string
+
+	MonitorPort int
+	ClientPort  int
+	ClusterPort int
+	GatewayPort int
+
+	CredentialsDir string
+	ConfigInclude  string
+	Reload         string
+	PIDFile        string
+
+	TokenAudiences     string
+	LoopbackNeedsToken bool
+
+	Resync    time.Duration
+	LogFormat string
+	LogLevel  string
+
+	// Set by Complete.
+	logger    zerolog.Logger
+	clientset kubernetes.Interface
+	audiences []string
+}
+
+// Flags registers the options on fs with their defaults; the pod and its
+// namespace default to $POD_NAME and $POD_NAMESPACE (the downward API).
+func (o *ServeOptions) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Listen, "listen", ":8889", "address of the maintenance API")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (token or client certificate users); default: the in-cluster config")
+	fs.StringVar(&o.Pod, "pod-name", os.Getenv("POD_NAME"), "this pod's name, which is its NATS server name (default $POD_NAME)")
+	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace of the pods and the ConfigMap (default $POD_NAMESPACE)")
+	fs.StringVar(&o.Selector, "selector", "app.kubernetes.io/name=nats", "label selector of the NATS pods")
+	fs.StringVar(&o.ConfigMap, "configmap", maintenance.DefaultConfigMapName, "ConfigMap holding the maintenance state")
+	fs.StringVar(&o.DCLabel, "dc-label", prober.DefaultDCLabel, "pod label that names a pod's dc instead of its NATS cluster name")
+	fs.IntVar(&o.MonitorPort, "monitor-port", prober.DefaultMonitorPort, "NATS monitoring port (a pod's annotation "+prober.MonitorPortAnnotation+" overrides it)")
+	fs.IntVar(&o.ClientPort, "client-port", prober.DefaultClientPort, "NATS client port (a pod's annotation "+prober.ClientPortAnnotation+" overrides it)")
+	fs.IntVar(&o.ClusterPort, "cluster-port", natsraft.DefaultClusterPort, "NATS route port, cut by the fence")
+	fs.IntVar(&o.GatewayPort, "gateway-port", 0, "NATS gateway port, cut by the fence too; 0: no gateways")
+	fs.StringVar(&o.CredentialsDir, "credentials-dir", "/etc/prober/credentials", "folder with a user per NATS account: <ACCOUNT>.creds or <ACCOUNT>/user and <ACCOUNT>/password")
+	fs.StringVar(&o.ConfigInclude, "config-include", "", "file the NATS configuration includes after its jetstream block; the prober writes it to quiesce JetStream (required)")
+	fs.StringVar(&o.Reload, "reload", reloadSystem, "how NATS reloads its configuration: system (a request over the system account) or signal (SIGHUP, needs a shared process namespace)")
+	fs.StringVar(&o.PIDFile, "nats-pid-file", "", "the NATS server's pid_file, for --reload=signal")
+	fs.StringVar(&o.TokenAudiences, "token-audiences", "", "comma separated audiences a caller's token must be issued for; default: the API server's")
+	fs.BoolVar(&o.LoopbackNeedsToken, "loopback-needs-token", false, "require a token from loopback callers too (behind a local proxy such as a service mesh)")
+	fs.DurationVar(&o.Resync, "resync", maintenance.DefaultResync, "periodic resync of the reconciler")
+	fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+// Validate checks every option and returns all problems at once.
+func (o *ServeOptions) Validate() error {
+	var errs []error
+	for flagName, v := range map[string]string{"pod-name": o.Pod, "namespace": o.Namespace, "configmap": o.ConfigMap} {
+		switch {
+		case v == "":
+			errs = append(errs, fmt.Errorf("--%s is required", flagName))
+		default:
+			if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
+				errs = append(errs, fmt.Errorf("--%s %q: %s", flagName, v, strings.Join(msgs, "; ")))
+			}
+		}
+	}
+	if sel, err := labels.Parse(o.Selector); err != nil {
+		errs = append(errs, fmt.Errorf("--selector %q: %w", o.Selector, err))
+	} else if sel.Empty() {
+		errs = append(errs, fmt.Errorf("--selector %q: selects every pod of the namespace", o.Selector))
+	}
+	if msgs := validation.IsQualifiedName(o.DCLabel); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--dc-label %q: %s", o.DCLabel, strings.Join(msgs, "; ")))
+	}
+	for _, p := range []struct {
+		name     string
+		v        int
+		optional bool
+	}{
+		{"monitor-port", o.MonitorPort, false},
+		{"client-port", o.ClientPort, false},
+		{"cluster-port", o.ClusterPort, false},
+		{"gateway-port", o.GatewayPort, true},
+	} {
+		if (p.v == 0 && !p.optional) || p.v < 0 || p.v > 65535 {
+			errs = append(errs, fmt.Errorf("--%s %d: out of range", p.name, p.v))
+		}
+	}
+	if o.CredentialsDir == "" {
+		errs = append(errs, errors.New("--credentials-dir is required"))
+	}
+	if o.ConfigInclude == "" {
+		errs = append(errs, errors.New("--config-include is required"))
+	} else if !filepath.IsAbs(o.ConfigInclude) {
+		errs = append(errs, fmt.Errorf("--config-include %q: an absolute path", o.ConfigInclude))
+	}
+	switch o.Reload {
+	case reloadSystem:
+	case reloadSignal:
+		if o.PIDFile == "" {
+			errs = append(errs, errors.New("--reload=signal needs --nats-pid-file"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--reload %q: %s or %s", o.Reload, reloadSystem, reloadSignal))
+	}
+	if o.Resync < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--resync %s: at least 100ms", o.Resync))
+	}
+	if o.LogFormat != "json" && o.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format %q: json or console", o.LogFormat))
+	}
+	if _, err := zerolog.ParseLevel(o.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level %q: %w", o.LogLevel, err))
+	}
+	return errors.Join(errs...)
+}
+
+// Complete builds the logger and the Kubernetes client: from --kubeconfig,
+// else the in-cluster config of the pod's ServiceAccount.
+func (o *ServeOptions) Complete(stderr io.Writer) error {
+	o.logger = newLogger(stderr, o.LogFormat, o.LogLevel)
+	for _, a := range strings.Split(o.TokenAudiences, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			o.audiences = append(o.audiences, a)
+		}
+	}
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if o.Kubeconfig != "" {
+		cfg, err = loadKubeconfig(o.Kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return fmt.Errorf("kubernetes client config: %w", err)
+	}
+	cfg.UserAgent = "prober/" + o.Pod
+	if o.clientset, err = kubernetes.NewForConfig(cfg); err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	return nil
+}
+
+// loadKubeconfig builds a client config from the current context of a
+// kubeconfig file: the server, its CA, and a user with a token (or token
+// file), a client certificate or basic auth. Relative paths are relative
+// to the file. Exec plugins and auth providers are refused: the sidecar
+// runs with its ServiceAccount, --kubeconfig is for development.
+func loadKubeconfig(path string) (*rest.Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	var kc clientcmdv1.Config
+	if err := yaml.Unmarshal(raw, &kc); err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	if kc.CurrentContext == "" {
+		return nil, fmt.Errorf("kubeconfig %s: no current-context", path)
+	}
+	var kctx *clientcmdv1.Context
+	for i := range kc.Contexts {
+		if kc.Contexts[i].Name == kc.CurrentContext {
+			kctx = &kc.Contexts[i].Context
+		}
+	}
+	if kctx == nil {
+		return nil, fmt.Errorf("kubeconfig %s: context %q not found", path, kc.CurrentContext)
+	}
+	var cluster *clientcmdv1.Cluster
+	for i := range kc.Clusters {
+		if kc.Clusters[i].Name == kctx.Cluster {
+			cluster = &kc.Clusters[i].Cluster
+		}
+	}
+	if cluster == nil || cluster.Server == "" {
+		return nil, fmt.Errorf("kubeconfig %s: cluster %q not found or without a server", path, kctx.Cluster)
+	}
+	var user clientcmdv1.AuthInfo
+	found := kctx.AuthInfo == ""
+	for i := range kc.AuthInfos {
+		if kc.AuthInfos[i].Name == kctx.AuthInfo {
+			user, found = kc.AuthInfos[i].AuthInfo, true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("kubeconfig %s: user %q not found", path, kctx.AuthInfo)
+	}
+	if user.Exec != nil || user.AuthProvider != nil {
+		return nil, fmt.Errorf("kubeconfig %s: user %q needs an exec plugin or auth provider, which --kubeconfig does not run: use a token or a client certificate",
+			path, kctx.AuthInfo)
+	}
+	dir := filepath.Dir(path)
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	return &rest.Config{
+		Host: cluster.Server,
+		TLSClientConfig: rest.TLSClientConfig{
+			Insecure:   cluster.InsecureSkipTLSVerify,
+			ServerName: cluster.TLSServerName,
+			CAFile:     abs(cluster.CertificateAuthority),
+			CAData:     cluster.CertificateAuthorityData,
+			CertFile:   abs(user.ClientCertificate),
+			CertData:   user.ClientCertificateData,
+			KeyFile:    abs(user.ClientKey),
+			KeyData:    user.ClientKeyData,
+		},
+		BearerToken:     user.Token,
+		BearerTokenFile: abs(user.TokenFile),
+		Username:        user.Username,
+		Password:        user.Password,
+	}, nil
+}
+
+// localURLs are the local NATS server's monitoring and client URLs: the
+// sidecar shares its pod's network namespace.
+func (o *ServeOptions) localURLs() (monitor, client string) {
+	return "http://127.0.0.1:" + strconv.Itoa(o.MonitorPort), "nats://127.0.0.1:" + strconv.Itoa(o.ClientPort)
+}
+
+func runServe(args []string, _, stderr io.Writer) int {
+	var o ServeOptions
+	fs := flag.NewFlagSet("prober serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := o.Validate(); err != nil {
+		fmt.Fprintf(stderr, "prober: %v\n", err)
+		return 2
+	}
+	if err := o.Complete(stderr); err != nil {
+		fmt.Fprintf(stderr, "prober: %v\n", err)
+		return 1
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := o.run(ctx); err != nil {
+		o.logger.Error().Err(err).Msg("prober stopped")
+		return 1
+	}
+	return 0
+}
+
+// run wires the sidecar: pod discovery, the credentials dialer, the kernel
+// fence over the local server, the auth of the API, and the app.
+func (o *ServeOptions) run(ctx context.Context) error {
+	log := o.logger.With().Str("pod", o.Pod).Logger()
+	cs := o.clientset
+	disc, err := prober.NewPodDiscovery(cs.CoreV1().Pods(o.Namespace), prober.PodDiscoveryOptions{
+		Selector:    o.Selector,
+		MonitorPort: o.MonitorPort,
+		ClientPort:  o.ClientPort,
+		DCLabel:     o.DCLabel,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	dialer := &natsraft.CredentialsDialer{Dir: o.CredentialsDir, Servers: disc.ClientURLs, Name: "prober-" + o.Pod}
+	monitorURL, clientURL := o.localURLs()
+	system, err := dialer.DialServer(natsraft.SystemAccount, clientURL)
+	if err != nil {
+		return fmt.Errorf("system account connection to the local server: %w", err)
+	}
+	defer system.Close()
+	var reload func(context.Context) error
+	if o.Reload == reloadSignal {
+		reload = natsraft.SignalReload(o.PIDFile)
+	}
+	fence := natsraft.NewKernelFence(natsraft.KernelFenceOptions{
+		ClusterPort:   o.ClusterPort,
+		GatewayPort:   o.GatewayPort,
+		ConfigInclude: o.ConfigInclude,
+		Reload:        reload,
+		System:        system,
+		MonitorURL:    monitorURL,
+		Peers: func(context.Context) ([]string, error) {
+			var urls []string
+			for _, p := range disc.Peers() {
+				if p.Name != o.Pod {
+					urls = append(urls, p.MonitorURL)
+				}
+			}
+			return urls, nil
+		},
+		Logger: log,
+	})
+	// Before the API serves: the startup probe passes only then, and only
+	// then does the kubelet start NATS, which cannot start without it.
+	if err := fence.EnsureInclude(); err != nil {
+		return fmt.Errorf("included NATS configuration: %w", err)
+	}
+	app := &prober.SidecarApp{
+		Listen:        o.Listen,
+		Pod:           o.Pod,
+		Namespace:     o.Namespace,
+		ConfigMaps:    cs.CoreV1(),
+		ConfigMapName: o.ConfigMap,
+		Discovery:     disc,
+		Fence:         fence,
+		Dial:          dialer.Dial,
+		Auth: prober.AuthOptions{
+			Authenticator: prober.NewTokenReviewAuthenticator(cs.AuthenticationV1().TokenReviews(), prober.TokenReviewOptions{
+				Audiences: o.audiences,
+				Logger:    log.With().Str("component", "auth").Logger(),
+			}),
+			Authorizer: prober.NewSubjectAccessReviewAuthorizer(cs.AuthorizationV1().SubjectAccessReviews(), prober.SubjectAccessReviewOptions{
+				Namespace: o.Namespace,
+				Name:      o.ConfigMap,
+				Logger:    log.With().Str("component", "auth").Logger(),
+			}),
+			LoopbackNeedsToken: o.LoopbackNeedsToken,
+		},
+		Resync: o.Resync,
+		Logger: o.logger,
+	}
+	return app.Run(ctx)
+}

@@ -1,0 +1,761 @@
+package natsraft
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// The kernel fence: the production sidecar's way of putting the NATS server
+// of its pod into maintenance. The NATS server runs as another process in
+// the same pod, so the fence acts on what the two share: the network
+// namespace (an nftables table that rejects the cluster and gateway ports,
+// and the kernel's socket table, whose established route sockets it
+// destroys), a configuration file that the server includes (quiesce), and
+// the server's monitoring endpoint and system account (verification,
+// reload, moving clients). Every answer it gives is read from that shared
+// state, never from a flag of its own, so a restarted sidecar picks up
+// where the last one stopped.
+
+// Defaults of KernelFenceOptions.
+const (
+	DefaultClusterPort         = 6222
+	DefaultFenceTable          = "prober_fence"
+	DefaultKernelFenceTimeout  = 30 * time.Second
+	DefaultKernelFenceRequest  = 10 * time.Second
+	DefaultMoveClientsGrace    = 2 * time.Second
+	kernelFencePollInterval    = 20 * time.Millisecond
+	kernelFenceMonitorTimeout  = 5 * time.Second
+	kernelFenceConnzPage       = 1024
+	kernelFenceIncludeFileMode = 0o644
+)
+
+// The two contents of the included file. The NATS configuration includes
+// it after its own jetstream block: a later key replaces an earlier one,
+// so the "off" content switches JetStream off and the "on" content leaves
+// the configuration as written.
+const (
+	quiesceIncludeOn = "# Managed by prober: empty while this server runs normally.\n" +
+		"# Include it after the jetstream block; during maintenance it switches JetStream off.\n"
+	quiesceIncludeOff = "# Managed by prober: this server is in maintenance, JetStream is off.\n" +
+		"jetstream { enabled: false }\n"
+)
+
+// errSockDestroyUnsupported says that the kernel cannot destroy sockets on
+// request (it lacks CONFIG_INET_DIAG_DESTROY): the firewall rules then cut
+// a route only when it next carries a packet.
+var errSockDestroyUnsupported = errors.New("kernel cannot destroy sockets (CONFIG_INET_DIAG_DESTROY missing)")
+
+// KernelFenceOptions configures a KernelFence.
+type KernelFenceOptions struct {
+	// ClusterPort is the NATS route port, on this server and its peers
+	// alike; 0 means DefaultClusterPort.
+	ClusterPort int
+	// GatewayPort is the NATS gateway port; 0 means no gateways.
+	GatewayPort int
+	// Table names the nftables table (family inet) of the fence; empty
+	// means DefaultFenceTable.
+	Table string
+	// NetNS is the path of the network namespace to fence (for example
+	// /var/run/netns/<name> or /proc/<pid>/ns/net); empty means the
+	// sidecar's own, which in a pod is the NATS server's too.
+	NetNS string
+	// ConfigInclude is the path of the file that the NATS configuration
+	// includes after its jetstream block; Quiesce and Resume rewrite it.
+	ConfigInclude string
+	// Reload makes the NATS server reload its configuration. Nil means over
+	// the system account (System); SignalReload sends SIGHUP instead, which
+	// needs a shared process namespace.
+	Reload func(ctx context.Context) error
+	// System is a connection to the local NATS server (and only to it) as
+	// a user of the system account. MoveClients needs it, and so does the
+	// default Reload.
+	System *nats.Conn
+	// MonitorURL is the base URL of the local server's monitoring endpoint.
+	MonitorURL string
+	// Peers returns the base URLs of the monitoring endpoints of the other
+	// servers, those of other clusters (gateways) included; the fence is
+	// verified from their side too.
+	Peers func(ctx context.Context) ([]string, error)
+	// HTTPClient does the monitoring requests; nil means a client of our
+	// own with a short timeout.
+	HTTPClient *http.Client
+	// Timeout bounds the wait of Fence, Unfence, Quiesce and Resume when
+	// the context has no deadline; 0 means DefaultKernelFenceTimeout.
+	Timeout time.Duration
+	// RequestTimeout bounds one system-account request; 0 means
+	// DefaultKernelFenceRequest.
+	RequestTimeout time.Duration
+	// MoveClientsGrace is how long MoveClients lets clients leave after the
+	// lame-duck notice before it disconnects the rest; 0 means
+	// DefaultMoveClientsGrace.
+	MoveClientsGrace time.Duration
+	Logger           zerolog.Logger
+}
+
+// KernelFence fences the NATS server of the sidecar's pod from its peers
+// in the kernel, and quiesces it through its configuration. It implements
+// the fence half of maintenance.Node. Each method is idempotent, and the
+// state it reports is read from the kernel and the server, so a new
+// KernelFence sees the fence of an earlier one.
+type KernelFence struct {
+	o   KernelFenceOptions
+	log zerolog.Logger
+}
+
+// NewKernelFence returns a KernelFence with the defaults filled in.
+func NewKernelFence(o KernelFenceOptions) *KernelFence {
+	if o.ClusterPort == 0 {
+		o.ClusterPort = DefaultClusterPort
+	}
+	if o.Table == "" {
+		o.Table = DefaultFenceTable
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultKernelFenceTimeout
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultKernelFenceRequest
+	}
+	if o.MoveClientsGrace <= 0 {
+		o.MoveClientsGrace = DefaultMoveClientsGrace
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: kernelFenceMonitorTimeout}
+	}
+	f := &KernelFence{o: o, log: o.Logger.With().Str("component", "kernelfence").Logger()}
+	if f.o.Reload == nil {
+		f.o.Reload = f.systemReload
+	}
+	return f
+}
+
+// ports returns the ports the fence cuts.
+func (f *KernelFence) ports() []uint16 {
+	ps := []uint16{uint16(f.o.ClusterPort)}
+	if f.o.GatewayPort != 0 {
+		ps = append(ps, uint16(f.o.GatewayPort))
+	}
+	return ps
+}
+
+// Fenced reports whether the fence's nftables table exists in the network
+// namespace. An error reading it is logged and reported as not fenced, so
+// that the caller fences again (which is idempotent).
+func (f *KernelFence) Fenced() bool {
+	ok, err := f.tableExists()
+	if err != nil {
+		f.log.Warn().Err(err).Msg("cannot read the nftables state")
+		return false
+	}
+	return ok
+}
+
+// Fence installs the nftables table that rejects the cluster (and
+// gateway) ports in both directions, destroys the established sockets on
+// those ports, and returns once the cut is verified: the local server has
+// no route or gateway connection left and no peer lists it any more. It is
+// idempotent: the table is replaced atomically.
+func (f *KernelFence) Fence(ctx context.Context) error {
+	ctx, cancel := embeddedDeadline(ctx, f.o.Timeout)
+	defer cancel()
+	start := time.Now()
+	if err := f.applyTable(); err != nil {
+		return fmt.Errorf("fence: nftables table %s: %w", f.o.Table, err)
+	}
+	killed, err := f.killSockets()
+	switch {
+	case errors.Is(err, errSockDestroyUnsupported):
+		f.log.Warn().Err(err).Msg("established routes are cut when they next carry a packet")
+	case err != nil:
+		return fmt.Errorf("fence: destroy sockets: %w", err)
+	}
+	var left []string
+	err = kernelFencePoll(ctx, func() bool {
+		left = f.links(ctx)
+		return len(left) == 0
+	})
+	if err != nil {
+		return fmt.Errorf("fence: still linked %v: %w", left, err)
+	}
+	f.log.Info().Int("sockets", killed).Dur("took", time.Since(start)).Msg("fenced")
+	return nil
+}
+
+// Unfence deletes the fence's table and returns once the local server has
+// its routes back to every peer of its cluster that answers (seen from
+// both ends) and an outbound gateway to every other cluster with a peer
+// that answers. It is idempotent.
+func (f *KernelFence) Unfence(ctx context.Context) error {
+	ctx, cancel := embeddedDeadline(ctx, f.o.Timeout)
+	defer cancel()
+	start := time.Now()
+	if err := f.removeTable(); err != nil {
+		return fmt.Errorf("unfence: nftables table %s: %w", f.o.Table, err)
+	}
+	var missing []string
+	err := kernelFencePoll(ctx, func() bool {
+		missing = f.missingLinks(ctx)
+		return len(missing) == 0
+	})
+	if err != nil {
+		return fmt.Errorf("unfence: still missing %v: %w", missing, err)
+	}
+	f.log.Info().Dur("took", time.Since(start)).Msg("unfenced")
+	return nil
+}
+
+// Quiesced reports whether the local server's JetStream is off, as its
+// /jsz says. An unreachable server counts as not quiesced (its JetStream
+// state is unknown, and quiescing again is harmless).
+func (f *KernelFence) Quiesced() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), kernelFenceMonitorTimeout)
+	defer cancel()
+	on, err := f.jetStreamOn(ctx)
+	if err != nil {
+		f.log.Warn().Err(err).Msg("cannot read JetStream state")
+		return false
+	}
+	return !on
+}
+
+// Quiesce writes the "off" content to the included file, makes the server
+// reload its configuration and returns once JetStream is off. A quiesced
+// server stops campaigning, so a fenced follower cannot raise its term and
+// depose healthy leaders when it comes back.
+//
+// NATS switches JetStream off on reload with DisableJetStream, which
+// deletes the server's copy of the meta group's log; on Resume the server
+// gets the meta state back from the meta leader. Stream data stays.
+func (f *KernelFence) Quiesce(ctx context.Context) error {
+	ctx, cancel := embeddedDeadline(ctx, f.o.Timeout)
+	defer cancel()
+	if err := f.switchJetStream(ctx, false); err != nil {
+		return fmt.Errorf("quiesce: %w", err)
+	}
+	return nil
+}
+
+// Resume writes the "on" content to the included file and, when JetStream
+// is off, makes the server reload and returns once JetStream runs again.
+// The file is rewritten even when JetStream runs, so that a quiesce
+// interrupted between writing the file and the reload cannot switch
+// JetStream off at the server's next start.
+func (f *KernelFence) Resume(ctx context.Context) error {
+	ctx, cancel := embeddedDeadline(ctx, f.o.Timeout)
+	defer cancel()
+	if err := f.switchJetStream(ctx, true); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	return nil
+}
+
+// EnsureInclude creates the included file with the "on" content unless it
+// exists: the server cannot start while a file it includes is missing, and
+// an existing file may hold the quiesce of a running maintenance.
+func (f *KernelFence) EnsureInclude() error {
+	if f.o.ConfigInclude == "" {
+		return errors.New("no included configuration file configured")
+	}
+	if _, err := os.Stat(f.o.ConfigInclude); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("included configuration file: %w", err)
+	}
+	return writeFileAtomic(f.o.ConfigInclude, []byte(quiesceIncludeOn), kernelFenceIncludeFileMode)
+}
+
+func (f *KernelFence) switchJetStream(ctx context.Context, on bool) error {
+	if f.o.ConfigInclude == "" {
+		return errors.New("no included configuration file configured")
+	}
+	content := quiesceIncludeOff
+	if on {
+		content = quiesceIncludeOn
+	}
+	if err := ensureFileContent(f.o.ConfigInclude, []byte(content), kernelFenceIncludeFileMode); err != nil {
+		return fmt.Errorf("included configuration file: %w", err)
+	}
+	running, err := f.jetStreamOn(ctx)
+	if err != nil {
+		return err
+	}
+	if running == on {
+		return nil
+	}
+	start := time.Now()
+	if err := f.o.Reload(ctx); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	var lastErr error
+	err = kernelFencePoll(ctx, func() bool {
+		running, lastErr = f.jetStreamOn(ctx)
+		return lastErr == nil && running == on
+	})
+	if err != nil {
+		return fmt.Errorf("JetStream still on=%v after the reload (last error: %v): %w", !on, lastErr, err)
+	}
+	f.log.Info().Bool("jetstream", on).Dur("took", time.Since(start)).Msg("JetStream switched")
+	return nil
+}
+
+// jetStreamOn reads from /jsz whether the local server's JetStream runs.
+func (f *KernelFence) jetStreamOn(ctx context.Context) (bool, error) {
+	var jsz struct {
+		Disabled bool `json:"disabled"`
+	}
+	if err := f.getJSON(ctx, f.o.MonitorURL, "/jsz", nil, &jsz); err != nil {
+		return false, err
+	}
+	return !jsz.Disabled, nil
+}
+
+// SignalReload returns a Reload that sends SIGHUP to the NATS server whose
+// pid the file at pidFile (the server's pid_file) holds. The file is read
+// on every call, as the pid changes when the server restarts. It needs a
+// process namespace shared with the server.
+func SignalReload(pidFile string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return fmt.Errorf("read pid file: %w", err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("pid file %s: no pid in %q", pidFile, b)
+		}
+		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+			return fmt.Errorf("signal pid %d: %w", pid, err)
+		}
+		return nil
+	}
+}
+
+// systemReload asks the local server to reload its configuration over the
+// system account ($SYS.REQ.SERVER.<id>.RELOAD); it answers once the reload
+// is applied, with the error if it failed.
+func (f *KernelFence) systemReload(ctx context.Context) error {
+	self, err := f.self(ctx)
+	if err != nil {
+		return err
+	}
+	return f.serverRequest(ctx, self.ID, "RELOAD", nil)
+}
+
+// serverRequest sends a $SYS.REQ.SERVER.<id>.<verb> request over the
+// system account and returns the error the server answers with.
+func (f *KernelFence) serverRequest(ctx context.Context, id, verb string, body any) error {
+	if f.o.System == nil {
+		return errors.New("no system-account connection configured")
+	}
+	var data []byte
+	if body != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
+			return fmt.Errorf("%s request: %w", verb, err)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, f.o.RequestTimeout)
+	defer cancel()
+	msg, err := f.o.System.RequestWithContext(rctx, "$SYS.REQ.SERVER."+id+"."+verb, data)
+	if err != nil {
+		return fmt.Errorf("%s request: %w", verb, err)
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("%s answer: %w", verb, err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("%s: server answered %d: %s", verb, resp.Error.Code, resp.Error.Description)
+	}
+	return nil
+}
+
+// MoveClients sends every client of the local server a lame-duck notice
+// ($SYS.REQ.SERVER.<id>.LDM), so that clients which honour it reconnect to
+// a peer, waits (bounded by ctx and MoveClientsGrace) for them to leave,
+// and disconnects those still there ($SYS.REQ.SERVER.<id>.KICK), which
+// makes them reconnect too. The fence's own system-account connection is
+// spared.
+func (f *KernelFence) MoveClients(ctx context.Context) error {
+	self, err := f.self(ctx)
+	if err != nil {
+		return fmt.Errorf("move clients: %w", err)
+	}
+	if f.o.System == nil {
+		return errors.New("move clients: no system-account connection configured")
+	}
+	var own uint64
+	if f.o.System.ConnectedServerId() == self.ID {
+		own, _ = f.o.System.GetClientID()
+	}
+	ids, err := f.clientIDs(ctx, own)
+	if err != nil {
+		return fmt.Errorf("move clients: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	start := time.Now()
+	notified := 0
+	for _, id := range ids {
+		// A client may have left meanwhile or not support the notice: the
+		// disconnect below covers both.
+		if f.serverRequest(ctx, self.ID, "LDM", map[string]uint64{"cid": id}) == nil {
+			notified++
+		}
+	}
+	gctx, cancel := context.WithTimeout(ctx, f.o.MoveClientsGrace)
+	defer cancel()
+	var left []uint64
+	waitErr := kernelFencePoll(gctx, func() bool {
+		now, err := f.clientIDs(gctx, own)
+		if err != nil {
+			return false
+		}
+		left = left[:0]
+		for _, id := range ids {
+			if slices.Contains(now, id) {
+				left = append(left, id)
+			}
+		}
+		return len(left) == 0
+	})
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("move clients: %w", err)
+	}
+	kicked := 0
+	if waitErr != nil {
+		for _, id := range left {
+			if f.serverRequest(ctx, self.ID, "KICK", map[string]uint64{"cid": id}) == nil {
+				kicked++
+			}
+		}
+	}
+	f.log.Info().Int("clients", len(ids)).Int("notified", notified).Int("kicked", kicked).
+		Dur("took", time.Since(start)).Msg("clients moved")
+	return nil
+}
+
+// clientIDs returns the ids of the local server's client connections from
+// /connz, but skip.
+func (f *KernelFence) clientIDs(ctx context.Context, skip uint64) ([]uint64, error) {
+	var ids []uint64
+	for offset := 0; ; offset += kernelFenceConnzPage {
+		var cz struct {
+			Conns []struct {
+				Cid uint64 `json:"cid"`
+			} `json:"connections"`
+		}
+		q := url.Values{"limit": {strconv.Itoa(kernelFenceConnzPage)}, "offset": {strconv.Itoa(offset)}}
+		if err := f.getJSON(ctx, f.o.MonitorURL, "/connz", q, &cz); err != nil {
+			return nil, err
+		}
+		for _, c := range cz.Conns {
+			if c.Cid != skip {
+				ids = append(ids, c.Cid)
+			}
+		}
+		if len(cz.Conns) < kernelFenceConnzPage {
+			return ids, nil
+		}
+	}
+}
+
+// kfServer is what /varz says about a server's identity.
+type kfServer struct {
+	ID      string `json:"server_id"`
+	Name    string `json:"server_name"`
+	Cluster struct {
+		Name string `json:"name"`
+	} `json:"cluster"`
+	url string
+}
+
+type kfRoutez struct {
+	Routes []kfRoute `json:"routes"`
+}
+
+type kfRoute struct {
+	RemoteID   string `json:"remote_id"`
+	RemoteName string `json:"remote_name"`
+}
+
+// has reports whether the routes include one to the server with the given
+// id or name.
+func (rz kfRoutez) has(id, name string) bool {
+	return slices.ContainsFunc(rz.Routes, func(r kfRoute) bool {
+		return r.RemoteID == id || r.RemoteName == name
+	})
+}
+
+type kfGatewayz struct {
+	Outbound map[string]*kfGateway  `json:"outbound_gateways"`
+	Inbound  map[string][]kfGateway `json:"inbound_gateways"`
+}
+
+type kfGateway struct {
+	Connection *struct {
+		Name string `json:"name"` // the remote server's id
+	} `json:"connection"`
+}
+
+// self reads the local server's identity; its id changes when it restarts.
+func (f *KernelFence) self(ctx context.Context) (kfServer, error) {
+	var s kfServer
+	if err := f.getJSON(ctx, f.o.MonitorURL, "/varz", nil, &s); err != nil {
+		return s, fmt.Errorf("local server: %w", err)
+	}
+	if s.ID == "" {
+		return s, errors.New("local server: /varz names no server id")
+	}
+	s.url = f.o.MonitorURL
+	return s, nil
+}
+
+// peers reads the identity of every peer whose monitoring endpoint
+// answers; those that do not are logged and left out, as nothing can be
+// verified from their side.
+func (f *KernelFence) peers(ctx context.Context) ([]kfServer, error) {
+	if f.o.Peers == nil {
+		return nil, nil
+	}
+	urls, err := f.o.Peers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
+	var out []kfServer
+	for _, u := range urls {
+		var s kfServer
+		if err := f.getJSON(ctx, u, "/varz", nil, &s); err != nil {
+			f.log.Debug().Err(err).Str("peer", u).Msg("peer does not answer")
+			continue
+		}
+		s.url = u
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// links lists what still connects the local server to the others:
+// "route a->b" and "gateway a->b" entries, or what could not be read;
+// empty once the server is isolated.
+func (f *KernelFence) links(ctx context.Context) []string {
+	self, err := f.self(ctx)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	var rz kfRoutez
+	if err := f.getJSON(ctx, self.url, "/routez", nil, &rz); err != nil {
+		return []string{"local server: " + err.Error()}
+	}
+	for _, r := range rz.Routes {
+		out = append(out, "route "+self.Name+"->"+r.RemoteName)
+	}
+	if f.o.GatewayPort != 0 {
+		var gz kfGatewayz
+		if err := f.getJSON(ctx, self.url, "/gatewayz", nil, &gz); err != nil {
+			return append(out, "local server: "+err.Error())
+		}
+		for dc, g := range gz.Outbound {
+			if g != nil && g.Connection != nil {
+				out = append(out, "gateway "+self.Name+"->"+dc)
+			}
+		}
+		for dc, list := range gz.Inbound {
+			for _, g := range list {
+				if g.Connection != nil {
+					out = append(out, "gateway "+dc+"->"+self.Name)
+				}
+			}
+		}
+	}
+	peers, err := f.peers(ctx)
+	if err != nil {
+		return append(out, err.Error())
+	}
+	for _, p := range peers {
+		var prz kfRoutez
+		switch err := f.getJSON(ctx, p.url, "/routez", nil, &prz); {
+		case err != nil:
+			out = append(out, "route "+p.Name+"->"+self.Name+" (unread: "+err.Error()+")")
+		case prz.has(self.ID, self.Name):
+			out = append(out, "route "+p.Name+"->"+self.Name)
+		}
+		if f.o.GatewayPort == 0 {
+			continue
+		}
+		var pgz kfGatewayz
+		if err := f.getJSON(ctx, p.url, "/gatewayz", nil, &pgz); err != nil {
+			out = append(out, "gateway "+p.Name+"<->"+self.Name+" (unread: "+err.Error()+")")
+			continue
+		}
+		for _, g := range pgz.Outbound {
+			if g != nil && g.Connection != nil && g.Connection.Name == self.ID {
+				out = append(out, "gateway "+p.Name+"->"+self.Name)
+			}
+		}
+		for _, list := range pgz.Inbound {
+			for _, g := range list {
+				if g.Connection != nil && g.Connection.Name == self.ID {
+					out = append(out, "gateway "+self.Name+"->"+p.Name)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// missingLinks lists the routes and gateways an unfenced server should
+// have and has not (yet), or what could not be read.
+func (f *KernelFence) missingLinks(ctx context.Context) []string {
+	self, err := f.self(ctx)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	peers, err := f.peers(ctx)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var rz kfRoutez
+	if err := f.getJSON(ctx, self.url, "/routez", nil, &rz); err != nil {
+		return []string{"local server: " + err.Error()}
+	}
+	var gz kfGatewayz
+	var gzErr error
+	var out []string
+	for _, p := range peers {
+		if p.Cluster.Name != self.Cluster.Name {
+			if f.o.GatewayPort == 0 {
+				continue
+			}
+			if gz.Outbound == nil && gzErr == nil {
+				gzErr = f.getJSON(ctx, self.url, "/gatewayz", nil, &gz)
+			}
+			if g := gz.Outbound[p.Cluster.Name]; gzErr != nil || g == nil || g.Connection == nil {
+				out = append(out, "gateway "+self.Name+"->"+p.Cluster.Name)
+			}
+			continue
+		}
+		if !rz.has(p.ID, p.Name) {
+			out = append(out, "route "+self.Name+"->"+p.Name)
+		}
+		var prz kfRoutez
+		if err := f.getJSON(ctx, p.url, "/routez", nil, &prz); err != nil {
+			out = append(out, "route "+p.Name+"->"+self.Name+" (unread: "+err.Error()+")")
+			continue
+		}
+		if !prz.has(self.ID, self.Name) {
+			out = append(out, "route "+p.Name+"->"+self.Name)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// getJSON decodes the answer of GET base+path?q into into.
+func (f *KernelFence) getJSON(ctx context.Context, base, path string, q url.Values, into any) error {
+	if base == "" {
+		return errors.New("no monitoring URL configured")
+	}
+	u := strings.TrimSuffix(base, "/") + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	resp, err := f.o.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		return fmt.Errorf("GET %s: status %d: %s", u, resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		return fmt.Errorf("GET %s: decode: %w", u, err)
+	}
+	return nil
+}
+
+// kernelFencePoll calls cond every poll interval until it returns true or
+// ctx ends.
+func kernelFencePoll(ctx context.Context, cond func() bool) error {
+	return embeddedPoll(ctx, kernelFencePollInterval, cond)
+}
+
+// ensureFileContent writes content to path (atomically) unless the file
+// already holds exactly that.
+func ensureFileContent(path string, content []byte, mode os.FileMode) error {
+	if cur, err := os.ReadFile(path); err == nil && string(cur) == string(content) {
+		return nil
+	}
+	return writeFileAtomic(path, content, mode)
+}
+
+// writeFileAtomic replaces path with content: a temporary file in the same
+// directory, synced, renamed over path, and the directory synced, so a
+// reader sees the old or the new content, never a part.
+func writeFileAtomic(path string, content []byte, mode os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(content); err == nil {
+		err = tmp.Chmod(mode)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}

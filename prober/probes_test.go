@@ -1,0 +1,190 @@
+package prober_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/prober-dev/prober/natsraft"
+	"github.com/prober-dev/prober/prober"
+)
+
+func withReadiness(r prober.Readiness) serverOption {
+	return func(o *prober.Options, _ *testServer) { o.Readiness = r }
+}
+
+// localReady is a settable reconciler verdict.
+type localReady struct {
+	mu  sync.Mutex
+	ok  bool
+	why string
+}
+
+func (l *localReady) set(ok bool, why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ok, l.why = ok, why
+}
+
+func (l *localReady) Ready() (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ok, l.why
+}
+
+func TestReadyzPerPod(t *testing.T) {
+	v := meshed()
+	// n2 is behind in ORDERS: not current, far behind.
+	for i := range v.Groups[1].Peers {
+		if p := &v.Groups[1].Peers[i]; p.Name == "n2" {
+			p.Current, p.Healthy, p.Lag = false, false, 5000
+		}
+	}
+	locals := map[string]*localReady{}
+	readiness := &prober.ViewReadiness{Local: map[string]func() (bool, string){}, Views: staticView(v)}
+	for _, n := range v.Nodes {
+		l := &localReady{ok: true}
+		locals[n.Name] = l
+		readiness.Local[n.Name] = l.Ready
+	}
+	locals["n1"].set(false, "in maintenance (pod.n1)")
+	ts := mustOpenServer(t, withViews(staticView(v)), withReadiness(readiness))
+
+	tests := []struct {
+		name    string
+		path    string
+		status  int
+		message string
+		pods    map[string]string
+	}{
+		{name: "ready pod", path: "/readyz?pod=n0", status: http.StatusOK},
+		{name: "pod in maintenance", path: "/readyz?pod=n1", status: http.StatusServiceUnavailable,
+			message: "n1 is not ready: in maintenance (pod.n1)"},
+		{name: "pod not caught up", path: "/readyz?pod=n2", status: http.StatusServiceUnavailable,
+			message: "n2 is not ready: stream ORDERS: not current (lag 5000"},
+		{name: "unknown pod", path: "/readyz?pod=n9", status: http.StatusNotFound, message: "pod n9 is not one this prober serves"},
+		{name: "every pod", path: "/readyz", status: http.StatusServiceUnavailable,
+			message: "not ready: n1: in maintenance (pod.n1); n2: stream ORDERS: not current",
+			pods: map[string]string{"n0": "ready", "w0": "ready", "n1": "in maintenance (pod.n1)",
+				"n2": "stream ORDERS: not current (lag 5000, active 0s, leader n1)"}},
+		{name: "liveness stays", path: "/livez", status: http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, b := ts.do(t, http.MethodGet, tt.path, "")
+			require.Equal(t, tt.status, resp.StatusCode, "%s", b)
+			if tt.status == http.StatusOK {
+				var pr prober.ProbeResponse
+				require.NoError(t, json.Unmarshal(b, &pr))
+				assert.Contains(t, []string{"ready", "ok"}, pr.Status)
+				return
+			}
+			e := decodeError(t, b)
+			assert.Contains(t, e.Message, tt.message)
+			if tt.pods != nil {
+				details, err := json.Marshal(e.Details)
+				require.NoError(t, err)
+				var pods map[string]string
+				require.NoError(t, json.Unmarshal(details, &pods))
+				assert.Equal(t, tt.pods, pods)
+			}
+		})
+	}
+
+	t.Run("all ready", func(t *testing.T) {
+		locals["n1"].set(true, "")
+		for i := range v.Groups[1].Peers {
+			if p := &v.Groups[1].Peers[i]; p.Name == "n2" {
+				p.Current, p.Healthy, p.Lag = true, true, 0
+			}
+		}
+		resp, b := ts.do(t, http.MethodGet, "/readyz", "")
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+		var pr prober.ProbeResponse
+		require.NoError(t, json.Unmarshal(b, &pr))
+		assert.Equal(t, prober.ProbeResponse{Status: "ready", Pods: map[string]string{
+			"n0": "ready", "n1": "ready", "n2": "ready", "w0": "ready"}}, pr)
+		resp, b = ts.do(t, http.MethodGet, "/readyz?pod=n2", "")
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+		var one prober.ProbeResponse
+		require.NoError(t, json.Unmarshal(b, &one))
+		assert.Equal(t, prober.ProbeResponse{Status: "ready", Pod: "n2"}, one)
+	})
+}
+
+func TestViewReadinessWithoutView(t *testing.T) {
+	r := &prober.ViewReadiness{
+		Local: map[string]func() (bool, string){"n0": func() (bool, string) { return true, "" }},
+		Views: viewFunc(func(context.Context) (*natsraft.View, error) { return nil, natsraft.ErrNoNodeReachable }),
+	}
+	ok, why := r.PodReady(t.Context(), "n0")
+	assert.False(t, ok)
+	assert.Contains(t, why, "no cluster view")
+	ok, why = r.PodReady(t.Context(), "n7")
+	assert.False(t, ok)
+	assert.Equal(t, "unknown pod n7", why)
+	assert.Equal(t, []string{"n0"}, r.Pods())
+}
+
+// TestReadyzEmbeddedCatchUp restarts a node of the embedded default after
+// it missed writes: /readyz?pod= answers 503 while it is down and turns 200
+// only once an independent sweep finds it caught up; /livez stays 200.
+func TestReadyzEmbeddedCatchUp(t *testing.T) {
+	app := startApp(t, t.TempDir(), nil)
+	c := app.Cluster()
+	waitFor(t, 30*time.Second, "/readyz 200", func() (bool, string) {
+		code, body := app.readyz()
+		return code == http.StatusOK, body
+	})
+	pod := c.Nodes()[2].Name()
+	ready := func() (int, string) {
+		code, _, b := app.do(http.MethodGet, "/readyz?pod="+pod, "")
+		return code, string(b)
+	}
+	live := func() int {
+		code, _, _ := app.do(http.MethodGet, "/livez", "")
+		return code
+	}
+
+	require.NoError(t, c.StopNode(pod))
+	waitFor(t, 10*time.Second, pod+" not ready while stopped", func() (bool, string) {
+		code, body := ready()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "unreachable"), body
+	})
+	assert.Equal(t, http.StatusOK, live())
+	code, body := app.readyz()
+	assert.Equal(t, http.StatusServiceUnavailable, code, body)
+
+	// Writes it misses.
+	nc, err := c.Dial(natsraft.AppAccount, pod)
+	require.NoError(t, err)
+	defer nc.Close()
+	for i := range 200 {
+		_, err := nc.Request("demo.catchup", []byte{byte(i)}, 5*time.Second)
+		require.NoError(t, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, c.RestartNode(ctx, pod))
+	check := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: c.Endpoints(), Logger: zerolog.Nop()})
+	waitFor(t, 60*time.Second, pod+" ready again", func() (bool, string) {
+		require.Equal(t, http.StatusOK, live(), "/livez through the catch-up")
+		code, body := ready()
+		require.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, code, body)
+		return code == http.StatusOK, body
+	})
+	v, err := check.Sweep(t.Context())
+	require.NoError(t, err)
+	ok, why := v.NodeReady(pod)
+	assert.True(t, ok, "readyz said ready, an independent sweep says: %s", why)
+	assert.Equal(t, http.StatusOK, live())
+}
