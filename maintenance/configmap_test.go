@@ -23,7 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
-	"github.com/prober-dev/prober/internal/kubetest"
+	"github.com/prober-dev/prober/tools/kubetest"
 )
 
 // cmSoakEnv sets how long TestConfigMapStoreCAS races its writers: a Go

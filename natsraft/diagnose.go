@@ -299,7 +299,7 @@ type diagnosis struct {
 	drafts  map[Cause]*draft
 	// explained holds groups whose quorum loss a node-level cause explains.
 	explained map[groupKey]bool
-	// byName maps group names (and Raft group names) to groups.
+	// byRaft maps Raft group names to groups, built when first needed.
 	byRaft map[string]*Group
 }
 
@@ -379,7 +379,7 @@ func (d *diagnosis) classifyNodes() {
 	}
 	// Not one node answers: whatever the groups are doing, nobody can
 	// tell, and they can do nothing either.
-	if dr := d.drafts[CauseNodeDown]; dr != nil && len(dr.nodes) == len(d.v.Nodes) {
+	if dr := d.drafts[CauseNodeDown]; dr != nil && !slices.ContainsFunc(d.v.Nodes, func(n Node) bool { return n.Reachable }) {
 		dr.critical = true
 		dr.evidence = append(dr.evidence, "not one node answers: the prober cannot see any Raft group")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -712,11 +713,14 @@ func TestTrackHealth(t *testing.T) {
 // fakeResolver resolves the names it knows and counts lookups.
 type fakeResolver struct {
 	known   map[string][]string
+	mu      sync.Mutex
 	lookups int
 }
 
 func (r *fakeResolver) LookupHost(_ context.Context, host string) ([]string, error) {
+	r.mu.Lock()
 	r.lookups++
+	r.mu.Unlock()
 	if a, ok := r.known[host]; ok {
 		return a, nil
 	}
@@ -750,4 +754,29 @@ func TestCheckRoutes(t *testing.T) {
 	now = now.Add(dnsTTL + time.Second)
 	c.checkRoutes(t.Context(), v)
 	assert.Greater(t, res.lookups, lookups, "and looked up again after the TTL")
+}
+
+// hangingResolver answers only when its context ends, as a DNS server
+// that does not answer.
+type hangingResolver struct{}
+
+func (hangingResolver) LookupHost(ctx context.Context, host string) ([]string, error) {
+	<-ctx.Done()
+	return nil, fmt.Errorf("lookup %s: %w", host, ctx.Err())
+}
+
+func TestCheckRoutesBounded(t *testing.T) {
+	c := NewCollector(CollectorOptions{Resolver: hangingResolver{}, Logger: zerolog.Nop()})
+	v := diagCluster()
+	isolate(v, "n2")
+	isolate(v, "n1")
+	for _, n := range []string{"n1", "n2"} {
+		v.node(n).ConfiguredRoutes = []string{"a.nats:6222", "b.nats:6222", "c.nats:6222"}
+	}
+	start := time.Now()
+	c.checkRoutes(t.Context(), v)
+	took := time.Since(start)
+	assert.Less(t, took, 2*dnsTimeout, "six hanging lookups share one timeout")
+	assert.Len(t, v.node("n2").RouteErrors, 3)
+	assert.Contains(t, v.node("n2").RouteErrors[0].Error, "deadline exceeded")
 }

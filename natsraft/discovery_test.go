@@ -20,8 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// writeFiles creates each file of files (path relative to dir → content).
-func writeFiles(tb testing.TB, dir string, files map[string]string) {
+// credWriteFiles creates each file of files (path relative to dir → content).
+func credWriteFiles(tb testing.TB, dir string, files map[string]string) {
 	tb.Helper()
 	for rel, content := range files {
 		p := filepath.Join(dir, rel)
@@ -30,8 +30,8 @@ func writeFiles(tb testing.TB, dir string, files map[string]string) {
 	}
 }
 
-// whoAmI asks the server which account the connection is in.
-func whoAmI(tb testing.TB, nc *nats.Conn) string {
+// credWhoAmI asks the server which account the connection is in.
+func credWhoAmI(tb testing.TB, nc *nats.Conn) string {
 	tb.Helper()
 	msg, err := nc.Request("$SYS.REQ.USER.INFO", nil, 2*time.Second)
 	require.NoError(tb, err)
@@ -71,7 +71,7 @@ func TestDialURLs(t *testing.T) {
 
 func TestCredentialsLookup(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{
+	credWriteFiles(t, dir, map[string]string{
 		"APP/user":         "app\n",
 		"APP/password":     "s3cret\r\n",
 		"$SYS/user":        "sys",
@@ -130,14 +130,14 @@ func TestCredentialsLookup(t *testing.T) {
 
 	t.Run("a rotated password is read at the next connect", func(t *testing.T) {
 		rot := t.TempDir()
-		writeFiles(t, rot, map[string]string{"APP/user": "app", "APP/password": "one"})
+		credWriteFiles(t, rot, map[string]string{"APP/user": "app", "APP/password": "one"})
 		opt, err := (&CredentialsDialer{Dir: rot}).credentials("APP")
 		require.NoError(t, err)
 		var o nats.Options
 		require.NoError(t, opt(&o))
 		_, password := o.UserInfo()
 		assert.Equal(t, "one", password)
-		writeFiles(t, rot, map[string]string{"APP/password": "two\n"})
+		credWriteFiles(t, rot, map[string]string{"APP/password": "two\n"})
 		_, password = o.UserInfo()
 		assert.Equal(t, "two", password)
 		require.NoError(t, os.Remove(filepath.Join(rot, "APP", "password")))
@@ -156,7 +156,7 @@ func TestCredentialsLookup(t *testing.T) {
 func TestCredentialsDialerEmbedded(t *testing.T) {
 	e := embeddedForTest(t, EmbeddedOptions{})
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{
+	credWriteFiles(t, dir, map[string]string{
 		"APP/user": "app\n", "APP/password": "app\n",
 		"$SYS/user": "sys", "$SYS/password": "sys",
 		"WRONG/user": "app", "WRONG/password": "not-the-password",
@@ -191,7 +191,7 @@ func TestCredentialsDialerEmbedded(t *testing.T) {
 			require.NoError(t, err)
 			defer nc.Close()
 			assert.NotContains(t, tt.avoid, nc.ConnectedServerName())
-			assert.Equal(t, tt.wantAcc, whoAmI(t, nc))
+			assert.Equal(t, tt.wantAcc, credWhoAmI(t, nc))
 		})
 	}
 
@@ -209,7 +209,7 @@ func TestCredentialsDialerEmbedded(t *testing.T) {
 			return nc.IsConnected() && name != first && name != ""
 		}, 10*time.Second, 10*time.Millisecond)
 		assert.NotEqual(t, "nats-0", nc.ConnectedServerName())
-		assert.Equal(t, AppAccount, whoAmI(t, nc))
+		assert.Equal(t, AppAccount, credWhoAmI(t, nc))
 	})
 }
 
@@ -221,7 +221,7 @@ func TestCredentialsDialServer(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	require.NoError(t, ln.Close())
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"SYS/user": "sys", "SYS/password": "sys"})
+	credWriteFiles(t, dir, map[string]string{"SYS/user": "sys", "SYS/password": "sys"})
 	d := &CredentialsDialer{Dir: dir, Name: "fence"}
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
@@ -245,17 +245,17 @@ func TestCredentialsDialServer(t *testing.T) {
 
 	require.Eventually(t, nc.IsConnected, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, "solo", nc.ConnectedServerName())
-	assert.Equal(t, SystemAccount, whoAmI(t, nc))
+	assert.Equal(t, SystemAccount, credWhoAmI(t, nc))
 	assert.Equal(t, []string{url}, nc.Servers(), "no server learnt from the cluster")
 
 	_, err = d.DialServer("APP", url)
 	require.Error(t, err, "no credentials for APP")
 }
 
-// operatorServer starts a single NATS server in operator mode (accounts as
+// credOperatorServer starts a single NATS server in operator mode (accounts as
 // JWTs, preloaded in a memory resolver) and returns its client URL and an
 // account with a user's credentials file.
-func operatorServer(t *testing.T) (url, account string, creds []byte) {
+func credOperatorServer(t *testing.T) (url, account string, creds []byte) {
 	t.Helper()
 	op, err := nkeys.CreateOperator()
 	require.NoError(t, err)
@@ -309,19 +309,19 @@ func operatorServer(t *testing.T) (url, account string, creds []byte) {
 // TestCredentialsDialerCredsFile dials an account of an operator-mode server
 // with a credentials file named after the account's public key.
 func TestCredentialsDialerCredsFile(t *testing.T) {
-	url, account, creds := operatorServer(t)
+	url, account, creds := credOperatorServer(t)
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{account + ".creds": string(creds)})
+	credWriteFiles(t, dir, map[string]string{account + ".creds": string(creds)})
 	d := &CredentialsDialer{Dir: dir, Servers: func() map[string]string { return map[string]string{"op-0": url} }}
 
 	nc, err := d.Dial(account)
 	require.NoError(t, err)
 	defer nc.Close()
-	assert.Equal(t, account, whoAmI(t, nc))
+	assert.Equal(t, account, credWhoAmI(t, nc))
 
 	// A credentials file of another account's name fails to authenticate.
 	other := t.TempDir()
-	writeFiles(t, other, map[string]string{"TEAM.creds": "-----BEGIN NATS USER JWT-----\nbogus\n------END NATS USER JWT------\n"})
+	credWriteFiles(t, other, map[string]string{"TEAM.creds": "-----BEGIN NATS USER JWT-----\nbogus\n------END NATS USER JWT------\n"})
 	_, err = (&CredentialsDialer{Dir: other, Servers: d.Servers}).Dial("TEAM")
 	require.Error(t, err)
 }

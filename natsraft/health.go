@@ -1,6 +1,7 @@
 package natsraft
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -202,28 +204,42 @@ func (v *View) MissingRoutes(name string) []string {
 
 // checkRoutes looks up the host names of the configured routes of every
 // node that misses a route, and records those that do not resolve. Nodes
-// whose routes are all up are not looked at: their names resolved.
+// whose routes are all up are not looked at: their names resolved. The
+// lookups run at once, bounded together by dnsTimeout, so that a DNS
+// outage cannot stall the sweep.
 func (c *Collector) checkRoutes(ctx context.Context, v *View) {
 	if c.dns == nil {
 		c.dns = map[string]dnsAnswer{}
 	}
 	now := c.o.Now()
+	var nodes []*Node
+	var hosts []string
 	for i := range v.Nodes {
 		n := &v.Nodes[i]
 		if len(n.ConfiguredRoutes) == 0 || len(v.MissingRoutes(n.Name)) == 0 {
 			continue
 		}
+		nodes = append(nodes, n)
+		for _, route := range n.ConfiguredRoutes {
+			host, _, err := net.SplitHostPort(route)
+			if err != nil || net.ParseIP(host) != nil {
+				continue
+			}
+			if a, ok := c.dns[host]; (!ok || now.Sub(a.at) > dnsTTL) && !slices.Contains(hosts, host) {
+				hosts = append(hosts, host)
+			}
+		}
+	}
+	c.lookupAll(ctx, hosts, now)
+	for _, n := range nodes {
 		for _, route := range n.ConfiguredRoutes {
 			host, _, err := net.SplitHostPort(route)
 			if err != nil {
 				n.RouteErrors = append(n.RouteErrors, RouteError{Route: route, Error: err.Error()})
 				continue
 			}
-			if net.ParseIP(host) != nil {
-				continue
-			}
-			if err := c.lookup(ctx, host, now); err != nil {
-				n.RouteErrors = append(n.RouteErrors, RouteError{Route: route, Error: err.Error()})
+			if a, ok := c.dns[host]; ok && a.err != nil {
+				n.RouteErrors = append(n.RouteErrors, RouteError{Route: route, Error: a.err.Error()})
 			}
 		}
 	}
@@ -234,10 +250,11 @@ func (c *Collector) checkRoutes(ctx context.Context, v *View) {
 	}
 }
 
-// lookup resolves host through the cache.
-func (c *Collector) lookup(ctx context.Context, host string, now time.Time) error {
-	if a, ok := c.dns[host]; ok && now.Sub(a.at) <= dnsTTL {
-		return a.err
+// lookupAll resolves hosts concurrently into the cache. A lookup cut short
+// by ctx (the sweep's own end) is not cached: it says nothing of the name.
+func (c *Collector) lookupAll(ctx context.Context, hosts []string, now time.Time) {
+	if len(hosts) == 0 {
+		return
 	}
 	var res Resolver = net.DefaultResolver
 	if c.o.Resolver != nil {
@@ -245,15 +262,24 @@ func (c *Collector) lookup(ctx context.Context, host string, now time.Time) erro
 	}
 	lctx, cancel := context.WithTimeout(ctx, dnsTimeout)
 	defer cancel()
-	addrs, err := res.LookupHost(lctx, host)
-	if err == nil && len(addrs) == 0 {
-		err = fmt.Errorf("lookup %s: no addresses", host)
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, host := range hosts {
+		wg.Go(func() {
+			addrs, err := res.LookupHost(lctx, host)
+			if err == nil && len(addrs) == 0 {
+				err = fmt.Errorf("lookup %s: no addresses", host)
+			}
+			errs[i] = err
+		})
 	}
+	wg.Wait()
 	if ctx.Err() != nil {
-		return nil // our own deadline, not the name's fault
+		return
 	}
-	c.dns[host] = dnsAnswer{at: now, err: err}
-	return err
+	for i, host := range hosts {
+		c.dns[host] = dnsAnswer{at: now, err: errs[i]}
+	}
 }
 
 // trackHealth stamps the view with what the collector remembers and
@@ -485,3 +511,18 @@ func groupIndex(v *View) map[string]*Group {
 	}
 	return out
 }
+
+// readBody reads a whole response body, into a buffer of the announced size
+// when there is one.
+func readBody(resp *http.Response) ([]byte, error) {
+	if resp.ContentLength <= 0 || resp.ContentLength > maxBodyPrealloc {
+		return io.ReadAll(resp.Body)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, resp.ContentLength+1))
+	_, err := buf.ReadFrom(resp.Body)
+	return buf.Bytes(), err
+}
+
+// maxBodyPrealloc bounds the buffer readBody allocates ahead on the word of
+// a Content-Length header.
+const maxBodyPrealloc = 256 << 20

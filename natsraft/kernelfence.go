@@ -1,6 +1,7 @@
 package natsraft
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,14 +35,18 @@ import (
 
 // Defaults of KernelFenceOptions.
 const (
-	DefaultClusterPort         = 6222
+	DefaultFenceClusterPort    = 6222
 	DefaultFenceTable          = "prober_fence"
-	DefaultKernelFenceTimeout  = 30 * time.Second
-	DefaultKernelFenceRequest  = 10 * time.Second
+	DefaultFenceTimeout        = 30 * time.Second
+	DefaultFenceRequestTimeout = 10 * time.Second
 	DefaultMoveClientsGrace    = 2 * time.Second
-	kernelFencePollInterval    = 20 * time.Millisecond
-	kernelFenceMonitorTimeout  = 5 * time.Second
-	kernelFenceConnzPage       = 1024
+)
+
+const (
+	kernelFencePollInterval   = 20 * time.Millisecond
+	kernelFenceMonitorTimeout = 5 * time.Second
+	kernelFenceConnzPage      = 1024
+	// The NATS server may run as another user: it must read the file.
 	kernelFenceIncludeFileMode = 0o644
 )
 
@@ -64,7 +69,7 @@ var errSockDestroyUnsupported = errors.New("kernel cannot destroy sockets (CONFI
 // KernelFenceOptions configures a KernelFence.
 type KernelFenceOptions struct {
 	// ClusterPort is the NATS route port, on this server and its peers
-	// alike; 0 means DefaultClusterPort.
+	// alike; 0 means DefaultFenceClusterPort.
 	ClusterPort int
 	// GatewayPort is the NATS gateway port; 0 means no gateways.
 	GatewayPort int
@@ -82,9 +87,11 @@ type KernelFenceOptions struct {
 	// the system account (System); SignalReload sends SIGHUP instead, which
 	// needs a shared process namespace.
 	Reload func(ctx context.Context) error
-	// System is a connection to the local NATS server (and only to it) as
-	// a user of the system account. MoveClients needs it, and so does the
-	// default Reload.
+	// System is a connection to the local NATS server, and only to it
+	// (connect with nats.IgnoreDiscoveredServers), as a user of the system
+	// account. MoveClients needs it, and so does the default Reload: over
+	// the client port, which the fence leaves open, it reaches the server
+	// while it is fenced too.
 	System *nats.Conn
 	// MonitorURL is the base URL of the local server's monitoring endpoint.
 	MonitorURL string
@@ -96,10 +103,10 @@ type KernelFenceOptions struct {
 	// own with a short timeout.
 	HTTPClient *http.Client
 	// Timeout bounds the wait of Fence, Unfence, Quiesce and Resume when
-	// the context has no deadline; 0 means DefaultKernelFenceTimeout.
+	// the context has no deadline; 0 means DefaultFenceTimeout.
 	Timeout time.Duration
 	// RequestTimeout bounds one system-account request; 0 means
-	// DefaultKernelFenceRequest.
+	// DefaultFenceRequestTimeout.
 	RequestTimeout time.Duration
 	// MoveClientsGrace is how long MoveClients lets clients leave after the
 	// lame-duck notice before it disconnects the rest; 0 means
@@ -118,19 +125,45 @@ type KernelFence struct {
 	log zerolog.Logger
 }
 
+// Validate reports every problem of the options at once.
+func (o KernelFenceOptions) Validate() error {
+	var errs []error
+	if o.ClusterPort < 0 || o.ClusterPort > 65535 {
+		errs = append(errs, fmt.Errorf("cluster port %d is out of range", o.ClusterPort))
+	}
+	if o.GatewayPort < 0 || o.GatewayPort > 65535 {
+		errs = append(errs, fmt.Errorf("gateway port %d is out of range", o.GatewayPort))
+	}
+	if o.GatewayPort != 0 && o.GatewayPort == cmp.Or(o.ClusterPort, DefaultFenceClusterPort) {
+		errs = append(errs, fmt.Errorf("gateway port %d is the cluster port", o.GatewayPort))
+	}
+	if o.MonitorURL == "" {
+		errs = append(errs, errors.New("the local monitoring URL is required"))
+	} else if u, err := url.Parse(o.MonitorURL); err != nil || u.Host == "" {
+		errs = append(errs, fmt.Errorf("monitoring URL %q is not an absolute URL", o.MonitorURL))
+	}
+	if o.ConfigInclude == "" {
+		errs = append(errs, errors.New("the included configuration file is required (quiesce)"))
+	}
+	if o.Reload == nil && o.System == nil {
+		errs = append(errs, errors.New("reload needs a system-account connection or a Reload function"))
+	}
+	return errors.Join(errs...)
+}
+
 // NewKernelFence returns a KernelFence with the defaults filled in.
 func NewKernelFence(o KernelFenceOptions) *KernelFence {
 	if o.ClusterPort == 0 {
-		o.ClusterPort = DefaultClusterPort
+		o.ClusterPort = DefaultFenceClusterPort
 	}
 	if o.Table == "" {
 		o.Table = DefaultFenceTable
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = DefaultKernelFenceTimeout
+		o.Timeout = DefaultFenceTimeout
 	}
 	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = DefaultKernelFenceRequest
+		o.RequestTimeout = DefaultFenceRequestTimeout
 	}
 	if o.MoveClientsGrace <= 0 {
 		o.MoveClientsGrace = DefaultMoveClientsGrace
@@ -172,7 +205,7 @@ func (f *KernelFence) Fenced() bool {
 // no route or gateway connection left and no peer lists it any more. It is
 // idempotent: the table is replaced atomically.
 func (f *KernelFence) Fence(ctx context.Context) error {
-	ctx, cancel := embeddedDeadline(ctx, f.o.Timeout)
+	ctx, cancel := kernelFenceDeadline(ctx, f.o.Timeout)
 	defer cancel()
 	start := time.Now()
 	if err := f.applyTable(); err != nil {
@@ -202,7 +235,7 @@ func (f *KernelFence) Fence(ctx context.Context) error {
 // both ends) and an outbound gateway to every other cluster with a peer
 // that answers. It is idempotent.
 func (f *KernelFence) Unfence(ctx context.Context) error {
-	ctx, cancel := embeddedDeadline(ctx, f.o.Timeout)
+	ctx, cancel := kernelFenceDeadline(ctx, f.o.Timeout)
 	defer cancel()
 	start := time.Now()
 	if err := f.removeTable(); err != nil {
@@ -243,7 +276,7 @@ func (f *KernelFence) Quiesced() bool {
 // deletes the server's copy of the meta group's log; on Resume the server
 // gets the meta state back from the meta leader. Stream data stays.
 func (f *KernelFence) Quiesce(ctx context.Context) error {
-	ctx, cancel := embeddedDeadline(ctx, f.o.Timeout)
+	ctx, cancel := kernelFenceDeadline(ctx, f.o.Timeout)
 	defer cancel()
 	if err := f.switchJetStream(ctx, false); err != nil {
 		return fmt.Errorf("quiesce: %w", err)
@@ -257,7 +290,7 @@ func (f *KernelFence) Quiesce(ctx context.Context) error {
 // interrupted between writing the file and the reload cannot switch
 // JetStream off at the server's next start.
 func (f *KernelFence) Resume(ctx context.Context) error {
-	ctx, cancel := embeddedDeadline(ctx, f.o.Timeout)
+	ctx, cancel := kernelFenceDeadline(ctx, f.o.Timeout)
 	defer cancel()
 	if err := f.switchJetStream(ctx, true); err != nil {
 		return fmt.Errorf("resume: %w", err)
@@ -389,10 +422,14 @@ func (f *KernelFence) serverRequest(ctx context.Context, id, verb string, body a
 		return fmt.Errorf("%s answer: %w", verb, err)
 	}
 	if resp.Error != nil {
-		return fmt.Errorf("%s: server answered %d: %s", verb, resp.Error.Code, resp.Error.Description)
+		return fmt.Errorf("%s: %w: %d %s", verb, errServerRefused, resp.Error.Code, resp.Error.Description)
 	}
 	return nil
 }
+
+// errServerRefused marks an error the server answered a request with, as
+// opposed to a request that did not get through.
+var errServerRefused = errors.New("server refused")
 
 // MoveClients sends every client of the local server a lame-duck notice
 // ($SYS.REQ.SERVER.<id>.LDM), so that clients which honour it reconnect to
@@ -422,10 +459,13 @@ func (f *KernelFence) MoveClients(ctx context.Context) error {
 	start := time.Now()
 	notified := 0
 	for _, id := range ids {
-		// A client may have left meanwhile or not support the notice: the
-		// disconnect below covers both.
-		if f.serverRequest(ctx, self.ID, "LDM", map[string]uint64{"cid": id}) == nil {
+		// A client may have left meanwhile or not support the notice (the
+		// server refuses then): the disconnect below covers both.
+		switch err := f.serverRequest(ctx, self.ID, "LDM", map[string]uint64{"cid": id}); {
+		case err == nil:
 			notified++
+		case !errors.Is(err, errServerRefused):
+			return fmt.Errorf("move clients: %w", err)
 		}
 	}
 	gctx, cancel := context.WithTimeout(ctx, f.o.MoveClientsGrace)
@@ -450,8 +490,11 @@ func (f *KernelFence) MoveClients(ctx context.Context) error {
 	kicked := 0
 	if waitErr != nil {
 		for _, id := range left {
-			if f.serverRequest(ctx, self.ID, "KICK", map[string]uint64{"cid": id}) == nil {
+			switch err := f.serverRequest(ctx, self.ID, "KICK", map[string]uint64{"cid": id}); {
+			case err == nil:
 				kicked++
+			case !errors.Is(err, errServerRefused):
+				return fmt.Errorf("move clients: %w", err)
 			}
 		}
 	}
@@ -709,10 +752,27 @@ func (f *KernelFence) getJSON(ctx context.Context, base, path string, q url.Valu
 	return nil
 }
 
+// kernelFenceDeadline gives ctx a deadline of d unless it has one.
+func kernelFenceDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
 // kernelFencePoll calls cond every poll interval until it returns true or
 // ctx ends.
 func kernelFencePoll(ctx context.Context, cond func() bool) error {
-	return embeddedPoll(ctx, kernelFencePollInterval, cond)
+	t := time.NewTicker(kernelFencePollInterval)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // ensureFileContent writes content to path (atomically) unless the file

@@ -137,6 +137,9 @@ func TestKernelFenceMechanism(t *testing.T) {
 	killed, err := f.killSockets()
 	require.NoError(t, err)
 	assert.Equal(t, 4, killed, "the four connections on fenced ports, seen from the fenced namespace; listeners and the client port are spared")
+	killed, err = f.killSockets()
+	require.NoError(t, err)
+	assert.Zero(t, killed, "nothing left to destroy")
 
 	t.Run("socket kill resets both ends at once", func(t *testing.T) {
 		for _, p := range pairs {
@@ -207,6 +210,101 @@ func TestKernelFenceMechanism(t *testing.T) {
 			_, _, err := connect(t, tc.from, tc.to, tc.port)
 			assert.NoError(t, err)
 		}
+	})
+}
+
+func TestKernelFenceOptionsValidate(t *testing.T) {
+	reload := func(context.Context) error { return nil }
+	valid := KernelFenceOptions{MonitorURL: "http://127.0.0.1:8222", ConfigInclude: "/etc/nats/quiesce.conf", Reload: reload}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*KernelFenceOptions)
+		wants []string // substrings of the error; none: valid
+	}{
+		{"valid", func(*KernelFenceOptions) {}, nil},
+		{"gateway", func(o *KernelFenceOptions) { o.GatewayPort = 7222 }, nil},
+		{"ports out of range", func(o *KernelFenceOptions) { o.ClusterPort, o.GatewayPort = -1, 70000 },
+			[]string{"cluster port -1", "gateway port 70000"}},
+		{"gateway on the cluster port", func(o *KernelFenceOptions) { o.GatewayPort = DefaultFenceClusterPort },
+			[]string{"is the cluster port"}},
+		{"everything missing at once", func(o *KernelFenceOptions) { *o = KernelFenceOptions{} },
+			[]string{"monitoring URL is required", "included configuration file", "system-account connection"}},
+		{"relative monitoring URL", func(o *KernelFenceOptions) { o.MonitorURL = "localhost:8222" },
+			[]string{"not an absolute URL"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := valid
+			tc.edit(&o)
+			err := o.Validate()
+			if len(tc.wants) == 0 {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			for _, w := range tc.wants {
+				assert.ErrorContains(t, err, w)
+			}
+		})
+	}
+}
+
+// TestKernelFenceIncludeFile checks the file and signal plumbing that
+// needs neither root nor a server.
+func TestKernelFenceIncludeFile(t *testing.T) {
+	t.Run("EnsureInclude", func(t *testing.T) {
+		for _, tc := range []struct {
+			name     string
+			existing string // "" means no file
+			want     string
+		}{
+			{"creates the file switched on", "", quiesceIncludeOn},
+			{"keeps a running maintenance", quiesceIncludeOff, quiesceIncludeOff},
+			{"keeps what the operator wrote", "# mine\n", "# mine\n"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "quiesce.conf")
+				if tc.existing != "" {
+					require.NoError(t, os.WriteFile(path, []byte(tc.existing), 0o600))
+				}
+				f := NewKernelFence(KernelFenceOptions{ConfigInclude: path, Logger: zerolog.Nop()})
+				require.NoError(t, f.EnsureInclude())
+				got, err := os.ReadFile(path)
+				require.NoError(t, err)
+				assert.Equal(t, tc.want, string(got))
+			})
+		}
+		assert.Error(t, NewKernelFence(KernelFenceOptions{Logger: zerolog.Nop()}).EnsureInclude(), "no file configured")
+	})
+
+	t.Run("SignalReload", func(t *testing.T) {
+		dir := t.TempDir()
+		for _, tc := range []struct{ name, content string }{
+			{"missing pid file", ""},
+			{"no pid in the file", "nats\n"},
+			{"negative pid", "-1\n"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+				if tc.content != "" {
+					require.NoError(t, os.WriteFile(path, []byte(tc.content), 0o600))
+				}
+				assert.Error(t, SignalReload(path)(context.Background()))
+			})
+		}
+		t.Run("signals the pid of the file", func(t *testing.T) {
+			cmd := exec.Command("sleep", "60")
+			require.NoError(t, cmd.Start())
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			path := filepath.Join(dir, "nats.pid")
+			require.NoError(t, os.WriteFile(path, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600))
+			require.NoError(t, SignalReload(path)(context.Background()))
+			err := cmd.Wait()
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit)
+			ws, ok := exit.Sys().(syscall.WaitStatus)
+			require.True(t, ok)
+			assert.Equal(t, syscall.SIGHUP, ws.Signal())
+		})
 	})
 }
 
@@ -305,6 +403,7 @@ accounts {
 }
 jetstream { store_dir: %q, max_memory_store: 64MB, max_file_store: 1GB }
 cluster { name: "dc1", listen: "0.0.0.0:6222", routes: [%s] }
+gateway { name: "dc1", listen: "0.0.0.0:7222" }
 include "prober-quiesce.conf"
 `, p.name, p.pidFile, SystemAccount, AppAccount, procAppUser, procPassword,
 			SystemAccount, procSysUser, procPassword, filepath.Join(dir, "js"), strings.Join(routes, ", "))
@@ -436,6 +535,7 @@ func (c *natsLab) connect(t *testing.T, user string, procs []*natsProc, opts ...
 func (c *natsLab) fence(p *natsProc, reload func(context.Context) error, sys *nats.Conn, log zerolog.Logger) *KernelFence {
 	return NewKernelFence(KernelFenceOptions{
 		NetNS:         p.node.Path(),
+		GatewayPort:   kfGatewayPort,
 		ConfigInclude: p.include,
 		Reload:        reload,
 		System:        sys,
@@ -781,6 +881,8 @@ func TestKernelFenceNATS(t *testing.T) {
 		require.NoError(t, err)
 		assert.Contains(t, string(include), "jetstream { enabled: false }")
 		c.assertIsolated(t, x)
+		require.NoError(t, fSig.Fence(ctx), "Fence is idempotent")
+		require.NoError(t, fSig.Quiesce(ctx), "Quiesce is idempotent")
 
 		// Hold as many writes as the fence-only run did.
 		require.Eventually(t, func() bool { return w.count()-fenced >= a.held }, 60*time.Second, 20*time.Millisecond)

@@ -20,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/prober-dev/prober/internal/kubetest"
+	"github.com/prober-dev/prober/tools/kubetest"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/prober"
 )

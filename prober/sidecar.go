@@ -500,7 +500,6 @@ type SidecarApp struct {
 	mu         sync.Mutex
 	started    chan struct{}
 	server     *Server
-	collector  *natsraft.Collector
 	reconciler *maintenance.Reconciler
 	localDC    string
 }
@@ -543,12 +542,15 @@ func (a *SidecarApp) DC() string {
 // validate reports the wiring mistakes of a.
 func (a *SidecarApp) validate() error {
 	var errs []error
-	for what, missing := range map[string]bool{
-		"Pod": a.Pod == "", "Namespace": a.Namespace == "", "ConfigMaps": a.ConfigMaps == nil,
-		"Discovery": a.Discovery == nil, "Fence": a.Fence == nil, "Dial": a.Dial == nil,
+	for _, f := range []struct {
+		name    string
+		missing bool
+	}{
+		{"Pod", a.Pod == ""}, {"Namespace", a.Namespace == ""}, {"ConfigMaps", a.ConfigMaps == nil},
+		{"Discovery", a.Discovery == nil}, {"Fence", a.Fence == nil}, {"Dial", a.Dial == nil},
 	} {
-		if missing {
-			errs = append(errs, fmt.Errorf("sidecar: %s is required", what))
+		if f.missing {
+			errs = append(errs, fmt.Errorf("sidecar: %s is required", f.name))
 		}
 	}
 	return errors.Join(errs...)
@@ -617,7 +619,7 @@ func (a *SidecarApp) Run(ctx context.Context) error {
 	})
 
 	a.mu.Lock()
-	a.server, a.collector = srv, collector
+	a.server = srv
 	if a.started == nil {
 		a.started = make(chan struct{})
 	}
@@ -743,10 +745,18 @@ func (a *SidecarApp) lookupDC(c *natsraft.Collector) string {
 // one.
 func (a *SidecarApp) localReady() (bool, string) {
 	r := a.Reconciler()
-	if r == nil {
-		return false, fmt.Sprintf("waiting for %s's NATS server to report its cluster (dc)", a.Pod)
+	if r != nil {
+		return r.Ready()
 	}
-	return r.Ready()
+	select {
+	case <-a.Discovery.Synced():
+		if _, ok := a.Discovery.Peer(a.Pod); !ok {
+			return false, fmt.Sprintf("pod %s is not among the pods the selector %q finds", a.Pod, a.Discovery.o.Selector)
+		}
+	default:
+		return false, "waiting for the list of pods"
+	}
+	return false, fmt.Sprintf("waiting for %s's NATS server to report its cluster (dc)", a.Pod)
 }
 
 // sleepCtx waits for d or until ctx ends.

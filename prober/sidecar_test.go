@@ -3,6 +3,7 @@ package prober_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -24,7 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/prober-dev/prober/internal/kubetest"
+	"github.com/prober-dev/prober/tools/kubetest"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
 	"github.com/prober-dev/prober/prober"
@@ -120,10 +122,10 @@ func scPod(tb testing.TB, admin kubernetes.Interface, n *natsraft.EmbeddedNode, 
 				prober.ClientPortAnnotation:  port(n.ClientURL()),
 			},
 		},
+		// No subdomain: until its IP is set the pod has no address at all,
+		// so nothing tries to resolve a cluster DNS name.
 		Spec: corev1.PodSpec{
 			ServiceAccountName: scProberSA,
-			Hostname:           n.Name(),
-			Subdomain:          "nats-headless",
 			Containers:         []corev1.Container{{Name: "nats", Image: "nats:2.15.2-alpine"}},
 		},
 	}, metav1.CreateOptions{})
@@ -309,6 +311,44 @@ func TestSidecar(t *testing.T) {
 	t.Run("walkthrough", func(t *testing.T) { testSidecarWalkthrough(t, e) })
 	t.Run("dc label", func(t *testing.T) { testSidecarDCLabel(t, e) })
 	t.Run("pods follow the pod list", func(t *testing.T) { testSidecarPodList(t, e) })
+	t.Run("a restarted node is ready once caught up", func(t *testing.T) { testSidecarRestart(t, e) })
+}
+
+func TestSidecarAppValidates(t *testing.T) {
+	err := (&prober.SidecarApp{}).Run(context.Background())
+	require.Error(t, err)
+	for _, field := range []string{"Pod", "Namespace", "ConfigMaps", "Discovery", "Fence", "Dial"} {
+		assert.Contains(t, err.Error(), field+" is required")
+	}
+}
+
+func testSidecarRestart(t *testing.T, e *scEnv) {
+	const pod = "nats-2"
+	e.requireClean(t)
+	sc := e.sidecars[pod]
+	require.NoError(t, e.cluster.StopNode(pod))
+	waitFor(t, 15*time.Second, "a stopped node is not ready", func() (bool, string) {
+		code, body := e.call(t, sc, "", http.MethodGet, "/readyz", "")
+		return code == http.StatusServiceUnavailable, body
+	})
+	code, body := e.call(t, e.sidecars["nats-0"], "", http.MethodGet, "/readyz", "")
+	assert.Equal(t, http.StatusOK, code, "the others stay ready: %s", body)
+
+	ctx, cancel := context.WithTimeout(context.Background(), appStartTimeout)
+	defer cancel()
+	require.NoError(t, e.cluster.RestartNode(ctx, pod))
+	took := waitFor(t, 60*time.Second, "the restarted node is ready", func() (bool, string) {
+		code, body := e.call(t, sc, "", http.MethodGet, "/readyz", "")
+		return code == http.StatusOK, body
+	})
+	t.Logf("%s ready %.2fs after its restart", pod, took.Seconds())
+	ok, detail := currentEverywhere(e.cluster, pod, demoGroups...)
+	assert.True(t, ok, "ready means caught up: %s", detail)
+	waitFor(t, 30*time.Second, "no status left behind", func() (bool, string) {
+		cm, _ := e.stored(t)
+		return len(cm.Data) == 0, fmt.Sprint(cm.Data)
+	})
+	e.requireClean(t)
 }
 
 func testSidecarViews(t *testing.T, e *scEnv) {
@@ -456,6 +496,11 @@ func testSidecarDCLabel(t *testing.T, e *scEnv) {
 	var rest prober.DCView
 	e.decode(t, via, e.viewer, http.MethodGet, "/dcs/dc1", "", http.StatusOK, &rest)
 	assert.Len(t, rest.Pods, 2, "the NATS cluster name still groups the others")
+	var raft prober.RaftResponse
+	e.decode(t, via, e.viewer, http.MethodGet, "/raft", "", http.StatusOK, &raft)
+	n, ok := raft.Node(pod)
+	require.True(t, ok)
+	assert.Equal(t, "dc1", n.DC, "/raft keeps the NATS cluster name, which routes follow")
 
 	// A dc entry reaches the pod through its restarted reconciler.
 	var in prober.DCChange
@@ -557,7 +602,7 @@ func TestPodDiscovery(t *testing.T) {
 	require.NoError(t, err)
 	pods := admin.CoreV1().Pods(ns)
 
-	nats := map[string]string{"app": "nats"}
+	natsLabels := map[string]string{"app": "nats"}
 	put := func(p discPod) {
 		t.Helper()
 		obj, err := pods.Get(ctx, p.name, metav1.GetOptions{})
@@ -585,13 +630,13 @@ func TestPodDiscovery(t *testing.T) {
 	withLabel := func(k, v string) map[string]string { return map[string]string{"app": "nats", k: v} }
 
 	// Before the discovery starts: its first list finds these.
-	put(discPod{name: "a", labels: nats, ip: "10.0.0.1", annotations: map[string]string{prober.MonitorPortAnnotation: "9000"}})
-	put(discPod{name: "b", labels: nats, subdomain: "nats-headless"})
-	put(discPod{name: "c", labels: nats})
+	put(discPod{name: "a", labels: natsLabels, ip: "10.0.0.1", annotations: map[string]string{prober.MonitorPortAnnotation: "9000"}})
+	put(discPod{name: "b", labels: natsLabels, subdomain: "nats-headless"})
+	put(discPod{name: "c", labels: natsLabels})
 	put(discPod{name: "d", labels: map[string]string{"app": "other"}, ip: "10.0.0.4"})
 	put(discPod{name: "e", labels: withLabel(prober.DefaultDCLabel, "zone-a"), ip: "10.0.0.5",
 		annotations: map[string]string{prober.MonitorPortAnnotation: "x", prober.ClientPortAnnotation: "5222"}})
-	put(discPod{name: "f", labels: nats, ip: "fd00::6"})
+	put(discPod{name: "f", labels: natsLabels, ip: "fd00::6"})
 
 	disc, err := prober.NewPodDiscovery(pods, prober.PodDiscoveryOptions{Selector: "app=nats", Logger: zerolog.Nop()})
 	require.NoError(t, err)
@@ -631,13 +676,13 @@ func TestPodDiscovery(t *testing.T) {
 		check  func(map[string]prober.Peer) bool
 	}{
 		{"a new IP", func() {
-			put(discPod{name: "a", labels: nats, ip: "10.0.1.1", annotations: map[string]string{prober.MonitorPortAnnotation: "9000"}})
+			put(discPod{name: "a", labels: natsLabels, ip: "10.0.1.1", annotations: map[string]string{prober.MonitorPortAnnotation: "9000"}})
 		}, func(m map[string]prober.Peer) bool { return m["a"].MonitorURL == "http://10.0.1.1:9000" }},
-		{"b gets an IP", func() { put(discPod{name: "b", labels: nats, subdomain: "nats-headless", ip: "10.0.0.2"}) },
+		{"b gets an IP", func() { put(discPod{name: "b", labels: natsLabels, subdomain: "nats-headless", ip: "10.0.0.2"}) },
 			func(m map[string]prober.Peer) bool { return m["b"].ClientURL == "nats://10.0.0.2:4222" }},
-		{"d gets the label", func() { put(discPod{name: "d", labels: nats, ip: "10.0.0.4"}) },
+		{"d gets the label", func() { put(discPod{name: "d", labels: natsLabels, ip: "10.0.0.4"}) },
 			func(m map[string]prober.Peer) bool { _, ok := m["d"]; return ok }},
-		{"e loses its dc label", func() { put(discPod{name: "e", labels: nats, ip: "10.0.0.5"}) },
+		{"e loses its dc label", func() { put(discPod{name: "e", labels: natsLabels, ip: "10.0.0.5"}) },
 			func(m map[string]prober.Peer) bool {
 				return m["e"].DC == "" && m["e"].ClientURL == "nats://10.0.0.5:4222"
 			}},
@@ -668,4 +713,49 @@ func TestPodDiscovery(t *testing.T) {
 			})
 		})
 	}
+	t.Run("a sidecar whose pod the selector misses says so", func(t *testing.T) {
+		// A selector that finds nothing: the pods above have made-up
+		// addresses, which the sidecar's collector must not dial.
+		d2, err := prober.NewPodDiscovery(pods, prober.PodDiscoveryOptions{Selector: "app=ghostly", Logger: zerolog.Nop()})
+		require.NoError(t, err)
+		app := &prober.SidecarApp{
+			Listen: "127.0.0.1:0", Pod: "ghost", Namespace: ns, ConfigMaps: admin.CoreV1(), Discovery: d2,
+			Fence: unusedFence{}, Dial: func(string, ...string) (*nats.Conn, error) { return nil, errUnused },
+			Logger: zerolog.Nop(),
+		}
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		started := app.Started()
+		go func() { done <- app.Run(actx) }()
+		defer func() {
+			stop()
+			assert.NoError(t, <-done)
+		}()
+		<-started
+		waitFor(t, 15*time.Second, "readyz names the cause", func() (bool, string) {
+			resp, err := http.Get("http://" + app.Addr() + "/readyz")
+			if err != nil {
+				return false, err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "ghost is not among the pods"), string(b)
+		})
+		assert.Nil(t, app.Reconciler(), "no reconciler without the pod's dc")
+	})
 }
+
+// errUnused is what unusedFence answers: its sidecar never gets to act.
+var errUnused = errors.New("not used by this test")
+
+// unusedFence is the Fence of a sidecar that must never fence: every call
+// fails.
+type unusedFence struct{}
+
+func (unusedFence) Fenced() bool                      { return false }
+func (unusedFence) Quiesced() bool                    { return false }
+func (unusedFence) Fence(context.Context) error       { return errUnused }
+func (unusedFence) Unfence(context.Context) error     { return errUnused }
+func (unusedFence) Quiesce(context.Context) error     { return errUnused }
+func (unusedFence) Resume(context.Context) error      { return errUnused }
+func (unusedFence) MoveClients(context.Context) error { return errUnused }

@@ -17,8 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
-	"sigs.k8s.io/yaml"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
@@ -77,7 +76,7 @@ func (o *ServeOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DCLabel, "dc-label", prober.DefaultDCLabel, "pod label that names a pod's dc instead of its NATS cluster name")
 	fs.IntVar(&o.MonitorPort, "monitor-port", prober.DefaultMonitorPort, "NATS monitoring port (a pod's annotation "+prober.MonitorPortAnnotation+" overrides it)")
 	fs.IntVar(&o.ClientPort, "client-port", prober.DefaultClientPort, "NATS client port (a pod's annotation "+prober.ClientPortAnnotation+" overrides it)")
-	fs.IntVar(&o.ClusterPort, "cluster-port", natsraft.DefaultClusterPort, "NATS route port, cut by the fence")
+	fs.IntVar(&o.ClusterPort, "cluster-port", natsraft.DefaultFenceClusterPort, "NATS route port, cut by the fence")
 	fs.IntVar(&o.GatewayPort, "gateway-port", 0, "NATS gateway port, cut by the fence too; 0: no gateways")
 	fs.StringVar(&o.CredentialsDir, "credentials-dir", "/etc/prober/credentials", "folder with a user per NATS account: <ACCOUNT>.creds or <ACCOUNT>/user and <ACCOUNT>/password")
 	fs.StringVar(&o.ConfigInclude, "config-include", "", "file the NATS configuration includes after its jetstream block; the prober writes it to quiesce JetStream (required)")
@@ -183,78 +182,15 @@ func (o *ServeOptions) Complete(stderr io.Writer) error {
 }
 
 // loadKubeconfig builds a client config from the current context of a
-// kubeconfig file: the server, its CA, and a user with a token (or token
-// file), a client certificate or basic auth. Relative paths are relative
-// to the file. Exec plugins and auth providers are refused: the sidecar
-// runs with its ServiceAccount, --kubeconfig is for development.
+// kubeconfig file, with client-go's own loader (relative paths, tokens,
+// certificates and exec plugins as kubectl reads them). The sidecar runs
+// with its ServiceAccount; --kubeconfig is for development.
 func loadKubeconfig(path string) (*rest.Config, error) {
-	raw, err := os.ReadFile(path)
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
-	}
-	var kc clientcmdv1.Config
-	if err := yaml.Unmarshal(raw, &kc); err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
-	if kc.CurrentContext == "" {
-		return nil, fmt.Errorf("kubeconfig %s: no current-context", path)
-	}
-	var kctx *clientcmdv1.Context
-	for i := range kc.Contexts {
-		if kc.Contexts[i].Name == kc.CurrentContext {
-			kctx = &kc.Contexts[i].Context
-		}
-	}
-	if kctx == nil {
-		return nil, fmt.Errorf("kubeconfig %s: context %q not found", path, kc.CurrentContext)
-	}
-	var cluster *clientcmdv1.Cluster
-	for i := range kc.Clusters {
-		if kc.Clusters[i].Name == kctx.Cluster {
-			cluster = &kc.Clusters[i].Cluster
-		}
-	}
-	if cluster == nil || cluster.Server == "" {
-		return nil, fmt.Errorf("kubeconfig %s: cluster %q not found or without a server", path, kctx.Cluster)
-	}
-	var user clientcmdv1.AuthInfo
-	found := kctx.AuthInfo == ""
-	for i := range kc.AuthInfos {
-		if kc.AuthInfos[i].Name == kctx.AuthInfo {
-			user, found = kc.AuthInfos[i].AuthInfo, true
-		}
-	}
-	if !found {
-		return nil, fmt.Errorf("kubeconfig %s: user %q not found", path, kctx.AuthInfo)
-	}
-	if user.Exec != nil || user.AuthProvider != nil {
-		return nil, fmt.Errorf("kubeconfig %s: user %q needs an exec plugin or auth provider, which --kubeconfig does not run: use a token or a client certificate",
-			path, kctx.AuthInfo)
-	}
-	dir := filepath.Dir(path)
-	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
-	return &rest.Config{
-		Host: cluster.Server,
-		TLSClientConfig: rest.TLSClientConfig{
-			Insecure:   cluster.InsecureSkipTLSVerify,
-			ServerName: cluster.TLSServerName,
-			CAFile:     abs(cluster.CertificateAuthority),
-			CAData:     cluster.CertificateAuthorityData,
-			CertFile:   abs(user.ClientCertificate),
-			CertData:   user.ClientCertificateData,
-			KeyFile:    abs(user.ClientKey),
-			KeyData:    user.ClientKeyData,
-		},
-		BearerToken:     user.Token,
-		BearerTokenFile: abs(user.TokenFile),
-		Username:        user.Username,
-		Password:        user.Password,
-	}, nil
+	return cfg, nil
 }
 
 // localURLs are the local NATS server's monitoring and client URLs: the
@@ -314,7 +250,7 @@ func (o *ServeOptions) run(ctx context.Context) error {
 	if o.Reload == reloadSignal {
 		reload = natsraft.SignalReload(o.PIDFile)
 	}
-	fence := natsraft.NewKernelFence(natsraft.KernelFenceOptions{
+	fo := natsraft.KernelFenceOptions{
 		ClusterPort:   o.ClusterPort,
 		GatewayPort:   o.GatewayPort,
 		ConfigInclude: o.ConfigInclude,
@@ -331,7 +267,11 @@ func (o *ServeOptions) run(ctx context.Context) error {
 			return urls, nil
 		},
 		Logger: log,
-	})
+	}
+	if err := fo.Validate(); err != nil {
+		return fmt.Errorf("kernel fence: %w", err)
+	}
+	fence := natsraft.NewKernelFence(fo)
 	// Before the API serves: the startup probe passes only then, and only
 	// then does the kubelet start NATS, which cannot start without it.
 	if err := fence.EnsureInclude(); err != nil {
