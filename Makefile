@@ -4,7 +4,7 @@ DATA_DIR ?= .prober-data
 ARGS     ?=
 PKGS     := ./...
 
-.PHONY: run test bench build lint clean kubeenv soak
+.PHONY: run test bench build lint clean kubeenv soak newman
 
 ## run: the embedded default — a 3-node JetStream cluster in-process, file store, API on :8889
 run:
@@ -26,7 +26,8 @@ soak: kubeenv
 
 ## bench: speed goals, printed side by side (not part of `make test`)
 bench:
-	$(GO) run ./bench/writegap $(BENCH_ARGS)
+	$(GO) run ./bench/writegap $(WRITEGAP_ARGS)
+	$(GO) run ./bench/health $(HEALTH_ARGS)
 
 ## build: the prober binary in bin/
 build:
@@ -37,6 +38,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+## newman: the Postman collection against a fresh embedded default (also part of `make test`)
+newman:
+	./scripts/newman.sh
 
 clean:
 	rm -rf bin $(DATA_DIR)

@@ -33,8 +33,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
-	"github.com/prober-dev/prober/tools/kubetest"
 	"github.com/prober-dev/prober/natsraft"
+	"github.com/prober-dev/prober/tools/kubetest"
 )
 
 // namespace is the one the kustomization sets.

@@ -181,12 +181,26 @@ func TestBuildViewPeerHealth(t *testing.T) {
 	}{
 		{
 			name: "healthy",
-			want: Peer{Name: "n1", Current: true, Active: 100 * time.Millisecond},
+			want: Peer{Name: "n1", Current: true, Healthy: true, Active: 100 * time.Millisecond},
 		},
 		{
 			name:   "lag is reported, current kept",
 			mutate: func(rs map[string]*nodeReport) { setN1(rs, func(p *peerDoc) { p.Lag = 5 }) },
-			want:   Peer{Name: "n1", Current: true, Active: 100 * time.Millisecond, Lag: 5},
+			want:   Peer{Name: "n1", Current: true, Healthy: true, Active: 100 * time.Millisecond, Lag: 5},
+		},
+		{
+			name: "replication in flight: not current, still a healthy voter",
+			mutate: func(rs map[string]*nodeReport) {
+				setN1(rs, func(p *peerDoc) { p.Current, p.Lag = false, 2 })
+			},
+			want: Peer{Name: "n1", Healthy: true, Active: 100 * time.Millisecond, Lag: 2},
+		},
+		{
+			name: "catching up: too far behind to count as a voter",
+			mutate: func(rs map[string]*nodeReport) {
+				setN1(rs, func(p *peerDoc) { p.Current, p.Lag = false, HealthyLag + 1 })
+			},
+			want: Peer{Name: "n1", Active: 100 * time.Millisecond, Lag: HealthyLag + 1},
 		},
 		{
 			name: "silent above the threshold though NATS says current",
@@ -198,7 +212,7 @@ func TestBuildViewPeerHealth(t *testing.T) {
 		{
 			name:   "silent exactly at the threshold",
 			mutate: func(rs map[string]*nodeReport) { setN1(rs, func(p *peerDoc) { p.Active = ActiveThreshold }) },
-			want:   Peer{Name: "n1", Current: true, Active: ActiveThreshold},
+			want:   Peer{Name: "n1", Current: true, Healthy: true, Active: ActiveThreshold},
 		},
 		{
 			name:   "NATS says offline",
@@ -231,7 +245,7 @@ func TestBuildViewPeerHealth(t *testing.T) {
 				rs["n1"].varz.Cluster.Name = "dc2"
 				rs["n1"].routes, rs["n0"].routes = nil, []string{"n2"}
 			},
-			want: Peer{Name: "n1", Current: true, Active: 100 * time.Millisecond},
+			want: Peer{Name: "n1", Current: true, Healthy: true, Active: 100 * time.Millisecond},
 		},
 	}
 	for _, tt := range tests {
@@ -247,7 +261,7 @@ func TestBuildViewPeerHealth(t *testing.T) {
 			require.True(t, ok)
 			assert.Equal(t, tt.want, got)
 			leader, _ := peerOf(s, "n0")
-			assert.Equal(t, Peer{Name: "n0", Leader: true, Current: true}, leader)
+			assert.Equal(t, Peer{Name: "n0", Leader: true, Current: true, Healthy: true}, leader)
 		})
 	}
 }

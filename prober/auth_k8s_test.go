@@ -20,9 +20,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/prober-dev/prober/tools/kubetest"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/prober"
+	"github.com/prober-dev/prober/tools/kubetest"
 )
 
 // kubeAuthNamespace is where TestAuthKubernetes creates its objects.

@@ -26,10 +26,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/prober-dev/prober/tools/kubetest"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
 	"github.com/prober-dev/prober/prober"
+	"github.com/prober-dev/prober/tools/kubetest"
 )
 
 // The install the sidecar tests apply: deploy/ at the repository root, in
