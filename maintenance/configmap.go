@@ -55,6 +55,13 @@ const configMapMaxBytes = 1 << 20
 // cmWatchBackoff paces re-listing after a failed list or watch.
 var cmWatchBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 100, Cap: 10 * time.Second}
 
+// cmCacheMaxAge bounds how long Get serves the watched document without
+// hearing from the API server: past it, with no event or bookmark since, a
+// Get reads live once (which confirms the cache again), so a watch that
+// hangs without closing costs one request per cmCacheMaxAge, not stale
+// reads.
+const cmCacheMaxAge = 30 * time.Second
+
 // ConfigMapStoreOptions configures a ConfigMapStore.
 type ConfigMapStoreOptions struct {
 	// Namespace of the ConfigMap, normally the pod's own; empty means
@@ -109,6 +116,11 @@ type ConfigMapStore struct {
 
 	mu   sync.Mutex
 	last *Document // last known document; nil before the first read
+	// live counts the watches that are established and whose last event
+	// decoded; while it is positive and confirmed is recent, Get serves
+	// last instead of asking the API server.
+	live      int
+	confirmed time.Time
 }
 
 // Compile-time check that ConfigMapStore is a Store.
@@ -153,6 +165,14 @@ func (s *ConfigMapStore) Conflicts() uint64 { return s.conflicts.Load() }
 // Get returns the document as stored now; a missing ConfigMap is an empty
 // document with an empty resourceVersion.
 //
+// While a Watch of this store is established, Get serves the document the
+// watch keeps current instead of a live read, so that callers polling Get
+// (requests waiting for a phase) cost the API server nothing; it reads
+// live when no watch runs, between two watch requests, after an event that
+// did not decode, and once every cmCacheMaxAge of silence. A write of this
+// store is visible to its Gets at once; another writer's shows once the
+// watch delivers it, which is before Watch notifies.
+//
 // If the API server cannot be reached, Get returns a copy of the last
 // document this store read, wrote or watched, with a nil error, and logs
 // that it did: while the API server is down, reads keep serving the last
@@ -160,11 +180,14 @@ func (s *ConfigMapStore) Conflicts() uint64 { return s.conflicts.Load() }
 // if it has never known the document does it return the *Error with code
 // EUnavailable.
 func (s *ConfigMapStore) Get(ctx context.Context) (*Document, error) {
+	if d := s.cached(); d != nil {
+		return d, nil
+	}
 	d, _, err := s.read(ctx)
 	if err == nil {
 		return d, nil
 	}
-	if ErrorCode(err) == EUnavailable {
+	if ErrorCode(err) == EUnavailable && !errors.Is(err, errCMUnreadable) {
 		if last := s.lastKnown(); last != nil {
 			s.log.Warn().Err(err).Str("resourceVersion", last.ResourceVersion).
 				Msg("API server unavailable, serving the last known document")
@@ -270,16 +293,28 @@ func (s *ConfigMapStore) read(ctx context.Context) (*Document, *corev1.ConfigMap
 		return nil, nil, err
 	}
 	s.remember(d)
+	s.confirm()
 	return d.Clone(), cm, nil
 }
 
+// errCMUnreadable marks the error of a ConfigMap that does not decode, so
+// that Get does not mistake it for an outage and serve the last document.
+var errCMUnreadable = errors.New("the ConfigMap does not decode")
+
 // decode turns the ConfigMap into a document. A ConfigMap that does not
-// decode is the server side's fault, not the caller's: EInternal, with the
-// key at fault in the message for the logs.
+// decode (a hand edit gone wrong) is neither the caller's fault nor a bug:
+// EUnavailable, with the key at fault in the client's message so that the
+// operator knows what to repair. The store never writes over it: Update
+// fails until it is fixed.
 func (s *ConfigMapStore) decode(cm *corev1.ConfigMap) (*Document, error) {
 	d, err := DecodeData(cm.Data, cm.ResourceVersion)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", Errorf(EInternal, "configmap %s/%s holds an invalid document", s.ns, s.name), err)
+		detail := err.Error()
+		if ce, ok := errors.AsType[*Error](err); ok {
+			detail = ce.Message
+		}
+		return nil, fmt.Errorf("%w: %w: %w", Errorf(EUnavailable,
+			"stored maintenance state is unreadable: configmap %s/%s: %s", s.ns, s.name, detail), errCMUnreadable, err)
 	}
 	return d, nil
 }
@@ -392,6 +427,37 @@ func (s *ConfigMapStore) remember(d *Document) {
 	s.last = d.Clone()
 }
 
+// cached returns a copy of the watched document when an established watch
+// keeps it current and the API server confirmed it within cmCacheMaxAge;
+// nil otherwise.
+func (s *ConfigMapStore) cached() *Document {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.live <= 0 || s.last == nil || time.Since(s.confirmed) > cmCacheMaxAge {
+		return nil
+	}
+	return s.last.Clone()
+}
+
+// confirm records that the API server just confirmed the last known
+// document (an event, a bookmark, a live read).
+func (s *ConfigMapStore) confirm() {
+	s.mu.Lock()
+	s.confirmed = time.Now()
+	s.mu.Unlock()
+}
+
+// setLive adds delta to the count of watches that keep the document
+// current.
+func (s *ConfigMapStore) setLive(delta int) {
+	s.mu.Lock()
+	s.live += delta
+	if delta > 0 {
+		s.confirmed = time.Now()
+	}
+	s.mu.Unlock()
+}
+
 // lastKnown returns a copy of the last known document, nil if none.
 func (s *ConfigMapStore) lastKnown() *Document {
 	s.mu.Lock()
@@ -433,6 +499,29 @@ type cmWatcher struct {
 	// a missing ConfigMap); known is false until there is one.
 	seen  string
 	known bool
+	// good is false while the last ConfigMap seen did not decode: Get then
+	// reads live, and answers the decode error.
+	good bool
+	// live tells whether this watcher counts in the store's live watches.
+	live bool
+}
+
+// errWatchEndedEarly ends a watch that closed before delivering anything
+// and well before its timeout: re-watching at once could spin, so the loop
+// lists again after the back-off.
+var errWatchEndedEarly = errors.New("the watch ended early without events")
+
+// setLive makes this watcher count, or not, among the store's live ones.
+func (w *cmWatcher) setLive(on bool) {
+	if on == w.live {
+		return
+	}
+	w.live = on
+	if on {
+		w.s.setLive(1)
+	} else {
+		w.s.setLive(-1)
+	}
 }
 
 // run lists and watches until ctx ends, then closes the channel.
@@ -481,17 +570,26 @@ func (w *cmWatcher) list(ctx context.Context) (string, error) {
 	}
 	if len(l.Items) == 0 {
 		s.remember(NewDocument())
+		w.good = true
 		w.announce("")
 	} else {
 		cm := &l.Items[0]
-		if d, err := s.decode(cm); err == nil {
-			s.remember(d)
-		} else {
-			s.log.Error().Err(err).Msg("watch")
-		}
+		w.learn(cm)
 		w.announce(cm.ResourceVersion)
 	}
 	return l.ResourceVersion, nil
+}
+
+// learn decodes cm into the store's last known document.
+func (w *cmWatcher) learn(cm *corev1.ConfigMap) {
+	d, err := w.s.decode(cm)
+	w.good = err == nil
+	if err != nil {
+		w.s.log.Error().Err(err).Msg("watch")
+		return
+	}
+	w.s.remember(d)
+	w.s.confirm()
 }
 
 // watch follows the ConfigMap from resourceVersion rv until the watch ends.
@@ -518,6 +616,9 @@ func (w *cmWatcher) watch(ctx context.Context, rv string) (string, bool, error) 
 		return rv, false, fmt.Errorf("watch: %w", err)
 	}
 	defer wi.Stop()
+	started := time.Now()
+	w.setLive(w.good)
+	defer w.setLive(false)
 	progressed := false
 	for {
 		var ev watch.Event
@@ -530,6 +631,11 @@ func (w *cmWatcher) watch(ctx context.Context, rv string) (string, bool, error) 
 		if !ok {
 			// Ended by the server's timeout, or by a broken connection: in
 			// both cases resume from rv; a failure shows on the next call.
+			// A watch that ends at once with nothing delivered is not a
+			// normal end: re-watching at once would spin.
+			if !progressed && time.Since(started) < time.Duration(secs)*time.Second/2 {
+				return rv, false, errWatchEndedEarly
+			}
 			return rv, true, nil
 		}
 		switch ev.Type {
@@ -542,19 +648,20 @@ func (w *cmWatcher) watch(ctx context.Context, rv string) (string, bool, error) 
 			progressed = true
 			if ev.Type == watch.Deleted {
 				s.remember(NewDocument())
+				s.confirm()
+				w.good = true
+				w.setLive(true)
 				w.announce("")
 				continue
 			}
-			if d, err := s.decode(cm); err == nil {
-				s.remember(d)
-			} else {
-				s.log.Error().Err(err).Msg("watch")
-			}
+			w.learn(cm)
+			w.setLive(w.good)
 			w.announce(cm.ResourceVersion)
 		case watch.Bookmark:
 			if cm, isCM := ev.Object.(*corev1.ConfigMap); isCM {
 				rv = cm.ResourceVersion
 			}
+			s.confirm()
 			progressed = true
 		case watch.Error:
 			return rv, progressed, fmt.Errorf("watch: %w", apierrors.FromObject(ev.Object))

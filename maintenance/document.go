@@ -241,12 +241,25 @@ func (d *Document) Expire(now time.Time) bool {
 	return changed
 }
 
-// ValidName checks that s, a pod or dc name taken from a request, is a
-// DNS-1123 label (what Kubernetes allows for pod names), and returns an
-// *Error with code EInvalid saying why it is not.
+// ValidName checks that s, a pod name taken from a request, is a DNS-1123
+// label (what a StatefulSet's pod names are), and returns an *Error with
+// code EInvalid saying why it is not.
 func ValidName(s string) error {
 	if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
 		return Errorf(EInvalid, "invalid name %q: not a DNS-1123 label: %s", s, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// ValidDCName checks a dc name taken from a request. A dc is a NATS cluster
+// name (or a pod label), which may hold upper case letters, '_' and '.':
+// anything that makes a valid ConfigMap key "dc.<dc>" is accepted.
+func ValidDCName(s string) error {
+	if s == "" {
+		return Errorf(EInvalid, "invalid dc name: empty")
+	}
+	if errs := validation.IsConfigMapKey(docDCPrefix + s); len(errs) > 0 {
+		return Errorf(EInvalid, "invalid dc name %q: %s", s, strings.Join(errs, "; "))
 	}
 	return nil
 }

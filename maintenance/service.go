@@ -150,7 +150,7 @@ func (s *Service) Pod(ctx context.Context, pod string) (PodView, error) {
 // DC returns the views of every pod whose NATS cluster is dc (exact match),
 // sorted by name; ENotFound when no node is in that dc.
 func (s *Service) DC(ctx context.Context, dc string) ([]PodView, error) {
-	if err := ValidName(dc); err != nil {
+	if err := ValidDCName(dc); err != nil {
 		return nil, err
 	}
 	view, err := s.view(ctx)
@@ -191,7 +191,7 @@ func (s *Service) EnterPod(ctx context.Context, pod string, r Request) (Result, 
 // EnterDC asks for maintenance of every pod of a dc, with one safety check
 // over the whole set (EUnsafe unless r.Force).
 func (s *Service) EnterDC(ctx context.Context, dc string, r Request) (Result, error) {
-	if err := ValidName(dc); err != nil {
+	if err := ValidDCName(dc); err != nil {
 		return Result{}, err
 	}
 	if err := r.validate(); err != nil {
@@ -269,7 +269,7 @@ func (s *Service) ExitPod(ctx context.Context, pod, by string) (Result, error) {
 // ExitDC removes a dc's maintenance entry; it is idempotent. Pods of the dc
 // that have an entry of their own stay in maintenance until it is removed.
 func (s *Service) ExitDC(ctx context.Context, dc, by string) (Result, error) {
-	if err := ValidName(dc); err != nil {
+	if err := ValidDCName(dc); err != nil {
 		return Result{}, err
 	}
 	doc, err := s.get(ctx)
@@ -573,4 +573,45 @@ func podRaft(view *natsraft.View, node natsraft.Node) PodRaft {
 		}
 	}
 	return pr
+}
+
+// Goal is where a change of maintenance is going: every pod of its target in
+// maintenance (Enter) or back and Active (leaving). The HTTP API's wait and
+// the command line's follow both stop on it.
+type Goal struct {
+	Enter bool
+	// DC is set for a change of a whole dc: leaving it, a pod held by an
+	// entry of its own stays in maintenance and does not hold the dc back.
+	DC bool
+}
+
+// Reached tells whether one pod has got there.
+func (g Goal) Reached(pv PodView) bool {
+	if g.Enter {
+		return pv.InMaintenance && pv.Phase == PhaseInMaintenance
+	}
+	if g.KeptByOwnEntry(pv) {
+		return true
+	}
+	return !pv.InMaintenance && pv.Phase == PhaseActive
+}
+
+// KeptByOwnEntry tells whether, leaving a dc, pv stays in maintenance
+// through an entry of its own.
+func (g Goal) KeptByOwnEntry(pv PodView) bool {
+	return g.DC && !g.Enter && pv.InMaintenance && pv.Via == SourcePod
+}
+
+// All tells whether every pod has got there. An empty set has not: a target
+// whose pods are unknown (no cluster view) is not done.
+func (g Goal) All(pods []PodView) bool {
+	if len(pods) == 0 {
+		return false
+	}
+	for _, pv := range pods {
+		if !g.Reached(pv) {
+			return false
+		}
+	}
+	return true
 }

@@ -648,3 +648,30 @@ func TestServiceConfig(t *testing.T) {
 	assert.Equal(t, "kernel", d.Pods["n0"].Reason)
 	assert.NotEmpty(t, d.ResourceVersion)
 }
+
+func TestGoal(t *testing.T) {
+	in := maintenance.PodView{Pod: "a", InMaintenance: true, Via: maintenance.SourcePod, Phase: maintenance.PhaseInMaintenance}
+	inViaDC := maintenance.PodView{Pod: "b", InMaintenance: true, Via: maintenance.SourceDC, Phase: maintenance.PhaseInMaintenance}
+	fencing := maintenance.PodView{Pod: "c", InMaintenance: true, Via: maintenance.SourcePod, Phase: maintenance.PhaseFencing}
+	catching := maintenance.PodView{Pod: "d", Phase: maintenance.PhaseCatchingUp}
+	active := maintenance.PodView{Pod: "e", Phase: maintenance.PhaseActive}
+	for _, tc := range []struct {
+		name string
+		goal maintenance.Goal
+		pods []maintenance.PodView
+		want bool
+	}{
+		{"enter: in maintenance", maintenance.Goal{Enter: true}, []maintenance.PodView{in}, true},
+		{"enter: still fencing", maintenance.Goal{Enter: true}, []maintenance.PodView{in, fencing}, false},
+		{"leave: active", maintenance.Goal{}, []maintenance.PodView{active}, true},
+		{"leave: catching up", maintenance.Goal{}, []maintenance.PodView{active, catching}, false},
+		{"leave pod: its own entry holds it", maintenance.Goal{}, []maintenance.PodView{in}, false},
+		{"leave dc: a pod with its own entry does not hold the dc back", maintenance.Goal{DC: true}, []maintenance.PodView{in, active}, true},
+		{"leave dc: a pod still held by the dc does", maintenance.Goal{DC: true}, []maintenance.PodView{inViaDC, active}, false},
+		{"empty set is never done", maintenance.Goal{}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, tc.goal.All(tc.pods))
+		})
+	}
+}

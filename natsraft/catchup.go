@@ -3,7 +3,7 @@ package natsraft
 import (
 	"context"
 	"fmt"
-	"strings"
+	"time"
 )
 
 // maxCatchUpDetails bounds how many lagging groups CaughtUp names; a node
@@ -11,66 +11,56 @@ import (
 const maxCatchUpDetails = 10
 
 // CaughtUp tells whether node has caught up with every Raft group it is a
-// member of: node answers with JetStream on, the meta group counts it as a
-// peer, and each of its groups has a leader that reports it current with no
-// lag (a group node leads counts as caught up). Only a group's leader knows
-// its followers, so the answer is read from the leaders. detail lists what
-// is still behind; err is set only when no view could be had. The view is
-// a fresh sweep when Views can sweep: a cached one may predate the very
-// change (a quiesce, a fence) the caller is asking about.
+// member of: the same question as View.NodeReady, asked of a view no
+// older than the call. detail lists what is still behind; err is set only
+// when no view could be had. A cached view may predate the very change (a
+// quiesce, a fence) the caller is asking about; concurrent and rapid
+// callers share one sweep.
 func (h *HandOff) CaughtUp(ctx context.Context, node string) (ok bool, detail string, err error) {
 	v, err := h.freshView(ctx)
 	if err != nil {
 		return false, "", fmt.Errorf("caught up %s: %w", node, err)
 	}
-	ok, detail = caughtUp(v, node)
+	ok, detail = v.NodeReady(node)
 	return ok, detail, nil
 }
 
-// caughtUp is CaughtUp on a given view.
-func caughtUp(v *View, node string) (bool, string) {
-	n, found := v.Node(node)
+// memberBehind says why self, a member of g, has not caught up with g, ""
+// when it has. The leader's view of a follower is not enough: NATS counts
+// a follower current from the replies to its appends, failed ones
+// included, and /jsz does not correct it for a stream catch-up in flight.
+// So the member's own report must agree: its log committed as far as the
+// leader's, applied as far as committed, no snapshot catch-up running and,
+// for a stream, its copy as long as the leader's. Each comparison allows
+// ReadyLag. A group's leader has caught up by definition.
+func (v *View) memberBehind(g *Group, self Peer) string {
 	switch {
-	case !found:
-		return false, fmt.Sprintf("%s is not in the view", node)
-	case !n.Reachable:
-		return false, fmt.Sprintf("%s is unreachable: %s", node, n.Error)
-	case !n.JetStream:
-		return false, fmt.Sprintf("%s has JetStream off", node)
+	case g.Leader == "":
+		return "no leader"
+	case g.Leader == self.Name:
+		return ""
+	case self.Pending:
+		return fmt.Sprintf("pending, not a Raft member yet (leader %s)", g.Leader)
+	case self.Active == 0 && !self.Current:
+		return fmt.Sprintf("never heard from by leader %s", g.Leader)
+	case !self.Current && (self.Lag > ReadyLag || self.Active > ActiveThreshold || !v.routed(self.Name, g.Leader)):
+		return fmt.Sprintf("not current (lag %d, active %s, leader %s)",
+			self.Lag, self.Active.Round(time.Millisecond), g.Leader)
 	}
-
-	var behind []string
-	meta := false
-	for _, g := range v.Groups {
-		self, member := peerOf(g, node)
-		if !member {
-			continue
-		}
-		if g.Kind == KindMeta {
-			meta = true
-		}
-		switch {
-		case g.Leader == "":
-			behind = append(behind, fmt.Sprintf("%s %s: no leader", g.Kind, g.Name))
-		case g.Leader == node:
-		case !self.Current:
-			behind = append(behind, fmt.Sprintf("%s %s: not current (active %s, lag %d, leader %s)",
-				g.Kind, g.Name, self.Active, self.Lag, g.Leader))
-		case self.Lag > 0:
-			behind = append(behind, fmt.Sprintf("%s %s: lag %d (leader %s)", g.Kind, g.Name, self.Lag, g.Leader))
-		}
+	own := self.Own
+	switch {
+	case own == nil:
+		return fmt.Sprintf("no Raft state of its own reported (leader %s)", g.Leader)
+	case own.CatchingUp:
+		return fmt.Sprintf("catching up from a snapshot (leader %s)", g.Leader)
+	case own.Committed+ReadyLag < g.Commit:
+		return fmt.Sprintf("committed %d of the leader's %d (leader %s)", own.Committed, g.Commit, g.Leader)
+	case own.Applied+ReadyLag < own.Committed:
+		return fmt.Sprintf("applied %d of %d committed (leader %s)", own.Applied, own.Committed, g.Leader)
+	case g.Kind == KindStream && own.LastSeq+ReadyLag < g.LastSeq:
+		return fmt.Sprintf("stream at sequence %d of the leader's %d (leader %s)", own.LastSeq, g.LastSeq, g.Leader)
 	}
-	if !meta {
-		behind = append([]string{fmt.Sprintf("%s is not a peer of the meta group yet", node)}, behind...)
-	}
-	if len(behind) == 0 {
-		return true, ""
-	}
-	total := len(behind)
-	if total > maxCatchUpDetails {
-		behind = append(behind[:maxCatchUpDetails], fmt.Sprintf("and %d more", total-maxCatchUpDetails))
-	}
-	return false, strings.Join(behind, "; ")
+	return ""
 }
 
 // peerOf returns node's entry in g's peers.

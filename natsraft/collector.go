@@ -316,8 +316,11 @@ type accountDoc struct {
 }
 
 type streamDoc struct {
-	Name      string        `json:"name"`
-	Cluster   *clusterDoc   `json:"cluster"`
+	Name    string      `json:"name"`
+	Cluster *clusterDoc `json:"cluster"`
+	State   struct {
+		LastSeq uint64 `json:"last_seq"`
+	} `json:"state"`
 	Consumers []consumerDoc `json:"consumer_detail"`
 }
 
@@ -341,13 +344,17 @@ type peerDoc struct {
 	Active  time.Duration `json:"active"`
 	Lag     uint64        `json:"lag"`
 	Peer    string        `json:"peer"`
+	// Pending: assigned to the group but not a member of its Raft group.
+	Pending bool `json:"pending"`
 }
 
 type raftzGroupDoc struct {
 	State     string `json:"state"`
 	Committed uint64 `json:"committed"`
 	Applied   uint64 `json:"applied"`
-	Term      uint64 `json:"term"`
+	// CatchingUp is set while the node catches up from a snapshot.
+	CatchingUp bool   `json:"catching_up"`
+	Term       uint64 `json:"term"`
 	// PIndex is the index of the last entry of the node's log.
 	PIndex uint64 `json:"pindex"`
 }
@@ -554,6 +561,8 @@ func keyOf(g *Group) groupKey {
 type claim struct {
 	node string
 	ci   *clusterDoc
+	// lastSeq is the last sequence of the node's copy of the stream.
+	lastSeq uint64
 }
 
 // groupObs gathers what every node said about one group.
@@ -576,7 +585,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 	}
 
 	obs := map[groupKey]*groupObs{}
-	observe := func(k groupKey, node string, ci *clusterDoc) {
+	observe := func(k groupKey, node string, ci *clusterDoc, lastSeq uint64) {
 		if ci == nil {
 			return
 		}
@@ -591,7 +600,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 		if o.cluster == "" {
 			o.cluster = ci.Name
 		}
-		cl := claim{node: node, ci: ci}
+		cl := claim{node: node, ci: ci, lastSeq: lastSeq}
 		o.reports = append(o.reports, cl)
 		if ci.Leader == node {
 			o.leaders = append(o.leaders, cl)
@@ -609,16 +618,16 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 		name := r.name()
 		if m := r.jsz.Meta; m != nil {
 			m.RaftGroup = metaRaftGroup
-			observe(groupKey{kind: KindMeta}, name, m)
+			observe(groupKey{kind: KindMeta}, name, m, 0)
 		}
 		for ai := range r.jsz.Accounts {
 			a := &r.jsz.Accounts[ai]
 			for si := range a.Streams {
 				s := &a.Streams[si]
-				observe(groupKey{kind: KindStream, account: a.ID, stream: s.Name}, name, s.Cluster)
+				observe(groupKey{kind: KindStream, account: a.ID, stream: s.Name}, name, s.Cluster, s.State.LastSeq)
 				for ci := range s.Consumers {
 					cs := &s.Consumers[ci]
-					observe(groupKey{kind: KindConsumer, account: a.ID, stream: s.Name, consumer: cs.Name}, name, cs.Cluster)
+					observe(groupKey{kind: KindConsumer, account: a.ID, stream: s.Name, consumer: cs.Name}, name, cs.Cluster, 0)
 				}
 			}
 		}
@@ -707,16 +716,29 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 	if rs, ok := ln.raft[o.raftGroup]; ok {
 		g.Term, g.Commit, g.Applied = rs.Term, rs.Committed, rs.Applied
 	}
+	if g.Kind == KindStream {
+		g.LastSeq = leader.lastSeq
+	}
 	g.Peers = make([]Peer, 0, len(leader.ci.Replicas)+1)
-	g.Peers = append(g.Peers, Peer{Name: leader.node, Leader: true, Current: true, Healthy: true})
+	g.Peers = append(g.Peers, Peer{Name: leader.node, Leader: true, Current: true, Healthy: true,
+		Own: o.memberState(leader.node, nodes)})
 	for _, p := range leader.ci.Replicas {
 		name := peerName(p, names)
 		if name == leader.node {
 			continue
 		}
 		peer := Peer{Name: name, Current: p.Current, Offline: p.Offline, Active: p.Active, Lag: p.Lag,
+			Pending: p.Pending, Own: o.memberState(name, nodes),
 			Healthy: !p.Offline && (p.Current || p.Lag <= HealthyLag)}
-		if peer.Active > ActiveThreshold {
+		switch {
+		case peer.Pending:
+			// Assigned but not a Raft member: it neither votes nor replicates.
+			peer.Current, peer.Healthy = false, false
+		case peer.Active == 0 && !peer.Current:
+			// NATS reports active 0 (and lag = commit) for a peer the
+			// leader never heard from.
+			peer.Healthy = false
+		case peer.Active > ActiveThreshold:
 			peer.Current, peer.Healthy = false, false
 		}
 		if r, known := nodes[name]; known {
@@ -731,6 +753,28 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 	}
 	slices.SortFunc(g.Peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	return g
+}
+
+// memberState is what node itself reports of the group, nil when it did
+// not report it.
+func (o *groupObs) memberState(node string, nodes map[string]*nodeReport) *MemberState {
+	r, ok := nodes[node]
+	if !ok || r.err != nil {
+		return nil
+	}
+	rs, ok := r.raft[o.raftGroup]
+	if !ok {
+		return nil
+	}
+	ms := &MemberState{Committed: rs.Committed, Applied: rs.Applied, CatchingUp: rs.CatchingUp}
+	if o.key.kind == KindStream {
+		i := slices.IndexFunc(o.reports, func(c claim) bool { return c.node == node })
+		if i < 0 {
+			return nil
+		}
+		ms.LastSeq = o.reports[i].lastSeq
+	}
+	return ms
 }
 
 // pickLeader returns the node whose claim to lead the group is the one to

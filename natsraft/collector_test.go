@@ -198,7 +198,7 @@ func TestBuildViewPeerHealth(t *testing.T) {
 		{
 			name: "catching up: too far behind to count as a voter",
 			mutate: func(rs map[string]*nodeReport) {
-				setN1(rs, func(p *peerDoc) { p.Current, p.Lag = false, HealthyLag + 1 })
+				setN1(rs, func(p *peerDoc) { p.Current, p.Lag = false, HealthyLag+1 })
 			},
 			want: Peer{Name: "n1", Active: 100 * time.Millisecond, Lag: HealthyLag + 1},
 		},

@@ -80,8 +80,10 @@ const (
 	// HighUsage is the share of a limit from which usage counts as
 	// exhaustion (memory, storage, CPU).
 	HighUsage = 0.9
-	// ReadyLag is the lag a replica may have and still count as caught up
-	// for readiness, when its leader heard from it recently.
+	// ReadyLag is how far a replica may be behind and still count as
+	// caught up (NodeReady, HandOff.CaughtUp): Raft entries behind its
+	// leader and behind its own commit, messages behind the leader's copy
+	// of a stream. Under a steady write load a follower is rarely at zero.
 	ReadyLag = 16
 	// MaxFindingGroups bounds the groups a finding lists (GroupCount has
 	// them all).
@@ -184,11 +186,10 @@ func (g *Group) WorkingLeaderSince() *time.Time {
 }
 
 // NodeReady tells whether node is ready to serve: it answers with
-// JetStream on, is a peer of the meta group, and in every group it is a
-// member of there is a leader that counts it current (or sees it at most
-// ReadyLag entries behind and heard from it recently, over a route). A
-// node back from a restart or from maintenance is ready only once it has
-// caught up. why says what is missing.
+// JetStream on, is a peer of the meta group, and has caught up with every
+// group it is a member of (see memberBehind). A node back from a restart
+// or from maintenance is ready only once it has caught up. why says what
+// is missing. HandOff.CaughtUp asks the same question.
 func (v *View) NodeReady(node string) (ready bool, why string) {
 	n, found := v.Node(node)
 	switch {
@@ -210,18 +211,12 @@ func (v *View) NodeReady(node string) (ready bool, why string) {
 		if g.Kind == KindMeta {
 			meta = true
 		}
-		switch {
-		case g.Leader == "":
-			behind = append(behind, fmt.Sprintf("%s %s: no leader", g.Kind, g.Name))
-		case g.Leader == node || self.Current:
-		case self.Lag <= ReadyLag && self.Active <= ActiveThreshold && v.routed(node, g.Leader):
-		default:
-			behind = append(behind, fmt.Sprintf("%s %s: not current (lag %d, active %s, leader %s)",
-				g.Kind, g.Name, self.Lag, self.Active.Round(time.Millisecond), g.Leader))
+		if why := v.memberBehind(g, self); why != "" {
+			behind = append(behind, fmt.Sprintf("%s %s: %s", g.Kind, g.Name, why))
 		}
 	}
 	if !meta {
-		behind = append([]string{fmt.Sprintf("%s is not a peer of the meta group", node)}, behind...)
+		behind = append([]string{fmt.Sprintf("%s is not a peer of the meta group yet", node)}, behind...)
 	}
 	if len(behind) == 0 {
 		return true, ""

@@ -144,6 +144,9 @@ type Group struct {
 	Term                 uint64 `json:"term,omitempty"`
 	Commit               uint64 `json:"commit,omitempty"`
 	Applied              uint64 `json:"applied,omitempty"`
+	// LastSeq is the last sequence of the stream as its leader stores it
+	// (streams only).
+	LastSeq uint64 `json:"lastSeq,omitempty"`
 	// Peers lists every member, the leader included.
 	Peers []Peer `json:"peers"`
 	// MemberTerms holds the term each member reports itself (its /raftz)
@@ -168,6 +171,24 @@ type Peer struct {
 	// Active is the time since the leader last heard from this peer.
 	Active time.Duration `json:"active"`
 	Lag    uint64        `json:"lag,omitempty"`
+	// Pending is set for a peer the group is assigned to that is not (yet,
+	// or no longer) a member of its Raft group; it is never Healthy.
+	Pending bool `json:"pending,omitempty"`
+	// Own is what the member itself reports of the group (its /raftz and
+	// its copy of the stream), nil when it did not report the group. The
+	// leader's view of a follower can run ahead of the follower's own
+	// state; a member has caught up only once its own state has too.
+	Own *MemberState `json:"own,omitempty"`
+}
+
+// MemberState is one member's own report of a Raft group.
+type MemberState struct {
+	Committed  uint64 `json:"committed"`
+	Applied    uint64 `json:"applied"`
+	CatchingUp bool   `json:"catchingUp,omitempty"`
+	// LastSeq is the last sequence of the member's copy of the stream
+	// (streams only).
+	LastSeq uint64 `json:"lastSeq,omitempty"`
 }
 
 // Quorum is the number of members a group needs to elect a leader and commit.

@@ -194,7 +194,8 @@ func testErrors(t *testing.T, app *liveApp) {
 	}{
 		{"bad pod name", http.MethodPut, "/pods/Nats_1", "", http.StatusBadRequest, maintenance.EInvalid, ""},
 		{"bad pod name on GET", http.MethodGet, "/pods/-nats", "", http.StatusBadRequest, maintenance.EInvalid, ""},
-		{"bad dc name", http.MethodPut, "/dcs/DC1", "", http.StatusBadRequest, maintenance.EInvalid, ""},
+		{"bad dc name", http.MethodPut, "/dcs/dc!1", "", http.StatusBadRequest, maintenance.EInvalid, ""},
+		{"NATS cluster names may hold upper case and _", http.MethodPut, "/dcs/US_East", "", http.StatusNotFound, maintenance.ENotFound, ""},
 		{"unknown body field", http.MethodPut, "/pods/nats-0", `{"reason":"x","color":"red"}`, http.StatusBadRequest, maintenance.EInvalid, ""},
 		{"bad ttl", http.MethodPut, "/pods/nats-0", `{"ttl":"soon"}`, http.StatusBadRequest, maintenance.EInvalid, ""},
 		{"ttl below minimum", http.MethodPut, "/pods/nats-0", `{"ttl":"10ms"}`, http.StatusBadRequest, maintenance.EInvalid, ""},

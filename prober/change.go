@@ -36,37 +36,15 @@ func dryRunResponse(res maintenance.Result) DryRunResponse {
 	return out
 }
 
-// goal tells whether a pod has reached the phase a change aims at.
-type goal func(maintenance.PodView) bool
-
-// inMaintenance is the goal of a PUT.
-func inMaintenance(pv maintenance.PodView) bool {
-	return pv.InMaintenance && pv.Phase == maintenance.PhaseInMaintenance
-}
-
-// active is the goal of a DELETE.
-func active(pv maintenance.PodView) bool {
-	return !pv.InMaintenance && pv.Phase == maintenance.PhaseActive
-}
-
-func reached(pods []maintenance.PodView, g goal) bool {
-	for _, pv := range pods {
-		if !g(pv) {
-			return false
-		}
-	}
-	return true
-}
-
 // settle waits up to wait for every pod to reach g, polling fetch, and
 // returns the last views seen and whether they reached it. It gives up
 // early when the request ends or the server closes. A failed poll keeps
 // the views it had: the answer is then 202 and the client asks again.
 func (s *Server) settle(ctx context.Context, pods []maintenance.PodView, wait time.Duration,
-	fetch func(context.Context) ([]maintenance.PodView, error), g goal,
+	fetch func(context.Context) ([]maintenance.PodView, error), g maintenance.Goal,
 ) ([]maintenance.PodView, bool) {
-	if reached(pods, g) || wait <= 0 {
-		return pods, reached(pods, g)
+	if g.All(pods) || wait <= 0 {
+		return pods, g.All(pods)
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -88,7 +66,7 @@ func (s *Server) settle(ctx context.Context, pods []maintenance.PodView, wait ti
 			continue
 		}
 		pods = next
-		if reached(pods, g) {
+		if g.All(pods) {
 			return pods, true
 		}
 	}

@@ -68,7 +68,7 @@ func (s *Server) handlePutDC(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, r, http.StatusOK, dryRunResponse(res))
 		return
 	}
-	s.answerDC(w, r, dc, res, q, inMaintenance)
+	s.answerDC(w, r, dc, res, q, maintenance.Goal{Enter: true, DC: true})
 }
 
 // handleDeleteDC handles DELETE /dcs/{dc}: bring a dc back.
@@ -87,10 +87,10 @@ func (s *Server) handleDeleteDC(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.answerDC(w, r, dc, res, q, active)
+	s.answerDC(w, r, dc, res, q, maintenance.Goal{DC: true})
 }
 
-func (s *Server) answerDC(w http.ResponseWriter, r *http.Request, dc string, res maintenance.Result, q changeQuery, g goal) {
+func (s *Server) answerDC(w http.ResponseWriter, r *http.Request, dc string, res maintenance.Result, q changeQuery, g maintenance.Goal) {
 	pods, done := s.settle(r.Context(), res.Pods, q.wait, func(ctx context.Context) ([]maintenance.PodView, error) {
 		return s.svc.DC(ctx, dc)
 	}, g)

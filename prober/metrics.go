@@ -84,9 +84,20 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		s.metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
-		s.metrics.latency.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+		method := metricMethod(r.Method)
+		s.metrics.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+		s.metrics.latency.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 	})
+}
+
+// metricMethod bounds the method label: any token is a valid HTTP method,
+// and a label per made-up method would let any caller grow the registry.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodPost, http.MethodOptions, http.MethodPatch:
+		return m
+	}
+	return "other"
 }
 
 // promLogger sends the metrics handler's errors to the server's log.

@@ -135,6 +135,10 @@ func TestMetrics(t *testing.T) {
 	for _, path := range []string{"/livez", "/livez", "/pods/n0", "/pods/n1", "/nope"} {
 		ts.do(t, http.MethodGet, path, "")
 	}
+	// Made-up methods share one label value, so no caller can grow the registry.
+	for _, m := range []string{"FOO1", "FOO2", "BAR"} {
+		ts.do(t, m, "/livez", "")
+	}
 	fams := scrape(t, ts)
 
 	counts := []struct {
@@ -144,6 +148,7 @@ func TestMetrics(t *testing.T) {
 		{map[string]string{"method": "GET", "route": "/livez", "code": "200"}, 2},
 		{map[string]string{"method": "GET", "route": "/pods/{pod}", "code": "200"}, 2},
 		{map[string]string{"method": "GET", "route": "unmatched", "code": "404"}, 1},
+		{map[string]string{"method": "other", "route": "/livez", "code": "405"}, 3},
 	}
 	for _, c := range counts {
 		got, ok := sample(fams, "prober_http_requests_total", c.labels)

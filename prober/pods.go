@@ -60,7 +60,7 @@ func (s *Server) handlePutPod(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, r, http.StatusOK, dryRunResponse(res))
 		return
 	}
-	s.answerPod(w, r, pod, res, q, inMaintenance)
+	s.answerPod(w, r, pod, res, q, maintenance.Goal{Enter: true})
 }
 
 // handleDeletePod handles DELETE /pods/{pod}: bring one pod back.
@@ -79,10 +79,10 @@ func (s *Server) handleDeletePod(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.answerPod(w, r, pod, res, q, active)
+	s.answerPod(w, r, pod, res, q, maintenance.Goal{})
 }
 
-func (s *Server) answerPod(w http.ResponseWriter, r *http.Request, pod string, res maintenance.Result, q changeQuery, g goal) {
+func (s *Server) answerPod(w http.ResponseWriter, r *http.Request, pod string, res maintenance.Result, q changeQuery, g maintenance.Goal) {
 	pods, done := s.settle(r.Context(), res.Pods, q.wait, func(ctx context.Context) ([]maintenance.PodView, error) {
 		pv, err := s.svc.Pod(ctx, pod)
 		return []maintenance.PodView{pv}, err

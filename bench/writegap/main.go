@@ -35,7 +35,7 @@ import (
 func main() {
 	reps := flag.Int("reps", 5, "repetitions per sequence")
 	settle := flag.Duration("settle", 1500*time.Millisecond, "how long writes keep going after a step has completed and writes flow again")
-	withC := flag.Bool("no-quiesce", true, "also measure (c): hand off + fence without quiescing JetStream")
+	withC := flag.Bool("with-c", true, "also measure (c): hand off + fence without quiescing JetStream")
 	flag.Parse()
 	if err := run(*reps, *settle, *withC, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "writegap:", err)
@@ -47,12 +47,21 @@ func main() {
 // default is 250ms, which would hide every gap shorter than that).
 const retryWait = 5 * time.Millisecond
 
+// publishTimeout bounds one synchronous publish. A publish in flight at the
+// moment a stream leader steps down can go unanswered (the old leader drops
+// it); the gap then includes this timeout, as it would for any client.
+const publishTimeout = 2 * time.Second
+
 type result struct{ enter, leave []time.Duration }
 
 func run(reps int, settle time.Duration, withC bool, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	fmt.Fprintf(out, "write gap on R3 stream demo, sync publishes through a node that stays up, %d repetitions\n", reps)
+	floor, err := benchDirect(ctx, noop, reps, settle, out)
+	if err != nil {
+		return fmt.Errorf("no-op: %w", err)
+	}
 	a, err := benchDirect(ctx, fenceOnly, reps, settle, out)
 	if err != nil {
 		return fmt.Errorf("fence only: %w", err)
@@ -69,6 +78,7 @@ func run(reps int, settle time.Duration, withC bool, out io.Writer) error {
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "max write gap (min/median/max)", "entering", "leaving")
+	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(0) no-op step (noise floor)", stats(floor.enter), stats(floor.leave))
 	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(a) fence only", stats(a.enter), stats(a.leave))
 	if withC {
 		fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(c) hand off + fence, no quiesce", stats(c.enter), stats(c.leave))
@@ -86,6 +96,13 @@ type direct struct {
 }
 
 var (
+	// noop measures the publisher's own pauses (pacing, round trips,
+	// scheduling): the floor under every other row.
+	noop = direct{
+		label: "(0)",
+		enter: func(context.Context, *natsraft.Embedded, string) error { return nil },
+		leave: func(context.Context, *natsraft.Embedded, string) error { return nil },
+	}
 	fenceOnly = direct{
 		label: "(a)",
 		enter: func(ctx context.Context, c *natsraft.Embedded, node string) error { return c.Node(node).Fence(ctx) },
@@ -236,7 +253,7 @@ func measure(ctx context.Context, c *natsraft.Embedded, target string, settle ti
 	// A short warm-up so the first gap is measured from a flowing stream.
 	go func() {
 		for pubCtx.Err() == nil {
-			pctx, cancel := context.WithTimeout(pubCtx, 2*time.Second)
+			pctx, cancel := context.WithTimeout(pubCtx, publishTimeout)
 			_, err := js.Publish(pctx, "demo.bench", []byte("x"),
 				jetstream.WithRetryWait(retryWait), jetstream.WithRetryAttempts(200))
 			cancel()

@@ -98,12 +98,20 @@ func runEmbedded(args []string, stdout, stderr io.Writer) int {
 func signalContext() (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
+	done := make(chan struct{})
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
-		<-ch
+		select {
+		case <-ch:
+		case <-done:
+			return
+		}
 		cancel()
-		<-ch
-		os.Exit(1)
+		select {
+		case <-ch:
+			os.Exit(1)
+		case <-done:
+		}
 	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
+	return ctx, func() { signal.Stop(ch); close(done); cancel() }
 }

@@ -43,7 +43,17 @@ type ClientOptions struct {
 // and PROBER_TOKEN, so that a token need not be typed on the command line.
 func (o *ClientOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Server, "server", envOr("PROBER_SERVER", DefaultServer), "the prober API (env PROBER_SERVER)")
-	fs.StringVar(&o.Token, "token", os.Getenv("PROBER_TOKEN"), "bearer token; not needed on loopback (env PROBER_TOKEN)")
+	// No default from the environment here: flag prints defaults in its
+	// usage text, and a token must never be printed. See token().
+	fs.StringVar(&o.Token, "token", "", "bearer token; not needed on loopback (env PROBER_TOKEN)")
+}
+
+// token is --token, else PROBER_TOKEN.
+func (o *ClientOptions) token() string {
+	if o.Token != "" {
+		return o.Token
+	}
+	return os.Getenv("PROBER_TOKEN")
 }
 
 func envOr(name, def string) string {
@@ -163,7 +173,7 @@ func startCLI(fs *flag.FlagSet, o *ClientOptions, args []string, stdout, stderr 
 	if err != nil {
 		return nil, nil, exitUsage
 	}
-	api, err := newClient(o.Server, o.Token)
+	api, err := newClient(o.Server, o.token())
 	if err != nil {
 		fmt.Fprintf(stderr, "prober: %v\n", err)
 		return nil, nil, exitUsage
@@ -372,7 +382,7 @@ func (x *cli) maintenance(ctx context.Context, o *MaintenanceOptions) int {
 		return x.dryRun(ctx, t, body)
 	}
 
-	g := goal{on: o.on, dc: o.DC}
+	g := goal{maintenance.Goal{Enter: o.on, DC: o.DC}}
 	method := http.MethodDelete
 	if o.on {
 		method = http.MethodPut
@@ -456,43 +466,16 @@ func decodeChange(t target, raw json.RawMessage) (change, error) {
 	return change{Pods: []maintenance.PodView{c.PodView}, Changed: c.Changed, Forced: c.Forced, Violations: c.Violations}, nil
 }
 
-// goal is where a maintenance command is going: every pod of the target
-// in maintenance (on) or back (off).
-type goal struct {
-	on, dc bool
-}
-
-// reached tells whether one pod is there. Leaving a dc, a pod that has an
-// entry of its own stays in maintenance: it does not hold the dc back.
-func (g goal) reached(pv maintenance.PodView) bool {
-	if g.on {
-		return pv.InMaintenance && pv.Phase == maintenance.PhaseInMaintenance
-	}
-	if g.dc && g.keptByOwnEntry(pv) {
-		return true
-	}
-	return !pv.InMaintenance && pv.Phase == maintenance.PhaseActive
-}
-
-func (g goal) keptByOwnEntry(pv maintenance.PodView) bool {
-	return !g.on && pv.InMaintenance && pv.Via == maintenance.SourcePod
-}
-
-func (g goal) all(pods []maintenance.PodView) bool {
-	for _, pv := range pods {
-		if !g.reached(pv) {
-			return false
-		}
-	}
-	return true
-}
+// goal is where a maintenance command is going (maintenance.Goal, the same
+// rule the API's wait stops on).
+type goal struct{ maintenance.Goal }
 
 // accepted says what the API did with the request.
 func (g goal) accepted(ch change) string {
 	switch {
-	case g.on && ch.Changed:
+	case g.Enter && ch.Changed:
 		return "maintenance requested by " + requester(ch.Pods)
-	case g.on:
+	case g.Enter:
 		return "maintenance was already requested"
 	case ch.Changed:
 		return "maintenance entry removed, on the way back"
@@ -501,7 +484,7 @@ func (g goal) accepted(ch change) string {
 }
 
 func (g goal) done() string {
-	if g.on {
+	if g.Enter {
 		return "is in maintenance"
 	}
 	return "is back: Active and caught up"
@@ -529,7 +512,7 @@ func (x *cli) follow(ctx context.Context, t target, pods []maintenance.PodView, 
 		if now.Sub(lastLine) >= stillEvery {
 			lastLine = now
 			for _, pv := range pods {
-				if !g.reached(pv) {
+				if !g.Reached(pv) {
 					fmt.Fprintf(x.out, "  %7s  %-12s still %s%s\n", elapsed(now.Sub(start)), pv.Pod, pv.Phase, lagSuffix(pv))
 				}
 			}
@@ -539,7 +522,7 @@ func (x *cli) follow(ctx context.Context, t target, pods []maintenance.PodView, 
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	var lastErr error
-	for !g.all(pods) {
+	for !g.All(pods) {
 		if !x.now().Before(deadline) {
 			return fmt.Errorf("not there after %s: %s; the request stands and the reconciler goes on (prober status)",
 				wait, phases(pods))
@@ -565,7 +548,7 @@ func (x *cli) follow(ctx context.Context, t target, pods []maintenance.PodView, 
 		show(pods)
 	}
 	for _, pv := range pods {
-		if g.dc && g.keptByOwnEntry(pv) {
+		if g.KeptByOwnEntry(pv) {
 			fmt.Fprintf(x.out, "%s stays in maintenance: it has an entry of its own (prober maintenance off %s)\n", pv.Pod, pv.Pod)
 		}
 	}

@@ -383,4 +383,10 @@ func TestCLIToken(t *testing.T) {
 	r = run("maintenance", "on", "nats-1", "--wait", "0")
 	assert.Equal(t, 1, r.code, r)
 	assert.Equal(t, []string{"Bearer from-env"}, take())
+
+	// Usage text (on -h and on every usage error) never shows the token.
+	for _, args := range [][]string{{"status", "-h"}, {"maintenance", "on"}, {"raft", "--bogus"}} {
+		r = run(args...)
+		assert.NotContains(t, r.stdout+r.stderr, "from-env", "%v", args)
+	}
 }
