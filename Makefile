@@ -4,16 +4,21 @@ DATA_DIR ?= .prober-data
 ARGS     ?=
 PKGS     := ./...
 
-.PHONY: run test bench build lint clean kubeenv soak newman
+.PHONY: run test bench build lint clean deps kubeenv soak newman
 
 ## run: the embedded default — a 3-node JetStream cluster in-process, file store, API on :8889
 run:
 	$(GO) run ./cmd/prober embedded --data-dir $(DATA_DIR) $(ARGS)
 
 ## test: everything, with the race detector, against a real kube-apiserver + etcd
-test: lint kubeenv
+test: lint deps kubeenv
 	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" PROBER_KUBEENV_REQUIRED=1 \
 	  $(GO) test -race -count=1 -timeout 25m $(PKGS)
+
+## deps: Debian packages the tests use (iproute2 for the kernel fence's network namespaces, as root)
+deps:
+	@if ! command -v ip >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; fi
 
 ## kubeenv: etcd + kube-apiserver + kubectl for the tests, built from the Go module proxy once per machine
 kubeenv:

@@ -178,19 +178,23 @@ func TestConfigMapStore(t *testing.T) {
 			_, err := env.store(t, name, ConfigMapStoreOptions{}).Update(ctx, cmSetPod("big", strings.Repeat("x", 1<<20)))
 			assert.Equal(t, ETooLarge, ErrorCode(err), "%v", err)
 		}},
-		{"a ConfigMap that does not decode is EInternal and is not overwritten", func(t *testing.T, name string) {
-			_, err := raw.Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: name},
-				Data:       map[string]string{"bogus": "{}"},
-			}, metav1.CreateOptions{})
-			require.NoError(t, err)
+		{"a ConfigMap that does not decode is EUnavailable naming the key and is not overwritten", func(t *testing.T, name string) {
 			s := env.store(t, name, ConfigMapStoreOptions{})
-			_, err = s.Get(ctx)
-			assert.Equal(t, EInternal, ErrorCode(err), "%v", err)
-			assert.Contains(t, err.Error(), `"bogus"`)
-			_, err = s.Update(ctx, cmSetPod("nats-3", "r"))
-			assert.Equal(t, EInternal, ErrorCode(err), "%v", err)
+			_, err := s.Update(ctx, cmSetPod("nats-0", "known good"))
+			require.NoError(t, err)
 			cm, err := raw.Get(ctx, name, metav1.GetOptions{})
+			require.NoError(t, err)
+			cm.Data = map[string]string{"bogus": "{}"}
+			_, err = raw.Update(ctx, cm, metav1.UpdateOptions{})
+			require.NoError(t, err)
+			_, err = s.Get(ctx)
+			assert.Equal(t, EUnavailable, ErrorCode(err), "%v (never the last known document)", err)
+			assert.Contains(t, cmMessage(err), `stored maintenance state is unreadable`)
+			assert.Contains(t, cmMessage(err), `key "bogus"`)
+			_, err = s.Update(ctx, cmSetPod("nats-3", "r"))
+			assert.Equal(t, EUnavailable, ErrorCode(err), "%v", err)
+			assert.Contains(t, cmMessage(err), `key "bogus"`)
+			cm, err = raw.Get(ctx, name, metav1.GetOptions{})
 			require.NoError(t, err)
 			assert.Equal(t, map[string]string{"bogus": "{}"}, cm.Data)
 		}},
@@ -377,16 +381,23 @@ func TestConfigMapStoreCAS(t *testing.T) {
 // cmCountingClient counts the watch requests a store makes.
 type cmCountingClient struct {
 	corev1client.ConfigMapsGetter
-	watches *atomic.Int64
+	watches, gets *atomic.Int64
 }
 
 func (c cmCountingClient) ConfigMaps(ns string) corev1client.ConfigMapInterface {
-	return cmCountingConfigMaps{c.ConfigMapsGetter.ConfigMaps(ns), c.watches}
+	return cmCountingConfigMaps{c.ConfigMapsGetter.ConfigMaps(ns), c.watches, c.gets}
 }
 
 type cmCountingConfigMaps struct {
 	corev1client.ConfigMapInterface
-	watches *atomic.Int64
+	watches, gets *atomic.Int64
+}
+
+func (c cmCountingConfigMaps) Get(ctx context.Context, name string, o metav1.GetOptions) (*corev1.ConfigMap, error) {
+	if c.gets != nil {
+		c.gets.Add(1)
+	}
+	return c.ConfigMapInterface.Get(ctx, name, o)
 }
 
 func (c cmCountingConfigMaps) Watch(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
@@ -398,8 +409,8 @@ func TestConfigMapStoreWatch(t *testing.T) {
 	env := cmStart(t)
 	ctx := context.Background()
 	const name = "watched"
-	var watches atomic.Int64
-	watcher := NewConfigMapStore(cmCountingClient{env.core(t), &watches}, ConfigMapStoreOptions{
+	var watches, gets atomic.Int64
+	watcher := NewConfigMapStore(cmCountingClient{env.core(t), &watches, &gets}, ConfigMapStoreOptions{
 		Namespace: cmNamespace, Name: name, WatchTimeout: time.Second, Logger: zerolog.Nop(),
 	})
 	writer := env.store(t, name, ConfigMapStoreOptions{})
@@ -455,6 +466,17 @@ func TestConfigMapStoreWatch(t *testing.T) {
 			st.want(t, d)
 		})
 	}
+
+	t.Run("while the watch is established Get serves the watched document", func(t *testing.T) {
+		require.Eventually(t, func() bool {
+			n := gets.Load()
+			for range 20 {
+				_, err := watcher.Get(ctx)
+				require.NoError(t, err)
+			}
+			return gets.Load() == n
+		}, 30*time.Second, 10*time.Millisecond, "20 Gets should cost no API request")
+	})
 
 	cancel()
 	require.Eventually(t, func() bool {
@@ -528,4 +550,48 @@ func TestConfigMapStoreAPIServerDown(t *testing.T) {
 		require.NoError(t, err)
 		assert.ElementsMatch(t, []string{"nats-1", "nats-2"}, cmKeys(d.Pods))
 	})
+}
+
+// cmMessage returns the client's message of err's first *Error.
+func cmMessage(err error) string {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Message
+	}
+	return ""
+}
+
+// cmEndingConfigMaps is an API whose watches end at once, without events,
+// as a misbehaving proxy in front of the API server might do.
+type cmEndingConfigMaps struct {
+	corev1client.ConfigMapInterface
+	watches *atomic.Int64
+}
+
+func (c cmEndingConfigMaps) ConfigMaps(string) corev1client.ConfigMapInterface { return c }
+
+func (c cmEndingConfigMaps) List(context.Context, metav1.ListOptions) (*corev1.ConfigMapList, error) {
+	return &corev1.ConfigMapList{ListMeta: metav1.ListMeta{ResourceVersion: "7"}}, nil
+}
+
+func (c cmEndingConfigMaps) Watch(context.Context, metav1.ListOptions) (watch.Interface, error) {
+	c.watches.Add(1)
+	w := watch.NewFake()
+	w.Stop()
+	return w, nil
+}
+
+// TestConfigMapStoreWatchEndingAtOnceBacksOff checks that watches that end
+// as soon as they start are paced by the back-off instead of re-opened in
+// a tight loop.
+func TestConfigMapStoreWatchEndingAtOnceBacksOff(t *testing.T) {
+	var watches atomic.Int64
+	s := NewConfigMapStore(cmEndingConfigMaps{watches: &watches}, ConfigMapStoreOptions{WatchTimeout: time.Minute, Logger: zerolog.Nop()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	_, err := s.Watch(ctx)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return watches.Load() >= 3 }, 10*time.Second, time.Millisecond)
+	// Three watches take two pauses of the back-off: at least 100 and 200 ms.
+	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "%d watches", watches.Load())
 }

@@ -469,10 +469,16 @@ func (s *Service) get(ctx context.Context) (*Document, error) {
 	return d, nil
 }
 
-// view returns the current cluster view; a failure is EUnavailable (the
-// cause is logged, not shown).
+// view returns the current cluster view (see ClusterView).
 func (s *Service) view(ctx context.Context) (*natsraft.View, error) {
-	v, err := s.Views.View(ctx)
+	return ClusterView(ctx, s.Views, s.Logger)
+}
+
+// ClusterView returns the current view of views. A failure is
+// EUnavailable, its cause logged on log and not shown to clients; when ctx
+// ended, its error is returned instead.
+func ClusterView(ctx context.Context, views ViewSource, log zerolog.Logger) (*natsraft.View, error) {
+	v, err := views.View(ctx)
 	if err == nil && v != nil {
 		return v, nil
 	}
@@ -480,9 +486,9 @@ func (s *Service) view(ctx context.Context) (*natsraft.View, error) {
 		return nil, fmt.Errorf("cluster view: %w", cerr)
 	}
 	if err == nil {
-		err = errors.New("no view")
+		err = errors.New("no view yet")
 	}
-	s.Logger.Warn().Err(err).Msg("cluster view unavailable")
+	log.Warn().Err(err).Msg("cluster view unavailable")
 	return nil, Errorf(EUnavailable, "the cluster view is not available; see the prober's log")
 }
 

@@ -273,6 +273,8 @@ func TestServiceDC(t *testing.T) {
 	_, err = f.svc.DC(ctx, "eas")
 	requireCode(t, err, maintenance.ENotFound)
 	_, err = f.svc.DC(ctx, "East")
+	requireCode(t, err, maintenance.ENotFound) // membership is exact: East is not east
+	_, err = f.svc.DC(ctx, "east/1")
 	requireCode(t, err, maintenance.EInvalid)
 }
 
@@ -483,7 +485,7 @@ func TestServiceEnterDC(t *testing.T) {
 			groups: []string{natsraft.MetaGroupName, "ORDERS"}, pods: []string{"e0", "e1", "e2"},
 		},
 		{name: "unknown dc", dc: "north", code: maintenance.ENotFound},
-		{name: "bad dc name", dc: "east_1", code: maintenance.EInvalid},
+		{name: "bad dc name", dc: "east 1", code: maintenance.EInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, staticView(sixNodes()))
@@ -567,7 +569,7 @@ func TestServiceExit(t *testing.T) {
 		requireCode(t, err, maintenance.EInvalid)
 		_, err = f.svc.ExitDC(ctx, "north", "alice")
 		requireCode(t, err, maintenance.ENotFound)
-		_, err = f.svc.ExitDC(ctx, "-east", "alice")
+		_, err = f.svc.ExitDC(ctx, "east!", "alice")
 		requireCode(t, err, maintenance.EInvalid)
 	})
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -14,26 +15,37 @@ import (
 
 func TestCaughtUpOnView(t *testing.T) {
 	nodes := []Node{
-		{Name: "n0", Reachable: true, JetStream: true},
-		{Name: "n1", Reachable: true, JetStream: true},
-		{Name: "n2", Reachable: true, JetStream: true},
+		{Name: "n0", Reachable: true, JetStream: true, Routes: []string{"n1", "n2"}},
+		{Name: "n1", Reachable: true, JetStream: true, Routes: []string{"n0", "n2"}},
+		{Name: "n2", Reachable: true, JetStream: true, Routes: []string{"n0", "n1"}},
 	}
+	heard := 200 * time.Millisecond
 	group := func(kind GroupKind, name, leader string, n1 Peer) Group {
-		g := Group{Kind: kind, Name: name, Leader: leader}
-		for _, p := range []Peer{{Name: "n0", Current: true}, n1, {Name: "n2", Current: true}} {
+		g := Group{Kind: kind, Name: name, Leader: leader, Commit: 1000, LastSeq: 500}
+		for _, p := range []Peer{{Name: "n0", Current: true, Active: heard}, n1, {Name: "n2", Current: true, Active: heard}} {
 			p.Leader = p.Name == leader
 			g.Peers = append(g.Peers, p)
 		}
 		return g
 	}
-	current := Peer{Name: "n1", Current: true}
+	own := func() *MemberState { return &MemberState{Committed: 1000, Applied: 1000, LastSeq: 500} }
+	peer := func(f func(*Peer)) Peer {
+		p := Peer{Name: "n1", Current: true, Active: heard, Own: own()}
+		if f != nil {
+			f(&p)
+		}
+		return p
+	}
+	current := peer(nil)
 	healthy := []Group{
 		group(KindMeta, MetaGroupName, "n0", current),
 		group(KindStream, "s", "n2", current),
 	}
+	stream := func(f func(*Peer)) []Group { return []Group{healthy[0], group(KindStream, "s", "n2", peer(f))} }
 	many := []Group{group(KindMeta, MetaGroupName, "n0", current)}
 	for i := range 12 {
-		many = append(many, group(KindStream, fmt.Sprintf("s%02d", i), "n0", Peer{Name: "n1", Current: true, Lag: 1}))
+		many = append(many, group(KindStream, fmt.Sprintf("s%02d", i), "n0",
+			peer(func(p *Peer) { p.Current, p.Lag = false, ReadyLag+1 })))
 	}
 	tests := []struct {
 		name       string
@@ -49,14 +61,57 @@ func TestCaughtUpOnView(t *testing.T) {
 			wantOK: true,
 		},
 		{
+			name: "a small lag, its own state within ReadyLag",
+			groups: stream(func(p *Peer) {
+				p.Current, p.Lag = false, ReadyLag
+				p.Own.Committed, p.Own.Applied, p.Own.LastSeq = 1000-ReadyLag, 1000-2*ReadyLag, 500-ReadyLag
+			}),
+			wantOK: true,
+		},
+		{
 			name:       "lags behind a leader",
-			groups:     []Group{healthy[0], group(KindStream, "s", "n2", Peer{Name: "n1", Current: true, Lag: 3})},
-			wantDetail: []string{"stream s: lag 3 (leader n2)"},
+			groups:     stream(func(p *Peer) { p.Current, p.Lag = false, ReadyLag+1 }),
+			wantDetail: []string{"stream s: not current (lag 17, active 200ms, leader n2)"},
 		},
 		{
 			name:       "not current",
-			groups:     []Group{healthy[0], group(KindConsumer, "s/c", "n2", Peer{Name: "n1", Active: 5 * time.Second})},
-			wantDetail: []string{"consumer s/c: not current (active 5s, lag 0, leader n2)"},
+			groups:     []Group{healthy[0], group(KindConsumer, "s/c", "n2", peer(func(p *Peer) { p.Current, p.Active = false, 5*time.Second }))},
+			wantDetail: []string{"consumer s/c: not current (lag 0, active 5s, leader n2)"},
+		},
+		{
+			name:       "never heard from",
+			groups:     stream(func(p *Peer) { p.Current, p.Active = false, 0 }),
+			wantDetail: []string{"stream s: never heard from by leader n2"},
+		},
+		{
+			name:       "pending",
+			groups:     stream(func(p *Peer) { p.Pending = true }),
+			wantDetail: []string{"stream s: pending, not a Raft member yet"},
+		},
+		{
+			name:       "no own report",
+			groups:     stream(func(p *Peer) { p.Own = nil }),
+			wantDetail: []string{"stream s: no Raft state of its own reported"},
+		},
+		{
+			name:       "catching up from a snapshot",
+			groups:     stream(func(p *Peer) { p.Own.CatchingUp = true }),
+			wantDetail: []string{"stream s: catching up from a snapshot"},
+		},
+		{
+			name:       "commit behind the leader's",
+			groups:     stream(func(p *Peer) { p.Own.Committed, p.Own.Applied = 1000-ReadyLag-1, 1000-ReadyLag-1 }),
+			wantDetail: []string{"stream s: committed 983 of the leader's 1000"},
+		},
+		{
+			name:       "applied behind its commit",
+			groups:     stream(func(p *Peer) { p.Own.Applied = 1000 - ReadyLag - 1 }),
+			wantDetail: []string{"stream s: applied 983 of 1000 committed"},
+		},
+		{
+			name:       "stream shorter than the leader's",
+			groups:     stream(func(p *Peer) { p.Own.LastSeq = 500 - ReadyLag - 1 }),
+			wantDetail: []string{"stream s: stream at sequence 483 of the leader's 500"},
 		},
 		{
 			name:       "group without leader",
@@ -89,7 +144,7 @@ func TestCaughtUpOnView(t *testing.T) {
 		{
 			name:       "a long list is cut",
 			groups:     many,
-			wantDetail: []string{"stream s00: lag 1 (leader n0)", "stream s09: lag 1", "and 2 more"},
+			wantDetail: []string{"stream s00: not current (lag 17", "stream s09: not current", "and 2 more"},
 		},
 	}
 	for _, tt := range tests {
@@ -98,8 +153,8 @@ func TestCaughtUpOnView(t *testing.T) {
 			if tt.nodes != nil {
 				v.Nodes = tt.nodes
 			}
-			ok, detail := caughtUp(v, "n1")
-			assert.Equal(t, tt.wantOK, ok)
+			ok, detail := v.NodeReady("n1")
+			assert.Equal(t, tt.wantOK, ok, detail)
 			if tt.wantOK {
 				assert.Empty(t, detail)
 			}
@@ -135,10 +190,19 @@ func TestCaughtUpEmbedded(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	for i := range 100 {
+	// Far more than ReadyLag, so that a node declared caught up too early
+	// shows in its stream.
+	const published = 500
+	for i := range published {
 		_, err := js.Publish(ctx, fmt.Sprintf("demo.catchup.%d", i), []byte("x"))
 		require.NoError(t, err)
 	}
+	stream, err := js.Stream(ctx, DemoStream)
+	require.NoError(t, err)
+	info, err := stream.Info(ctx)
+	require.NoError(t, err)
+	leaderSeq := info.State.LastSeq
+	require.GreaterOrEqual(t, leaderSeq, uint64(published))
 
 	tests := []struct {
 		name       string
@@ -160,7 +224,9 @@ func TestCaughtUpEmbedded(t *testing.T) {
 
 			v, err := c.Sweep(t.Context())
 			require.NoError(t, err)
-			for _, g := range v.GroupsOf(name) {
+			groups := v.GroupsOf(name)
+			require.NotEmpty(t, groups, "%s is still assigned its groups", name)
+			for _, g := range groups {
 				p, _ := peerOf(g, name)
 				assert.False(t, p.Current, "%s: %s must not look current", g.Name, name)
 			}
@@ -175,6 +241,11 @@ func TestCaughtUpEmbedded(t *testing.T) {
 			ok, detail, err := h.CaughtUp(t.Context(), name)
 			require.NoError(t, err)
 			if ok {
+				// Read the node's own copy of the stream at once, from
+				// the server itself: not from the view that said ok.
+				seq := ownLastSeq(t, node, DemoStream)
+				t.Logf("caught up at stream sequence %d of %d", seq, leaderSeq)
+				assert.GreaterOrEqual(t, seq+ReadyLag, leaderSeq, "declared caught up with its stream behind")
 				break
 			}
 			require.True(t, time.Now().Before(deadline), "not caught up after 30s: %s", detail)
@@ -190,4 +261,23 @@ func TestCaughtUpEmbedded(t *testing.T) {
 		require.NoError(t, err)
 		assert.Len(t, v.GroupsOf(name), 3)
 	})
+}
+
+// ownLastSeq is the last sequence of node's own copy of the stream, as its
+// server reports it in process.
+func ownLastSeq(t *testing.T, node *EmbeddedNode, stream string) uint64 {
+	t.Helper()
+	srv := node.Server()
+	require.NotNil(t, srv, "%s is not running", node.Name())
+	jsz, err := srv.Jsz(&server.JSzOptions{Account: AppAccount, Streams: true})
+	require.NoError(t, err)
+	for _, a := range jsz.AccountDetails {
+		for _, s := range a.Streams {
+			if s.Name == stream {
+				return s.State.LastSeq
+			}
+		}
+	}
+	require.FailNow(t, "no stream", "%s has no stream %s", node.Name(), stream)
+	return 0
 }

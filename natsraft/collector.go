@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -77,7 +78,8 @@ type Collector struct {
 
 	mu         sync.Mutex
 	latest     *View
-	latestErr  error // what Sweep returned with latest
+	latestErr  error     // what Sweep returned with latest
+	latestFrom time.Time // when the sweep of latest started asking
 	leaderless map[groupKey]time.Time
 	// accounts remembers, per node, the accounts with streams on it, so
 	// that the next sweep asks for their /raftz without waiting for /jsz.
@@ -138,6 +140,36 @@ func (c *Collector) View(ctx context.Context) (*View, error) {
 	return c.sweep(ctx)
 }
 
+// ViewSince returns a view whose sweep started at or after since (with the
+// error that sweep returned), sweeping only when the latest one is older.
+// A caller that must see the effect of its own action passes the time it
+// acted; concurrent callers waiting for a sweep share the next one, so
+// rapid pollers do not queue a sweep each.
+func (c *Collector) ViewSince(ctx context.Context, since time.Time) (*View, error) {
+	if v, ok, err := c.since(since); ok {
+		return v, err
+	}
+	if err := c.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer c.release()
+	if v, ok, err := c.since(since); ok {
+		return v, err
+	}
+	return c.sweep(ctx)
+}
+
+// since returns the latest view and its error when its sweep started at
+// or after t.
+func (c *Collector) since(t time.Time) (v *View, ok bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.latest != nil && !c.latestFrom.Before(t) {
+		return c.latest, true, c.latestErr
+	}
+	return nil, false, nil
+}
+
 // Sweep asks every node at once and builds a new view. A node that does not
 // answer is in the view with Reachable false; when no node answers, Sweep
 // returns the view together with ErrNoNodeReachable.
@@ -193,6 +225,7 @@ func (c *Collector) sweep(ctx context.Context) (*View, error) {
 	if len(c.o.Endpoints) == 0 {
 		return nil, errors.New("sweep: no endpoints")
 	}
+	from := c.o.Now()
 	reports := make([]*nodeReport, len(c.o.Endpoints))
 	var wg sync.WaitGroup
 	for i, ep := range c.o.Endpoints {
@@ -217,7 +250,7 @@ func (c *Collector) sweep(ctx context.Context) (*View, error) {
 	c.mu.Lock()
 	c.trackLeaderless(v)
 	c.trackHealth(v, reports)
-	c.latest, c.latestErr = v, err
+	c.latest, c.latestErr, c.latestFrom = v, err, from
 	c.mu.Unlock()
 	return v, err
 }
@@ -308,7 +341,13 @@ type jszDoc struct {
 	Disabled bool         `json:"disabled"`
 	Meta     *clusterDoc  `json:"meta_cluster"`
 	Accounts []accountDoc `json:"account_details"`
+	// Total is the number of JetStream accounts, over all pages.
+	Total int `json:"total"`
 }
+
+// jszPageSize is how many accounts one /jsz request asks for; NATS gives
+// at most 1024 unless told otherwise.
+const jszPageSize = 1024
 
 type accountDoc struct {
 	ID      string      `json:"id"`
@@ -404,10 +443,7 @@ func (c *Collector) fetchNode(ctx context.Context, ep Endpoint) *nodeReport {
 	wg.Go(func() { routezErr = c.get(ctx, ep.MonitorURL, "/routez", nil, &rz) })
 	wg.Go(func() { gatewayzErr = c.get(ctx, ep.MonitorURL, "/gatewayz", nil, &gz) })
 	wg.Go(func() { r.healthz = c.healthz(ctx, ep) })
-	wg.Go(func() {
-		q := url.Values{"accounts": {"true"}, "streams": {"true"}, "consumers": {"true"}, "raft": {"true"}}
-		jszErr = c.get(ctx, ep.MonitorURL, "/jsz", q, &r.jsz)
-	})
+	wg.Go(func() { jszErr = c.getJsz(ctx, ep.MonitorURL, &r.jsz) })
 	c.fetchRaft(ctx, &wg, ep, raft)
 	wg.Wait()
 	if err := errors.Join(varzErr, routezErr, jszErr); err != nil {
@@ -506,6 +542,28 @@ func (c *Collector) fetchRaft(ctx context.Context, wg *sync.WaitGroup, ep Endpoi
 }
 
 var errNotFound = errors.New("not found")
+
+// getJsz reads a node's /jsz with every account, page by page: NATS lists
+// at most a page of accounts per request, sorted by name.
+func (c *Collector) getJsz(ctx context.Context, base string, into *jszDoc) error {
+	q := url.Values{"accounts": {"true"}, "streams": {"true"}, "consumers": {"true"}, "raft": {"true"},
+		"limit": {strconv.Itoa(jszPageSize)}}
+	if err := c.get(ctx, base, "/jsz", q, into); err != nil {
+		return err
+	}
+	for len(into.Accounts) < into.Total {
+		q.Set("offset", strconv.Itoa(len(into.Accounts)))
+		var page jszDoc
+		if err := c.get(ctx, base, "/jsz", q, &page); err != nil {
+			return fmt.Errorf("accounts from %d: %w", len(into.Accounts), err)
+		}
+		if len(page.Accounts) == 0 {
+			break // accounts went away between the pages
+		}
+		into.Accounts = append(into.Accounts, page.Accounts...)
+	}
+	return nil
+}
 
 func (c *Collector) get(ctx context.Context, base, path string, q url.Values, into any) error {
 	u := strings.TrimSuffix(base, "/") + path

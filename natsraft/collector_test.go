@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -215,6 +218,18 @@ func TestBuildViewPeerHealth(t *testing.T) {
 			want:   Peer{Name: "n1", Current: true, Healthy: true, Active: ActiveThreshold},
 		},
 		{
+			name: "never heard from: NATS reports active 0 and lag = commit",
+			mutate: func(rs map[string]*nodeReport) {
+				setN1(rs, func(p *peerDoc) { p.Current, p.Active, p.Lag = false, 0, 10 })
+			},
+			want: Peer{Name: "n1", Lag: 10},
+		},
+		{
+			name:   "pending: assigned, not a Raft member yet",
+			mutate: func(rs map[string]*nodeReport) { setN1(rs, func(p *peerDoc) { p.Pending = true }) },
+			want:   Peer{Name: "n1", Pending: true, Active: 100 * time.Millisecond},
+		},
+		{
 			name:   "NATS says offline",
 			mutate: func(rs map[string]*nodeReport) { setN1(rs, func(p *peerDoc) { p.Current, p.Offline = false, true }) },
 			want:   Peer{Name: "n1", Offline: true, Active: 100 * time.Millisecond},
@@ -259,8 +274,16 @@ func TestBuildViewPeerHealth(t *testing.T) {
 			require.Equal(t, "n0", s.Leader)
 			got, ok := peerOf(s, "n1")
 			require.True(t, ok)
+			if rs["n1"].err == nil && !rs["n1"].jsz.Disabled {
+				assert.Equal(t, &MemberState{Committed: 10, Applied: 10}, got.Own, "n1's own report")
+			} else {
+				assert.Nil(t, got.Own, "n1 reported nothing")
+			}
+			got.Own = nil
 			assert.Equal(t, tt.want, got)
 			leader, _ := peerOf(s, "n0")
+			assert.Equal(t, &MemberState{Committed: 10, Applied: 10}, leader.Own, "the leader's own report")
+			leader.Own = nil
 			assert.Equal(t, Peer{Name: "n0", Leader: true, Current: true, Healthy: true}, leader)
 		})
 	}
@@ -984,4 +1007,122 @@ func TestCollectorSupercluster(t *testing.T) {
 	demo := groupNamed(t, v, DemoStream)
 	assert.Equal(t, "dc1", demo.Cluster)
 	assert.Equal(t, []string{"nats-dc1-0", "nats-dc1-1"}, demo.PeerNames())
+}
+
+// TestGetJszPages checks that every account is read when /jsz lists them a
+// page at a time.
+func TestGetJszPages(t *testing.T) {
+	tests := []struct {
+		name     string
+		accounts int
+		page     int
+	}{
+		{name: "one page", accounts: 3, page: 1024},
+		{name: "exact pages", accounts: 4, page: 2},
+		{name: "a short last page", accounts: 5, page: 2},
+		{name: "no accounts", accounts: 0, page: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+				limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
+				if err != nil || limit <= 0 {
+					http.Error(w, "no limit", http.StatusBadRequest)
+					return
+				}
+				var details []any
+				for i := offset; i < min(tt.accounts, offset+min(limit, tt.page)); i++ {
+					details = append(details, map[string]any{"id": fmt.Sprintf("A%04d", i)})
+				}
+				_ = json.NewEncoder(w).Encode(map[string]any{"total": tt.accounts, "account_details": details})
+			}))
+			t.Cleanup(srv.Close)
+			c := NewCollector(CollectorOptions{Endpoints: []Endpoint{{Name: "n0", MonitorURL: srv.URL}}, Logger: zerolog.Nop()})
+
+			var doc jszDoc
+			require.NoError(t, c.getJsz(t.Context(), srv.URL, &doc))
+			require.Len(t, doc.Accounts, tt.accounts)
+			for i, a := range doc.Accounts {
+				assert.Equal(t, fmt.Sprintf("A%04d", i), a.ID)
+			}
+			assert.Equal(t, int64(max(1, (tt.accounts+tt.page-1)/tt.page)), requests.Load(), "requests")
+		})
+	}
+}
+
+// TestCollectorViewSince checks that ViewSince reuses a sweep started at or
+// after the given time and that concurrent callers share one sweep.
+func TestCollectorViewSince(t *testing.T) {
+	srv, sweeps := monitorStub(t, "n0")
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	c := NewCollector(CollectorOptions{
+		Endpoints: []Endpoint{{Name: "n0", DC: "dc1", MonitorURL: srv.URL}},
+		Now:       clock,
+		Logger:    zerolog.Nop(),
+	})
+	t0 := clock()
+
+	const callers = 8
+	views := make([]*View, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			v, err := c.ViewSince(t.Context(), t0)
+			assert.NoError(t, err)
+			views[i] = v
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, 1, sweeps.Load(), "concurrent callers share one sweep")
+	for _, v := range views {
+		assert.Same(t, views[0], v)
+	}
+
+	advance(time.Second)
+	again, err := c.ViewSince(t.Context(), t0)
+	require.NoError(t, err)
+	assert.Same(t, views[0], again, "a sweep started at since is reused however old")
+	assert.EqualValues(t, 1, sweeps.Load())
+
+	newer, err := c.ViewSince(t.Context(), t0.Add(time.Nanosecond))
+	require.NoError(t, err)
+	assert.NotSame(t, views[0], newer, "a sweep started before since is not reused")
+	assert.EqualValues(t, 2, sweeps.Load())
+}
+
+// TestReadLimited checks that a monitoring body is read whole up to the
+// limit and refused past it, whether or not its length is announced.
+func TestReadLimited(t *testing.T) {
+	const limit = 10
+	tests := []struct {
+		name    string
+		body    string
+		length  int64 // Content-Length; -1 when not announced
+		wantErr string
+	}{
+		{name: "announced", body: "0123", length: 4},
+		{name: "not announced", body: "0123", length: -1},
+		{name: "exactly the limit", body: "0123456789", length: -1},
+		{name: "over, announced", body: "0123456789x", length: 11, wantErr: "body of 11 bytes is over the limit of 10"},
+		{name: "over, not announced", body: "0123456789x", length: -1, wantErr: "body over the limit of 10 bytes"},
+		{name: "announced short, sent long", body: "0123456789x", length: 3, wantErr: "body over the limit of 10 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{Body: io.NopCloser(strings.NewReader(tt.body)), ContentLength: tt.length}
+			got, err := readLimited(resp, limit)
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.body, string(got))
+		})
+	}
 }

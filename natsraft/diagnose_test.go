@@ -46,7 +46,8 @@ func diagGroup(kind GroupKind, name, leader string, members ...string) Group {
 		g.Account, g.Stream, g.Consumer = "APP", stream, consumer
 	}
 	for _, m := range members {
-		g.Peers = append(g.Peers, Peer{Name: m, Leader: m == leader, Current: true, Healthy: true, Active: 200 * time.Millisecond})
+		g.Peers = append(g.Peers, Peer{Name: m, Leader: m == leader, Current: true, Healthy: true, Active: 200 * time.Millisecond,
+			Own: &MemberState{}})
 	}
 	return g
 }
@@ -705,6 +706,28 @@ func TestTrackHealth(t *testing.T) {
 		n, _ = v.Node("n2")
 		assert.Len(t, n.RaftRegressions, 2)
 		v = sweep(restart.Add(RegressionMemory+2*time.Second), pos(9, 600, restart))
+		n, _ = v.Node("n2")
+		assert.Empty(t, n.RaftRegressions)
+	})
+
+	t.Run("a wiped store is fresh, not stale", func(t *testing.T) {
+		c = NewCollector(CollectorOptions{Logger: zerolog.Nop()})
+		base := t0.Add(4 * time.Hour)
+		pos := func(term, index uint64, start time.Time) func(rs map[string]*nodeReport) {
+			return func(rs map[string]*nodeReport) {
+				r := rs["n2"]
+				r.varz.Start = start
+				r.raft[metaRaftGroup] = raftzGroupDoc{Term: term, PIndex: index}
+				r.raft["S-R3F-x"] = raftzGroupDoc{Term: term, PIndex: index}
+			}
+		}
+		sweep(base, pos(8, 500, started))
+		restart := base.Add(time.Second)
+		v := sweep(restart.Add(time.Second), pos(0, 0, restart))
+		n, _ := v.Node("n2")
+		assert.Empty(t, n.RaftRegressions, "term 0, index 0: a fresh store")
+		// Caught up from its peers: nothing left to compare with.
+		v = sweep(restart.Add(2*time.Second), pos(9, 20, restart))
 		n, _ = v.Node("n2")
 		assert.Empty(t, n.RaftRegressions)
 	})

@@ -402,6 +402,11 @@ func TestQuiesceFenceResumeCatchesUp(t *testing.T) {
 	moveConsumerLeaderOff(t, e, x)
 	requireStreamHasOn(t, x, 10)
 
+	ended, cancel := context.WithCancel(t.Context())
+	cancel()
+	require.ErrorIs(t, x.Quiesce(ended), context.Canceled, "an ended context starts no shutdown")
+	require.False(t, x.Quiesced())
+
 	start := time.Now()
 	require.NoError(t, x.Quiesce(opCtx(t, 10*time.Second)))
 	t.Logf("quiesce %s took %s", x.Name(), time.Since(start).Round(time.Microsecond))

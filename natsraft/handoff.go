@@ -24,15 +24,24 @@ type ViewSource interface {
 	View(ctx context.Context) (*View, error)
 }
 
-// sweeper is a ViewSource that can also force a fresh sweep; after a step
-// down the hand-off needs a view built after it, not a cached one.
-type sweeper interface {
-	Sweep(ctx context.Context) (*View, error)
+// sinceViewer is a ViewSource that can give a view swept after a given
+// time; after a step down the hand-off needs a view built after it, not a
+// cached one. *Collector satisfies it.
+type sinceViewer interface {
+	ViewSince(ctx context.Context, since time.Time) (*View, error)
 }
 
 // Defaults of HandOff.
 const (
 	DefaultStepDownTimeout = 750 * time.Millisecond
+	// DefaultHandOffTimeout bounds a Run whose context has no deadline.
+	DefaultHandOffTimeout = 30 * time.Second
+	// sharedViewAge is how long before a call a sweep may have started
+	// for CaughtUp to reuse it: rapid and concurrent callers share sweeps.
+	sharedViewAge = 100 * time.Millisecond
+	// electionPoll is the pause between two looks for the new leaders of
+	// the groups handed off.
+	electionPoll = 50 * time.Millisecond
 	// maxStepDownAttempts bounds the step downs of one group in one Run: a
 	// group still led by the node after that many is an error, not a loop.
 	maxStepDownAttempts = 10
@@ -64,20 +73,31 @@ type HandOff struct {
 // and consumers are stepped down from their own account (from the system
 // account NATS refuses them with 10039), the meta group from the system
 // account (from any other it is silently ignored), each with a current
-// peer other than node as the preferred new leader. A group none of whose
-// other peers is current cannot be handed off: Run returns an error naming
-// it once everything else has moved.
+// peer other than node as the preferred new leader, else a healthy one
+// (under a write load a follower is rarely at lag 0). A group none of
+// whose other peers is healthy cannot be handed off: Run returns an error
+// naming it once everything else has moved. Without a deadline in ctx,
+// Run gives up after DefaultHandOffTimeout.
 func (h *HandOff) Run(ctx context.Context, node string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultHandOffTimeout)
+		defer cancel()
+	}
 	log := h.Logger.With().Str("node", node).Logger()
 	start := time.Now()
 	conns := &connCache{dial: h.Dial, avoid: node}
 	defer conns.close()
 
+	// since is when the state the next view must show began: the start,
+	// the last step downs answered, the last look for new leaders.
+	since := start.Add(-sharedViewAge)
+
 	attempts := map[groupKey]int{}
 	lastErr := map[groupKey]error{}
 	moved := map[groupKey]bool{}
 	for round := 0; ; round++ {
-		v, err := h.freshView(ctx)
+		v, err := h.viewSince(ctx, since)
 		if err != nil {
 			return fmt.Errorf("hand off %s: %w", node, err)
 		}
@@ -96,9 +116,10 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 				log.Info().Dur("took", time.Since(start)).Int("rounds", round).Int("moved", len(moved)).Msg("leads nothing")
 				return nil
 			}
-			if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
+			if err := sleepCtx(ctx, electionPoll); err != nil {
 				return fmt.Errorf("hand off %s: waiting for the new leader of %s: %w", node, strings.Join(electing, ", "), err)
 			}
+			since = time.Now()
 			continue
 		}
 
@@ -129,10 +150,11 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 			steps = append(steps, stepDown{group: g, to: to})
 		}
 		if len(steps) == 0 {
-			return fmt.Errorf("hand off %s: no other current peer to take over %s", node, strings.Join(stuck, ", "))
+			return fmt.Errorf("hand off %s: no other healthy peer to take over %s", node, strings.Join(stuck, ", "))
 		}
 
 		errs := h.stepDownAll(ctx, conns, steps, log)
+		since = time.Now()
 		failed := false
 		for i, err := range errs {
 			k := keyOf(&steps[i].group)
@@ -152,9 +174,17 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 	}
 }
 
+// freshView returns a view swept no earlier than sharedViewAge before the
+// call, so that concurrent and rapid callers share one sweep.
 func (h *HandOff) freshView(ctx context.Context) (*View, error) {
-	if s, ok := h.Views.(sweeper); ok {
-		return s.Sweep(ctx)
+	return h.viewSince(ctx, time.Now().Add(-sharedViewAge))
+}
+
+// viewSince returns a view swept at or after since when Views can tell,
+// else whatever Views gives.
+func (h *HandOff) viewSince(ctx context.Context, since time.Time) (*View, error) {
+	if s, ok := h.Views.(sinceViewer); ok {
+		return s.ViewSince(ctx, since)
 	}
 	return h.Views.View(ctx)
 }
@@ -183,20 +213,31 @@ func leaderlessAmong(v *View, keys map[groupKey]bool) []string {
 	return out
 }
 
-// preferredPeer picks the peer to take over g from node: a current member
-// on a reachable node with JetStream on, the one that leads least so that
-// a hand-off spreads the leaderships. "" when there is none.
+// preferredPeer picks the peer to take over g from node: a member on a
+// reachable node with JetStream on, current if any is, else healthy (under
+// a write load a follower is rarely at lag 0), and of those the one that
+// leads least so that a hand-off spreads the leaderships. "" when there is
+// none.
 func preferredPeer(v *View, g Group, node string, leads map[string]int) string {
-	best := ""
+	best, bestRank := "", 0
 	for _, p := range g.Peers {
-		if p.Name == node || p.Leader || !p.Current || p.Offline {
+		rank := 0
+		switch {
+		case p.Name == node || p.Leader || p.Offline || p.Pending:
+		case p.Current:
+			rank = 2
+		case p.Healthy:
+			rank = 1
+		}
+		if rank == 0 {
 			continue
 		}
 		if n, ok := v.Node(p.Name); ok && (!n.Reachable || !n.JetStream) {
 			continue
 		}
-		if best == "" || leads[p.Name] < leads[best] || (leads[p.Name] == leads[best] && p.Name < best) {
-			best = p.Name
+		if best == "" || rank > bestRank ||
+			(rank == bestRank && (leads[p.Name] < leads[best] || (leads[p.Name] == leads[best] && p.Name < best))) {
+			best, bestRank = p.Name, rank
 		}
 	}
 	return best

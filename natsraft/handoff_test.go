@@ -62,6 +62,22 @@ func TestPreferredPeer(t *testing.T) {
 			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1"}, {Name: "n2", Current: true, Offline: true}, {Name: "n3", Current: true}, {Name: "n4", Current: true}},
 		},
 		{
+			name: "a current peer before a healthy one that leads less",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true, Healthy: true},
+				{Name: "n2", Healthy: true, Lag: 5}},
+			leads: map[string]int{"n1": 3},
+			want:  "n1",
+		},
+		{
+			name:  "no current peer: a healthy one",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Lag: HealthyLag + 1}, {Name: "n2", Healthy: true, Lag: 5}},
+			want:  "n2",
+		},
+		{
+			name:  "a pending peer is skipped",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true, Healthy: true, Pending: true}},
+		},
+		{
 			name:  "a peer the view has no node for is trusted to its leader",
 			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "far-away", Current: true}},
 			want:  "far-away",
@@ -103,7 +119,7 @@ func TestHandOffRefuses(t *testing.T) {
 			name: "no other current peer",
 			view: &View{Nodes: healthy, Groups: []Group{{Kind: KindStream, Name: "solo", Account: "APP", Stream: "solo", Leader: "n0",
 				Peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Lag: 4}}}}},
-			wantErr: "no other current peer to take over stream solo",
+			wantErr: "no other healthy peer to take over stream solo",
 		},
 		{
 			name:    "node unreachable",
@@ -283,7 +299,7 @@ func TestHandOffEmbedded(t *testing.T) {
 		start := time.Now()
 		require.NoError(t, h.Run(ctx, node))
 		took := time.Since(start)
-		ended, acked := time.Now(), w.count()
+		acked := w.count()
 
 		v, err := c.Sweep(t.Context())
 		require.NoError(t, err)
@@ -302,7 +318,6 @@ func TestHandOffEmbedded(t *testing.T) {
 			took.Round(time.Millisecond), gap.Round(time.Millisecond), w.count(), len(w.errs))
 		assert.Less(t, took, 5*time.Second)
 		assert.Less(t, gap, 2*time.Second)
-		assert.True(t, ended.After(start))
 	})
 
 	t.Run("a single replica cannot be handed off", func(t *testing.T) {

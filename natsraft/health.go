@@ -448,6 +448,12 @@ func (h *healthMemory) trackRaft(at time.Time, node string, r *nodeReport) bool 
 		if nr.before == nil {
 			continue
 		}
+		if freshStore(g) {
+			// Wiped on purpose (a resync): nothing to compare with, and
+			// the state it catches up to is its group's, not stale.
+			delete(nr.before, name)
+			continue
+		}
 		if old, ok := nr.before[name]; ok && regressed(name, old, g) {
 			pending = true
 		}
@@ -492,6 +498,9 @@ func (h *healthMemory) recordRegressions(at time.Time, node string, r *nodeRepor
 // memory stream's log starts empty after every restart): NATS names them
 // "S-R<n>F-…" and "C-R<n>F-…", and the meta group is on file.
 func regressed(raftGroup string, old raftPos, now raftzGroupDoc) bool {
+	if freshStore(now) {
+		return false
+	}
 	if now.Term < old.term {
 		return true
 	}
@@ -512,17 +521,42 @@ func groupIndex(v *View) map[string]*Group {
 	return out
 }
 
-// readBody reads a whole response body, into a buffer of the announced size
-// when there is one.
-func readBody(resp *http.Response) ([]byte, error) {
-	if resp.ContentLength <= 0 || resp.ContentLength > maxBodyPrealloc {
-		return io.ReadAll(resp.Body)
+// freshStore tells whether a group's state is that of an empty store (term
+// 0, log index 0): a node whose store was wiped, which resyncs from its
+// peers, not one that came back with stale Raft state.
+func freshStore(g raftzGroupDoc) bool { return g.Term == 0 && g.PIndex == 0 }
+
+// readBody reads a whole response body of at most maxBody bytes, into a
+// buffer of the announced size when there is one (up to maxBodyPrealloc;
+// a larger body grows the buffer as it comes).
+func readBody(resp *http.Response) ([]byte, error) { return readLimited(resp, maxBody) }
+
+// readLimited is readBody with a limit of its own.
+func readLimited(resp *http.Response, maxBody int64) ([]byte, error) {
+	size := int64(bytes.MinRead)
+	if resp.ContentLength > maxBody {
+		return nil, fmt.Errorf("body of %d bytes is over the limit of %d", resp.ContentLength, maxBody)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, resp.ContentLength+1))
-	_, err := buf.ReadFrom(resp.Body)
-	return buf.Bytes(), err
+	if resp.ContentLength > 0 {
+		size = min(resp.ContentLength, maxBodyPrealloc)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+1))
+	// One byte more than the limit tells a body at the limit from a
+	// longer one.
+	n, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > maxBody {
+		return nil, fmt.Errorf("body over the limit of %d bytes", maxBody)
+	}
+	return buf.Bytes(), nil
 }
 
-// maxBodyPrealloc bounds the buffer readBody allocates ahead on the word of
-// a Content-Length header.
-const maxBodyPrealloc = 256 << 20
+// maxBody bounds a monitoring document: the /jsz of ten thousand groups
+// is 5–7 MB; a body past this is not one to decode. maxBodyPrealloc bounds
+// the buffer readBody allocates ahead on the word of a Content-Length.
+const (
+	maxBody         = 64 << 20
+	maxBodyPrealloc = 16 << 20
+)

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -123,7 +124,18 @@ type KernelFenceOptions struct {
 type KernelFence struct {
 	o   KernelFenceOptions
 	log zerolog.Logger
+	// known is the table's state as last read or set: fenceUnknown,
+	// fenceOn or fenceOff. Fenced falls back on it when nftables cannot
+	// be read.
+	known atomic.Int32
 }
+
+// The values of KernelFence.known.
+const (
+	fenceUnknown int32 = iota
+	fenceOn
+	fenceOff
+)
 
 // Validate reports every problem of the options at once.
 func (o KernelFenceOptions) Validate() error {
@@ -188,15 +200,30 @@ func (f *KernelFence) ports() []uint16 {
 }
 
 // Fenced reports whether the fence's nftables table exists in the network
-// namespace. An error reading it is logged and reported as not fenced, so
-// that the caller fences again (which is idempotent).
+// namespace. When nftables cannot be read, the error is logged and the
+// answer is the state last read or set by Fence and Unfence, and fenced
+// when there is none: a node wrongly taken as unfenced would be resumed
+// behind its fence (or the fence skipped), while one wrongly taken as
+// fenced only gets the idempotent Unfence, whose own check then fails
+// until nftables reads again.
 func (f *KernelFence) Fenced() bool {
 	ok, err := f.tableExists()
 	if err != nil {
-		f.log.Warn().Err(err).Msg("cannot read the nftables state")
-		return false
+		known := f.known.Load()
+		f.log.Warn().Err(err).Bool("lastKnownOff", known == fenceOff).Msg("cannot read the nftables state")
+		return known != fenceOff
 	}
+	f.remember(ok)
 	return ok
+}
+
+// remember records the table's state as read or set.
+func (f *KernelFence) remember(fenced bool) {
+	if fenced {
+		f.known.Store(fenceOn)
+	} else {
+		f.known.Store(fenceOff)
+	}
 }
 
 // Fence installs the nftables table that rejects the cluster (and
@@ -211,6 +238,7 @@ func (f *KernelFence) Fence(ctx context.Context) error {
 	if err := f.applyTable(); err != nil {
 		return fmt.Errorf("fence: nftables table %s: %w", f.o.Table, err)
 	}
+	f.remember(true)
 	killed, err := f.killSockets()
 	switch {
 	case errors.Is(err, errSockDestroyUnsupported):
@@ -241,6 +269,7 @@ func (f *KernelFence) Unfence(ctx context.Context) error {
 	if err := f.removeTable(); err != nil {
 		return fmt.Errorf("unfence: nftables table %s: %w", f.o.Table, err)
 	}
+	f.remember(false)
 	var missing []string
 	err := kernelFencePoll(ctx, func() bool {
 		missing = f.missingLinks(ctx)

@@ -916,3 +916,26 @@ func TestKernelFenceNATS(t *testing.T) {
 			r.r.leave.Seconds(), r.r.catchUp.Seconds(), r.r.held)
 	}
 }
+
+// TestKernelFenceFencedUnreadable checks what Fenced answers when nftables
+// cannot be read: the state last known, and fenced when none is.
+func TestKernelFenceFencedUnreadable(t *testing.T) {
+	tests := []struct {
+		name  string
+		known int32
+		want  bool
+	}{
+		{name: "nothing known: fenced", known: fenceUnknown, want: true},
+		{name: "last known fenced", known: fenceOn, want: true},
+		{name: "last known unfenced", known: fenceOff, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := NewKernelFence(KernelFenceOptions{NetNS: filepath.Join(t.TempDir(), "no-such-netns"), Logger: zerolog.Nop()})
+			_, err := f.tableExists()
+			require.Error(t, err, "the namespace must be unreadable")
+			f.known.Store(tt.known)
+			assert.Equal(t, tt.want, f.Fenced())
+		})
+	}
+}

@@ -21,7 +21,10 @@ func (n *EmbeddedNode) Quiesced() bool {
 // Quiesce switches the node's JetStream off, keeping its meta and stream
 // state on disk so that Resume rejoins the same Raft groups. A quiesced
 // node stops campaigning, so an isolated follower cannot raise its term and
-// depose healthy leaders when it comes back. It is idempotent.
+// depose healthy leaders when it comes back. It is idempotent. ctx is
+// checked before the shutdown starts; NATS's shutdown takes no context, so
+// once started it runs to its end, and a shutdown that succeeded is
+// reported as such even when ctx ended meanwhile (the node is quiesced).
 func (n *EmbeddedNode) Quiesce(ctx context.Context) error {
 	s := n.running()
 	if s == nil {
@@ -30,14 +33,18 @@ func (n *EmbeddedNode) Quiesce(ctx context.Context) error {
 	if !s.JetStreamEnabled() {
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("quiesce %s: %w", n.name, err)
+	}
 	start := time.Now()
 	if err := s.ShutdownJetStream(); err != nil {
 		return fmt.Errorf("quiesce %s: %w", n.name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("quiesce %s: %w", n.name, err)
+	ev := n.log.Info()
+	if ctx.Err() != nil {
+		ev = n.log.Warn().AnErr("ctx", ctx.Err())
 	}
-	n.log.Info().Dur("took", time.Since(start)).Msg("JetStream quiesced")
+	ev.Dur("took", time.Since(start)).Msg("JetStream quiesced")
 	return nil
 }
 

@@ -2,7 +2,6 @@ package prober
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -142,21 +141,11 @@ func (a *EmbeddedApp) Run(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", o.Listen, err)
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	errc := make(chan error, len(reconcilers)+1)
-	goRun := func(name string, run func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	goRun("collector", collector.Run)
+	g := newRunGroup(ctx)
+	g.Go("http server", srv.Wait)
+	g.Go("collector", collector.Run)
 	for name, r := range reconcilers {
-		goRun("reconciler "+name, r.Run)
+		g.Go("reconciler "+name, r.Run)
 	}
 
 	a.mu.Lock()
@@ -168,19 +157,13 @@ func (a *EmbeddedApp) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.printBanner(cluster, srv)
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	shutdownCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
-	defer done()
-	if err := srv.Close(shutdownCtx); err != nil {
-		log.Warn().Err(err).Msg("close API")
-	}
-	cancel()
-	wg.Wait()
-	return runErr
+	return g.Wait(ctx, func() {
+		shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer done()
+		if err := srv.Close(shutdownCtx); err != nil {
+			log.Warn().Err(err).Msg("close API")
+		}
+	})
 }
 
 func (a *EmbeddedApp) printBanner(c *natsraft.Embedded, srv *Server) {

@@ -2,6 +2,7 @@ package prober
 
 import (
 	"bufio"
+	"container/heap"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -314,22 +316,27 @@ func tokenID(token string) string {
 	return hex.EncodeToString(d[:6])
 }
 
-// ttlCache is a small map of results that expire, bounded in size; when it
-// is full, expired entries go first, then arbitrary ones.
+// ttlCache is a small map of results that expire, bounded in size. A heap
+// orders the entries by expiry: expired ones are dropped from its top, and
+// when the cache is full the entry closest to expiry makes room, each in
+// O(log n) under the lock.
 type ttlCache[V any] struct {
 	mu  sync.Mutex
 	max int
 	now func() time.Time
-	m   map[[32]byte]ttlEntry[V]
+	m   map[[32]byte]*ttlEntry[V]
+	h   ttlHeap[V]
 }
 
 type ttlEntry[V any] struct {
+	k       [32]byte
 	v       V
 	expires time.Time
+	i       int // index in the heap
 }
 
 func newTTLCache[V any](max int, now func() time.Time) *ttlCache[V] {
-	return &ttlCache[V]{max: max, now: now, m: map[[32]byte]ttlEntry[V]{}}
+	return &ttlCache[V]{max: max, now: now, m: map[[32]byte]*ttlEntry[V]{}}
 }
 
 func (c *ttlCache[V]) get(k [32]byte) (V, bool) {
@@ -340,7 +347,7 @@ func (c *ttlCache[V]) get(k [32]byte) (V, bool) {
 		return e.v, true
 	}
 	if ok {
-		delete(c.m, k)
+		c.remove(e)
 	}
 	var zero V
 	return zero, false
@@ -353,20 +360,50 @@ func (c *ttlCache[V]) put(k [32]byte, v V, ttl time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
-		for k2, e := range c.m {
-			if !now.Before(e.expires) {
-				delete(c.m, k2)
-			}
-		}
-		for k2 := range c.m {
-			if len(c.m) < c.max {
-				break
-			}
-			delete(c.m, k2)
-		}
+	if e, ok := c.m[k]; ok {
+		e.v, e.expires = v, now.Add(ttl)
+		heap.Fix(&c.h, e.i)
+		return
 	}
-	c.m[k] = ttlEntry[V]{v: v, expires: now.Add(ttl)}
+	for len(c.h) > 0 && !now.Before(c.h[0].expires) {
+		c.remove(c.h[0])
+	}
+	if len(c.m) >= c.max {
+		c.remove(c.h[0])
+	}
+	e := &ttlEntry[V]{k: k, v: v, expires: now.Add(ttl)}
+	c.m[k] = e
+	heap.Push(&c.h, e)
+}
+
+// remove drops e from the map and the heap; c.mu is held.
+func (c *ttlCache[V]) remove(e *ttlEntry[V]) {
+	delete(c.m, e.k)
+	heap.Remove(&c.h, e.i)
+}
+
+// ttlHeap is a min-heap of entries by expiry (container/heap).
+type ttlHeap[V any] []*ttlEntry[V]
+
+func (h ttlHeap[V]) Len() int           { return len(h) }
+func (h ttlHeap[V]) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h ttlHeap[V]) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].i, h[j].i = i, j
+}
+
+func (h *ttlHeap[V]) Push(x any) {
+	e := x.(*ttlEntry[V])
+	e.i = len(*h)
+	*h = append(*h, e)
+}
+
+func (h *ttlHeap[V]) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
 }
 
 // reviewCache holds the common options of both reviews.
@@ -443,6 +480,7 @@ type TokenReviewAuthenticator struct {
 	o         reviewCache
 	log       zerolog.Logger
 	cache     *ttlCache[authnResult]
+	flights   singleflight.Group
 }
 
 type authnResult struct {
@@ -471,6 +509,39 @@ func (a *TokenReviewAuthenticator) Authenticate(ctx context.Context, token strin
 	if res, ok := a.cache.get(key); ok {
 		return res.user.clone(), res.ok, nil
 	}
+	res, err := collapse(ctx, &a.flights, key, func(ctx context.Context) (authnResult, error) {
+		return a.review(ctx, key, token)
+	})
+	if err != nil {
+		return User{}, false, err
+	}
+	return res.user.clone(), res.ok, nil
+}
+
+// collapse runs review once for all the concurrent callers asking about
+// the same key: a burst of requests with one new token costs one review.
+// The review runs detached from the first caller's cancellation (it is
+// bounded by its own timeout); each caller stops waiting when its own ctx
+// ends.
+func collapse[V any](ctx context.Context, g *singleflight.Group, key [32]byte, review func(context.Context) (V, error)) (V, error) {
+	ch := g.DoChan(string(key[:]), func() (any, error) {
+		return review(context.WithoutCancel(ctx))
+	})
+	select {
+	case <-ctx.Done():
+		var zero V
+		return zero, fmt.Errorf("review: %w: %w", ErrAuthUnavailable, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			var zero V
+			return zero, r.Err
+		}
+		return r.Val.(V), nil
+	}
+}
+
+// review asks the API server about token and caches the answer.
+func (a *TokenReviewAuthenticator) review(ctx context.Context, key [32]byte, token string) (authnResult, error) {
 	id := hex.EncodeToString(key[:6])
 	rctx, cancel := context.WithTimeout(ctx, a.o.Timeout)
 	defer cancel()
@@ -478,7 +549,7 @@ func (a *TokenReviewAuthenticator) Authenticate(ctx context.Context, token strin
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: a.audiences},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return User{}, false, reviewError("token review of "+id, err)
+		return authnResult{}, reviewError("token review of "+id, err)
 	}
 	st := review.Status
 	log := a.log.With().Str("token", id).Logger()
@@ -503,7 +574,7 @@ func (a *TokenReviewAuthenticator) Authenticate(ctx context.Context, token strin
 		ttl = a.o.AllowTTL
 	}
 	a.cache.put(key, res, ttl)
-	return res.user.clone(), res.ok, nil
+	return res, nil
 }
 
 func intersects(a, b []string) bool {
@@ -573,6 +644,7 @@ type SubjectAccessReviewAuthorizer struct {
 	o         reviewCache
 	log       zerolog.Logger
 	cache     *ttlCache[authzResult]
+	flights   singleflight.Group
 }
 
 type authzResult struct {
@@ -619,6 +691,17 @@ func (a *SubjectAccessReviewAuthorizer) Authorize(ctx context.Context, u User, v
 	if res, ok := a.cache.get(key); ok {
 		return res.allowed, res.reason, nil
 	}
+	res, err := collapse(ctx, &a.flights, key, func(ctx context.Context) (authzResult, error) {
+		return a.review(ctx, key, u, verb)
+	})
+	if err != nil {
+		return false, "", err
+	}
+	return res.allowed, res.reason, nil
+}
+
+// review asks the API server whether u may do verb and caches the answer.
+func (a *SubjectAccessReviewAuthorizer) review(ctx context.Context, key [32]byte, u User, verb string) (authzResult, error) {
 	spec := authorizationv1.SubjectAccessReviewSpec{
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
 			Namespace: a.namespace,
@@ -641,7 +724,7 @@ func (a *SubjectAccessReviewAuthorizer) Authorize(ctx context.Context, u User, v
 	defer cancel()
 	review, err := a.client.Create(rctx, &authorizationv1.SubjectAccessReview{Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
-		return false, "", reviewError(fmt.Sprintf("subject access review (%s %s for %s)", verb, a.Resource(), u.Name), err)
+		return authzResult{}, reviewError(fmt.Sprintf("subject access review (%s %s for %s)", verb, a.Resource(), u.Name), err)
 	}
 	st := review.Status
 	res := authzResult{allowed: st.Allowed && !st.Denied, reason: st.Reason}
@@ -655,7 +738,7 @@ func (a *SubjectAccessReviewAuthorizer) Authorize(ctx context.Context, u User, v
 		ttl = a.o.AllowTTL
 	}
 	a.cache.put(key, res, ttl)
-	return res.allowed, res.reason, nil
+	return res, nil
 }
 
 // accessKey is the cache key of a question: the user's every attribute and
@@ -765,9 +848,6 @@ func ParseStaticTokens(r io.Reader) (*StaticTokens, error) {
 	}
 	return t, nil
 }
-
-// Len returns how many tokens there are.
-func (t *StaticTokens) Len() int { return len(t.entries) }
 
 // Users returns the user names, in file order (for a startup log line).
 func (t *StaticTokens) Users() []string {

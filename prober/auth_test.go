@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -505,6 +506,85 @@ func TestTokenReviewAuthenticatorCacheIsBounded(t *testing.T) {
 	assert.Greater(t, calls, 3, "three tokens cannot all be in a cache of two")
 }
 
+func TestTokenReviewAuthenticatorEvictsClosestToExpiry(t *testing.T) {
+	clock := newFakeClock()
+	var calls []string
+	a := prober.NewTokenReviewAuthenticator(tokenReviews(func(_ context.Context, tr *authenticationv1.TokenReview) (*authenticationv1.TokenReview, error) {
+		calls = append(calls, tr.Spec.Token)
+		out := tr.DeepCopy()
+		if strings.HasPrefix(tr.Spec.Token, "valid") {
+			out.Status.Authenticated = true
+			out.Status.User.Username = "u-" + tr.Spec.Token
+		}
+		return out, nil
+	}), prober.TokenReviewOptions{CacheSize: 2, AllowTTL: time.Hour, DenyTTL: time.Minute, Now: clock.Now})
+	steps := []struct {
+		token     string
+		wantCalls []string
+	}{
+		{"valid-long-lived-0123456789", []string{"valid-long-lived-0123456789"}},
+		{"bogus-short-lived-0123456789", []string{"valid-long-lived-0123456789", "bogus-short-lived-0123456789"}},
+		// Full: the denial expires first and makes room.
+		{"valid-newcomer-0123456789", []string{"valid-long-lived-0123456789", "bogus-short-lived-0123456789", "valid-newcomer-0123456789"}},
+		{"valid-long-lived-0123456789", []string{"valid-long-lived-0123456789", "bogus-short-lived-0123456789", "valid-newcomer-0123456789"}},
+		{"bogus-short-lived-0123456789", []string{"valid-long-lived-0123456789", "bogus-short-lived-0123456789", "valid-newcomer-0123456789", "bogus-short-lived-0123456789"}},
+	}
+	for i, st := range steps {
+		clock.Add(time.Second)
+		_, _, err := a.Authenticate(context.Background(), st.token)
+		require.NoError(t, err)
+		assert.Equal(t, st.wantCalls, calls, "step %d", i)
+	}
+}
+
+func TestTokenReviewAuthenticatorCollapsesConcurrentReviews(t *testing.T) {
+	const token = "valid-burst-token-0123456789"
+	const callers = 20
+	var calls atomic.Int64
+	release := make(chan struct{})
+	a := prober.NewTokenReviewAuthenticator(tokenReviews(func(_ context.Context, tr *authenticationv1.TokenReview) (*authenticationv1.TokenReview, error) {
+		calls.Add(1)
+		<-release
+		out := tr.DeepCopy()
+		out.Status.Authenticated = true
+		out.Status.User.Username = "burst"
+		return out, nil
+	}), prober.TokenReviewOptions{})
+	var wg sync.WaitGroup
+	names := make([]string, callers)
+	for i := range callers {
+		wg.Go(func() {
+			u, ok, err := a.Authenticate(context.Background(), token)
+			assert.NoError(t, err)
+			assert.True(t, ok)
+			names[i] = u.Name
+		})
+	}
+	require.Eventually(t, func() bool { return calls.Load() == 1 }, 10*time.Second, time.Millisecond)
+	close(release)
+	wg.Wait()
+	// Callers that joined the flight share its answer, later ones find it
+	// cached: never a second review.
+	assert.Equal(t, int64(1), calls.Load())
+	for i, n := range names {
+		assert.Equal(t, "burst", n, "caller %d", i)
+	}
+
+	t.Run("a caller whose context ends stops waiting", func(t *testing.T) {
+		block := make(chan struct{})
+		defer close(block)
+		b := prober.NewTokenReviewAuthenticator(tokenReviews(func(context.Context, *authenticationv1.TokenReview) (*authenticationv1.TokenReview, error) {
+			<-block
+			return nil, errors.New("unreachable")
+		}), prober.TokenReviewOptions{})
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, _, err := b.Authenticate(ctx, token)
+		assert.ErrorIs(t, err, prober.ErrAuthUnavailable)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+}
+
 func TestSubjectAccessReviewAuthorizer(t *testing.T) {
 	alice := prober.User{Name: "alice", UID: "uid-a", Groups: []string{"ops"}, Extra: map[string][]string{"scopes": {"a", "b"}}}
 	clock := newFakeClock()
@@ -606,7 +686,6 @@ func TestParseStaticTokens(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tc.users, tokens.Users())
-			assert.Equal(t, len(tc.users), tokens.Len())
 		})
 	}
 }

@@ -72,6 +72,57 @@ func (s *Server) settle(ctx context.Context, pods []maintenance.PodView, wait ti
 	}
 }
 
+// serveEnter is the body of PUT /pods/{pod} and /dcs/{dc}: parse the query
+// and the request, enter, and answer a dry run at once, anything else
+// through answer.
+func (s *Server) serveEnter(w http.ResponseWriter, r *http.Request,
+	enter func(context.Context, maintenance.Request) (maintenance.Result, error),
+	answer func(maintenance.Result, changeQuery),
+) {
+	q, err := parseChangeQuery(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := parseEnterRequest(w, r, q)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := enter(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if res.DryRun {
+		s.writeJSON(w, r, http.StatusOK, dryRunResponse(res))
+		return
+	}
+	answer(res, q)
+}
+
+// serveExit is the body of DELETE /pods/{pod} and /dcs/{dc}: parse the
+// query (a dry run is refused), exit as the caller, answer through answer.
+func (s *Server) serveExit(w http.ResponseWriter, r *http.Request,
+	exit func(ctx context.Context, by string) (maintenance.Result, error),
+	answer func(maintenance.Result, changeQuery),
+) {
+	q, err := parseChangeQuery(r)
+	if err == nil {
+		err = noDryRun(q)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := exit(r.Context(), requestedBy(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	answer(res, q)
+}
+
 // answerChange answers a PUT or DELETE: 200 when the pods are at the goal,
 // else 202 with Location pointing where to follow the phase.
 func (s *Server) answerChange(w http.ResponseWriter, r *http.Request, location string, done bool, body any) {

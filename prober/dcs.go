@@ -49,45 +49,21 @@ func (s *Server) handleGetDC(w http.ResponseWriter, r *http.Request) {
 // with one safety check over the whole set.
 func (s *Server) handlePutDC(w http.ResponseWriter, r *http.Request) {
 	dc := mux.Vars(r)["dc"]
-	q, err := parseChangeQuery(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := parseEnterRequest(w, r, q)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	res, err := s.svc.EnterDC(r.Context(), dc, req)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if res.DryRun {
-		s.writeJSON(w, r, http.StatusOK, dryRunResponse(res))
-		return
-	}
-	s.answerDC(w, r, dc, res, q, maintenance.Goal{Enter: true, DC: true})
+	s.serveEnter(w, r, func(ctx context.Context, req maintenance.Request) (maintenance.Result, error) {
+		return s.svc.EnterDC(ctx, dc, req)
+	}, func(res maintenance.Result, q changeQuery) {
+		s.answerDC(w, r, dc, res, q, maintenance.Goal{Enter: true, DC: true})
+	})
 }
 
 // handleDeleteDC handles DELETE /dcs/{dc}: bring a dc back.
 func (s *Server) handleDeleteDC(w http.ResponseWriter, r *http.Request) {
 	dc := mux.Vars(r)["dc"]
-	q, err := parseChangeQuery(r)
-	if err == nil {
-		err = noDryRun(q)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	res, err := s.svc.ExitDC(r.Context(), dc, requestedBy(r))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.answerDC(w, r, dc, res, q, maintenance.Goal{DC: true})
+	s.serveExit(w, r, func(ctx context.Context, by string) (maintenance.Result, error) {
+		return s.svc.ExitDC(ctx, dc, by)
+	}, func(res maintenance.Result, q changeQuery) {
+		s.answerDC(w, r, dc, res, q, maintenance.Goal{DC: true})
+	})
 }
 
 func (s *Server) answerDC(w http.ResponseWriter, r *http.Request, dc string, res maintenance.Result, q changeQuery, g maintenance.Goal) {

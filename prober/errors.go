@@ -47,8 +47,8 @@ var internalErrorBody = ErrorResponse{Error: maintenance.Error{Code: maintenance
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *maintenance.Error
 	switch {
-	case errors.As(err, &e) && e.Code != maintenance.EInternal && statusOf[e.Code] != 0:
-		s.writeJSON(w, r, statusOf[e.Code], ErrorResponse{Error: *e})
+	case errors.As(err, &e) && ErrorStatus(e.Code) != http.StatusInternalServerError:
+		s.writeJSON(w, r, ErrorStatus(e.Code), ErrorResponse{Error: *e})
 	case r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// The client went away; nobody reads the answer.
 		s.log.Debug().Err(err).Str("path", r.URL.Path).Msg("request cancelled")

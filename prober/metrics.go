@@ -193,25 +193,26 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descGroups, prometheus.GaugeValue, float64(states[st]),
 			strings.ReplaceAll(string(st), " ", "_"))
 	}
+	dcOf := s.dcOf()
 	for _, n := range v.Nodes {
 		up := 0.0
 		if n.Reachable {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descNodeUp, prometheus.GaugeValue, up, n.Name, n.DC)
+		ch <- prometheus.MustNewConstMetric(descNodeUp, prometheus.GaugeValue, up, n.Name, dcOf(n))
 		ch <- prometheus.MustNewConstMetric(descNodeRoutes, prometheus.GaugeValue, float64(len(n.Routes)), n.Name)
 	}
 
 	doc := s.document(ctx)
 	counts := map[[2]string]int{}
-	for _, f := range natsraft.Diagnose(v, natsraft.DiagnoseOptions{Now: now, Maintenance: outOfService(v, doc, now)}) {
+	for _, f := range natsraft.Diagnose(v, natsraft.DiagnoseOptions{Now: now, Maintenance: outOfService(v, doc, dcOf, now)}) {
 		counts[[2]string{string(f.Cause), string(f.Severity)}]++
 	}
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descFindings, prometheus.GaugeValue, float64(n), k[0], k[1])
 	}
 	for _, n := range v.Nodes {
-		phase := phaseOf(doc, n, now)
+		phase := phaseOf(doc, n, dcOf(n), now)
 		for _, p := range phases {
 			val := 0.0
 			if p == phase {
@@ -228,16 +229,22 @@ func (s *Server) currentView(ctx context.Context) *natsraft.View {
 	if s.views == nil {
 		return nil
 	}
-	if lv, ok := s.views.(latestViews); ok {
-		if v := lv.Latest(); v != nil && s.now().Sub(v.At) <= maxLatestAge {
-			return v
-		}
-	}
-	v, err := s.views.View(ctx)
+	v, err := latestOrFresh(ctx, s.views, s.now())
 	if err != nil && v == nil {
 		s.log.Debug().Err(err).Msg("cluster view unavailable")
 	}
 	return v
+}
+
+// latestOrFresh returns the views' latest view when they keep one (the
+// collector) no older than maxLatestAge at now, else asks for a view.
+func latestOrFresh(ctx context.Context, views maintenance.ViewSource, now time.Time) (*natsraft.View, error) {
+	if lv, ok := views.(latestViews); ok {
+		if v := lv.Latest(); v != nil && now.Sub(v.At) <= maxLatestAge {
+			return v, nil
+		}
+	}
+	return views.View(ctx)
 }
 
 // document returns the stored maintenance document, nil without a service
@@ -254,16 +261,32 @@ func (s *Server) document(ctx context.Context) *maintenance.Document {
 	return d
 }
 
+// dcOf returns the function that gives a node's dc as the maintenance
+// service sees it: Options.DCs where it names one, else the NATS cluster
+// name.
+func (s *Server) dcOf() func(natsraft.Node) string {
+	var dcs map[string]string
+	if s.dcs != nil {
+		dcs = s.dcs()
+	}
+	return func(n natsraft.Node) string {
+		if dc := dcs[n.Name]; dc != "" {
+			return dc
+		}
+		return n.DC
+	}
+}
+
 // outOfService names the nodes that are out on purpose as far as the
 // document says: maintenance desired for them, or their reconciler not yet
 // back to Active.
-func outOfService(v *natsraft.View, d *maintenance.Document, now time.Time) []string {
+func outOfService(v *natsraft.View, d *maintenance.Document, dcOf func(natsraft.Node) string, now time.Time) []string {
 	if d == nil {
 		return nil
 	}
 	var out []string
 	for _, n := range v.Nodes {
-		_, _, desired := d.Desired(n.Name, n.DC, now)
+		_, _, desired := d.Desired(n.Name, dcOf(n), now)
 		st, reported := d.Status[n.Name]
 		if desired || (reported && st.Phase != maintenance.PhaseActive) {
 			out = append(out, n.Name)
@@ -274,14 +297,14 @@ func outOfService(v *natsraft.View, d *maintenance.Document, now time.Time) []st
 
 // phaseOf is the pod's phase: as its reconciler reported it, Requested
 // while maintenance is desired and nothing is reported yet, else Active.
-func phaseOf(d *maintenance.Document, n natsraft.Node, now time.Time) maintenance.Phase {
+func phaseOf(d *maintenance.Document, n natsraft.Node, dc string, now time.Time) maintenance.Phase {
 	if d == nil {
 		return maintenance.PhaseActive
 	}
 	if st, ok := d.Status[n.Name]; ok && st.Phase != "" {
 		return st.Phase
 	}
-	if _, _, desired := d.Desired(n.Name, n.DC, now); desired {
+	if _, _, desired := d.Desired(n.Name, dc, now); desired {
 		return maintenance.PhaseRequested
 	}
 	return maintenance.PhaseActive

@@ -33,6 +33,18 @@ func meshed() *natsraft.View {
 			}
 		}
 	}
+	// Every member heard from recently and reporting its own Raft state,
+	// in step with its leader.
+	for gi := range v.Groups {
+		g := &v.Groups[gi]
+		for pi := range g.Peers {
+			p := &g.Peers[pi]
+			if !p.Leader && p.Active == 0 {
+				p.Active = 100 * time.Millisecond
+			}
+			p.Own = &natsraft.MemberState{Committed: g.Commit, Applied: g.Commit, LastSeq: g.LastSeq}
+		}
+	}
 	return v
 }
 
@@ -247,4 +259,44 @@ func TestRaftFindings(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
 		assert.Contains(t, string(b), `"findings": []`)
 	})
+}
+
+// TestMetricsUseTheServiceDCs checks that a node's dc in /metrics, and
+// what is desired for it, come from Options.DCs (the pods' dc labels in
+// Kubernetes mode), not the NATS cluster name, while /raft keeps the NATS
+// names.
+func TestMetricsUseTheServiceDCs(t *testing.T) {
+	labels := map[string]string{"n0": "eu-1", "n1": "eu-1", "n2": "eu-2"}
+	ts := mustOpenServer(t, withViews(staticView(meshed())), func(o *prober.Options, _ *testServer) {
+		o.DCs = func() map[string]string { return labels }
+	})
+	ts.seed(t, func(d *maintenance.Document) {
+		d.DCs["eu-2"] = maintenance.Entry{Reason: "rack", Since: time.Now()}
+	})
+	fams := scrape(t, ts)
+	gauges := []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"prober_nats_node_up", map[string]string{"node": "n0", "dc": "eu-1"}, 1},
+		{"prober_nats_node_up", map[string]string{"node": "n2", "dc": "eu-2"}, 1},
+		{"prober_nats_node_up", map[string]string{"node": "w0", "dc": "west"}, 1},
+		{"prober_maintenance_phase", map[string]string{"pod": "n2", "phase": "Requested"}, 1},
+		{"prober_maintenance_phase", map[string]string{"pod": "n1", "phase": "Active"}, 1},
+	}
+	for _, g := range gauges {
+		got, ok := sample(fams, g.name, g.labels)
+		if assert.True(t, ok, "%s%v in %v", g.name, g.labels, labelSets(fams, g.name)) {
+			assert.Equal(t, g.want, got, "%s%v", g.name, g.labels)
+		}
+	}
+
+	resp, b := ts.do(t, http.MethodGet, "/raft", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+	var got prober.RaftResponse
+	require.NoError(t, json.Unmarshal(b, &got))
+	for _, n := range got.Nodes {
+		assert.Contains(t, []string{"east", "west"}, n.DC, "/raft shows NATS cluster names")
+	}
 }

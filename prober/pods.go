@@ -41,45 +41,21 @@ func (s *Server) handleGetPod(w http.ResponseWriter, r *http.Request) {
 // handlePutPod handles PUT /pods/{pod}: maintenance for one pod.
 func (s *Server) handlePutPod(w http.ResponseWriter, r *http.Request) {
 	pod := mux.Vars(r)["pod"]
-	q, err := parseChangeQuery(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := parseEnterRequest(w, r, q)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	res, err := s.svc.EnterPod(r.Context(), pod, req)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if res.DryRun {
-		s.writeJSON(w, r, http.StatusOK, dryRunResponse(res))
-		return
-	}
-	s.answerPod(w, r, pod, res, q, maintenance.Goal{Enter: true})
+	s.serveEnter(w, r, func(ctx context.Context, req maintenance.Request) (maintenance.Result, error) {
+		return s.svc.EnterPod(ctx, pod, req)
+	}, func(res maintenance.Result, q changeQuery) {
+		s.answerPod(w, r, pod, res, q, maintenance.Goal{Enter: true})
+	})
 }
 
 // handleDeletePod handles DELETE /pods/{pod}: bring one pod back.
 func (s *Server) handleDeletePod(w http.ResponseWriter, r *http.Request) {
 	pod := mux.Vars(r)["pod"]
-	q, err := parseChangeQuery(r)
-	if err == nil {
-		err = noDryRun(q)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	res, err := s.svc.ExitPod(r.Context(), pod, requestedBy(r))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.answerPod(w, r, pod, res, q, maintenance.Goal{})
+	s.serveExit(w, r, func(ctx context.Context, by string) (maintenance.Result, error) {
+		return s.svc.ExitPod(ctx, pod, by)
+	}, func(res maintenance.Result, q changeQuery) {
+		s.answerPod(w, r, pod, res, q, maintenance.Goal{})
+	})
 }
 
 func (s *Server) answerPod(w http.ResponseWriter, r *http.Request, pod string, res maintenance.Result, q changeQuery, g maintenance.Goal) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prober-dev/prober/maintenance"
-	"github.com/prober-dev/prober/natsraft"
 )
 
 // Probe paths. They stay open when authentication comes.
@@ -75,19 +74,11 @@ func (r *ViewReadiness) PodReady(ctx context.Context, pod string) (bool, string)
 	if r.Views == nil {
 		return true, ""
 	}
-	var v *natsraft.View
-	if lv, ok := r.Views.(latestViews); ok {
-		if latest := lv.Latest(); latest != nil && time.Since(latest.At) <= maxLatestAge {
-			v = latest
-		}
-	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	v, err := latestOrFresh(ctx, r.Views, time.Now())
 	if v == nil {
-		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-		defer cancel()
-		var err error
-		if v, err = r.Views.View(ctx); v == nil {
-			return false, "no cluster view: " + errText(err)
-		}
+		return false, "no cluster view: " + errText(err)
 	}
 	return v.NodeReady(pod)
 }

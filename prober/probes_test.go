@@ -74,7 +74,7 @@ func TestReadyzPerPod(t *testing.T) {
 		{name: "every pod", path: "/readyz", status: http.StatusServiceUnavailable,
 			message: "not ready: n1: in maintenance (pod.n1); n2: stream ORDERS: not current",
 			pods: map[string]string{"n0": "ready", "w0": "ready", "n1": "in maintenance (pod.n1)",
-				"n2": "stream ORDERS: not current (lag 5000, active 0s, leader n1)"}},
+				"n2": "stream ORDERS: not current (lag 5000, active 100ms, leader n1)"}},
 		{name: "liveness stays", path: "/livez", status: http.StatusOK},
 	}
 	for _, tt := range tests {

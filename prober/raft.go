@@ -2,7 +2,6 @@ package prober
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"github.com/prober-dev/prober/maintenance"
@@ -30,19 +29,12 @@ func (s *Server) Raft(ctx context.Context) (*RaftResponse, error) {
 	if s.views == nil {
 		return nil, maintenance.Errorf(maintenance.EUnavailable, "no cluster view is configured")
 	}
-	v, err := s.views.View(ctx)
+	v, err := maintenance.ClusterView(ctx, s.views, s.log)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("cluster view: %w", err)
-		}
-		s.log.Warn().Err(err).Msg("cluster view unavailable")
-		return nil, maintenance.Errorf(maintenance.EUnavailable, "the cluster view is not available; see the prober's log")
-	}
-	if v == nil {
-		return nil, maintenance.Errorf(maintenance.EUnavailable, "the cluster view is not available yet")
+		return nil, err
 	}
 	now := s.now()
-	findings := natsraft.Diagnose(v, natsraft.DiagnoseOptions{Now: now, Maintenance: outOfService(v, s.document(ctx), now)})
+	findings := natsraft.Diagnose(v, natsraft.DiagnoseOptions{Now: now, Maintenance: outOfService(v, s.document(ctx), s.dcOf(), now)})
 	if findings == nil {
 		findings = []natsraft.Finding{}
 	}

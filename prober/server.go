@@ -39,6 +39,13 @@ type Options struct {
 	Service *maintenance.Service
 	// Views serves /raft; Service.Views when nil.
 	Views maintenance.ViewSource
+	// DCs returns the dc of the pods whose dc is not their NATS cluster
+	// name (in Kubernetes mode, the pod's dc label), by pod name: the dc
+	// the maintenance service and the stored document use. /raft and the
+	// diagnosis keep the NATS cluster names, which routes and gateways
+	// follow; what is desired for a node, and the dc label of its
+	// metrics, use this one. Nil means every dc is the NATS cluster name.
+	DCs func() map[string]string
 	// Ready reports local readiness and, when not ready, why; nil means
 	// always ready. Readiness, when set, takes its place.
 	Ready func() (bool, string)
@@ -56,6 +63,7 @@ type Options struct {
 // its routes and handlers.
 type Server struct {
 	svc       *maintenance.Service
+	dcs       func() map[string]string
 	views     maintenance.ViewSource
 	ready     func() (bool, string)
 	readiness Readiness
@@ -83,6 +91,7 @@ type Server struct {
 func NewServer(o Options) *Server {
 	s := &Server{
 		svc:       o.Service,
+		dcs:       o.DCs,
 		views:     o.Views,
 		ready:     o.Ready,
 		readiness: o.Readiness,
@@ -176,6 +185,28 @@ func (s *Server) Close(ctx context.Context) error {
 		return fmt.Errorf("http server: shutdown: %w", err)
 	}
 	return nil
+}
+
+// Wait blocks until the server stops serving or ctx ends. It returns the
+// error that stopped Serve (nil after Close, or when ctx ended first), so
+// that an app running the server in its run group ends when serving
+// fails.
+func (s *Server) Wait(ctx context.Context) error {
+	s.mu.Lock()
+	serveErr := s.serveErr
+	s.mu.Unlock()
+	if serveErr == nil {
+		return errors.New("http server: not open")
+	}
+	select {
+	case err := <-serveErr:
+		if err != nil {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // Run opens the server, serves until ctx ends and closes it within
@@ -304,8 +335,10 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 	})
 }
 
-// recoverPanics turns a panicking handler into a 500 (when nothing was
-// written yet) and a logged stack, never a crash.
+// recoverPanics turns a panicking handler into a 500 and a logged stack,
+// never a crash; when the handler had already written its header, the
+// response is aborted instead (http.ErrAbortHandler), so that a truncated
+// body is never taken for a whole one.
 func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw, ok := w.(*statusWriter)
@@ -322,9 +355,14 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 			}
 			s.log.Error().Str("panic", fmt.Sprint(v)).Str("method", r.Method).Str("path", r.URL.Path).
 				Bytes("stack", debug.Stack()).Msg("handler panicked")
-			if sw.status == 0 {
-				s.writeJSON(sw, r, http.StatusInternalServerError, internalErrorBody)
+			if sw.status != 0 {
+				// The status and part of the body are out: a 500 can no
+				// longer be sent, and finishing normally would pass a
+				// truncated body off as complete. Abort the response so
+				// that the client sees a broken connection or stream.
+				panic(http.ErrAbortHandler)
 			}
+			s.writeJSON(sw, r, http.StatusInternalServerError, internalErrorBody)
 		}()
 		next.ServeHTTP(sw, r)
 	})

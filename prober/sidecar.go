@@ -273,6 +273,7 @@ func (d *PodDiscovery) watch(ctx context.Context, rv string) (string, bool, erro
 		return rv, false, fmt.Errorf("watch pods: %w", err)
 	}
 	defer w.Stop()
+	started := time.Now()
 	progressed := false
 	for {
 		var ev watch.Event
@@ -283,6 +284,12 @@ func (d *PodDiscovery) watch(ctx context.Context, rv string) (string, bool, erro
 		case ev, ok = <-w.ResultChan():
 		}
 		if !ok {
+			// A watch that ends at once with nothing delivered is not the
+			// server's timeout: re-watching at once would spin, so list
+			// again after the back-off.
+			if !progressed && time.Since(started) < time.Duration(secs)*time.Second/2 {
+				return rv, false, errPodWatchEndedEarly
+			}
 			return rv, true, nil
 		}
 		switch ev.Type {
@@ -304,6 +311,10 @@ func (d *PodDiscovery) watch(ctx context.Context, rv string) (string, bool, erro
 		}
 	}
 }
+
+// errPodWatchEndedEarly ends a pod watch that closed before delivering
+// anything and well before its timeout.
+var errPodWatchEndedEarly = errors.New("the pod watch ended early without events")
 
 // peerOf derives the peer of a pod; false for a pod that cannot be reached
 // at all (no IP and no DNS name).
@@ -590,6 +601,7 @@ func (a *SidecarApp) Run(ctx context.Context) error {
 		Addr:    a.Listen,
 		Service: svc,
 		Views:   collector,
+		DCs:     a.Discovery.DCs,
 		Readiness: &ViewReadiness{
 			Local: map[string]func() (bool, string){a.Pod: a.localReady},
 			Views: collector,
@@ -602,19 +614,11 @@ func (a *SidecarApp) Run(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", a.Listen, err)
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	goRun := func(name string, run func(context.Context) error) {
-		wg.Go(func() {
-			if err := run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
-	}
-	goRun("discovery", a.Discovery.Run)
-	goRun("peers", func(ctx context.Context) error { return a.followPeers(ctx, collector, goRun) })
-	goRun("local node", func(ctx context.Context) error {
+	g := newRunGroup(ctx)
+	g.Go("http server", srv.Wait)
+	g.Go("discovery", a.Discovery.Run)
+	g.Go("peers", func(ctx context.Context) error { return a.followPeers(ctx, collector, g.Go) })
+	g.Go("local node", func(ctx context.Context) error {
 		return a.runLocal(ctx, store, sidecarNode{name: a.Pod, fence: a.Fence, handoff: handoff}, collector, log)
 	})
 
@@ -627,19 +631,13 @@ func (a *SidecarApp) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	log.Info().Str("addr", srv.Addr()).Str("namespace", a.Namespace).Msg("sidecar serving")
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), sidecarShutdown)
-	defer done()
-	if err := srv.Close(shutdownCtx); err != nil {
-		log.Warn().Err(err).Msg("close API")
-	}
-	cancel()
-	wg.Wait()
-	return runErr
+	return g.Wait(ctx, func() {
+		shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), sidecarShutdown)
+		defer done()
+		if err := srv.Close(shutdownCtx); err != nil {
+			log.Warn().Err(err).Msg("close API")
+		}
+	})
 }
 
 // followPeers hands the discovered endpoints to the collector, and starts
