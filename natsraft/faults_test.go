@@ -354,12 +354,15 @@ func TestFaultStaleState(t *testing.T) {
 	for _, rg := range n.RaftRegressions {
 		assert.True(t, rg.TermAfter < rg.TermBefore || rg.IndexAfter < rg.IndexBefore, "%+v", rg)
 	}
-	// It catches up, and the finding stays as a warning for a while.
-	v = waitHealthy(t, c)
+	// It catches up (healthy first, then ready: readiness is the stricter
+	// of the two), and the finding stays as a warning for a while.
+	waitHealthy(t, c)
+	waitViewLatest(t, c, 30*time.Second, x+" ready", func(v *View) bool {
+		ready, _ := v.NodeReady(x)
+		return ready
+	})
 	f, _ = waitFinding(t, c, 5*time.Second, CauseStaleState, nil)
 	assert.Equal(t, SeverityWarning, f.Severity)
-	ready, why := v.NodeReady(x)
-	assert.True(t, ready, why)
 }
 
 // stepDownAll makes the demo stream, its consumer and the meta group each
