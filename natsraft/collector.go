@@ -639,7 +639,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 	names := map[string]string{} // Raft node hash -> server name
 	for _, r := range reports {
 		nodes[r.name()] = r
-		names[nodeHash(r.name())] = r.name()
+		names[NodeHash(r.name())] = r.name()
 	}
 
 	obs := map[groupKey]*groupObs{}
@@ -901,9 +901,10 @@ func peerName(p peerDoc, names map[string]string) string {
 	return p.Name
 }
 
-// nodeHash is the Raft node id NATS derives from a server name (the
-// server's getHash): eight base-62 digits of its SHA-256.
-func nodeHash(name string) string {
+// NodeHash is the Raft node id NATS derives from a server name (the
+// server's getHash): eight base-62 digits of its SHA-256. /raftz names
+// nodes by it.
+func NodeHash(name string) string {
 	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	sum := sha256.Sum256([]byte(name))
 	var b [8]byte

@@ -41,7 +41,7 @@ func synthReport(name string, routes ...string) *nodeReport {
 func synthReplicas(names ...string) []peerDoc {
 	out := make([]peerDoc, len(names))
 	for i, n := range names {
-		out[i] = peerDoc{Name: n, Current: true, Active: 100 * time.Millisecond, Peer: nodeHash(n)}
+		out[i] = peerDoc{Name: n, Current: true, Active: 100 * time.Millisecond, Peer: NodeHash(n)}
 	}
 	return out
 }
@@ -334,7 +334,7 @@ func TestBuildViewLeadership(t *testing.T) {
 			name: "a peer name NATS does not know yet is resolved by its hash",
 			mutate: func(rs map[string]*nodeReport) {
 				ci := rs["n0"].jsz.Accounts[0].Streams[0].Cluster
-				ci.Replicas[1].Name = "Server name unknown at this time (peerID: " + nodeHash("n2") + ")"
+				ci.Replicas[1].Name = "Server name unknown at this time (peerID: " + NodeHash("n2") + ")"
 			},
 			wantLeader: "n0", wantTerm: 6, wantPeers: []string{"n0", "n1", "n2"},
 		},
@@ -378,7 +378,7 @@ func TestNodeHashMatchesNATS(t *testing.T) {
 			s.Start()
 			t.Cleanup(s.Shutdown)
 			require.True(t, s.ReadyForConnections(5*time.Second))
-			assert.Equal(t, s.Node(), nodeHash(name))
+			assert.Equal(t, s.Node(), NodeHash(name))
 		})
 	}
 }
@@ -780,7 +780,7 @@ func synthJsz(tb testing.TB, node string, nodes []string, streams int) []byte {
 		c := &server.ClusterInfo{Name: "dc1", RaftGroup: group, Leader: leader, LeaderSince: &now}
 		for _, p := range nodes {
 			if p != leader && (leader == node || p != node) {
-				c.Replicas = append(c.Replicas, &server.PeerInfo{Name: p, Current: true, Active: 200 * time.Millisecond, Peer: nodeHash(p)})
+				c.Replicas = append(c.Replicas, &server.PeerInfo{Name: p, Current: true, Active: 200 * time.Millisecond, Peer: NodeHash(p)})
 			}
 		}
 		return c
@@ -823,8 +823,8 @@ func synthRaftz(tb testing.TB, node string, nodes []string, streams int) map[str
 	group := func(name string, i int) server.RaftzGroup {
 		leader := nodes[i%len(nodes)]
 		g := server.RaftzGroup{
-			ID: nodeHash(node), State: "FOLLOWER", Size: 3, QuorumNeeded: 2,
-			Committed: 1000, Applied: 1000, Leader: nodeHash(leader), Term: 7, PTerm: 7, PIndex: 1000,
+			ID: NodeHash(node), State: "FOLLOWER", Size: 3, QuorumNeeded: 2,
+			Committed: 1000, Applied: 1000, Leader: NodeHash(leader), Term: 7, PTerm: 7, PIndex: 1000,
 			EverHadLeader: true, TrafficAcc: "APP", Peers: map[string]server.RaftzGroupPeer{},
 		}
 		if leader == node {
@@ -832,7 +832,7 @@ func synthRaftz(tb testing.TB, node string, nodes []string, streams int) map[str
 		}
 		for _, p := range nodes {
 			if p != node {
-				g.Peers[nodeHash(p)] = server.RaftzGroupPeer{Name: p, Known: true, LastReplicatedIndex: 1000, LastSeen: "200ms"}
+				g.Peers[NodeHash(p)] = server.RaftzGroupPeer{Name: p, Known: true, LastReplicatedIndex: 1000, LastSeen: "200ms"}
 			}
 		}
 		return g

@@ -261,7 +261,7 @@ func (e *Embedded) startAll(ctx context.Context) error {
 
 // waitMetaLeader polls until some running node leads the JetStream meta group.
 func (e *Embedded) waitMetaLeader(ctx context.Context) error {
-	err := embeddedPoll(ctx, 10*time.Millisecond, func() bool {
+	err := pollUntil(ctx, 10*time.Millisecond, func() bool {
 		return e.MetaLeader() != ""
 	})
 	if err != nil {
@@ -310,7 +310,7 @@ func (e *Embedded) ensureDemo(ctx context.Context) error {
 	}
 	var last error
 	attempt := 0
-	err = embeddedPoll(ctx, 50*time.Millisecond, func() bool {
+	err = pollUntil(ctx, 50*time.Millisecond, func() bool {
 		if last != nil {
 			e.log.Debug().Err(last).Int("attempt", attempt).Msg("demo not ready yet")
 		}
@@ -573,7 +573,7 @@ func (n *EmbeddedNode) start(ctx context.Context) error {
 	n.mu.Unlock()
 
 	s.Start()
-	err = embeddedPoll(ctx, 5*time.Millisecond, func() bool {
+	err = pollUntil(ctx, 5*time.Millisecond, func() bool {
 		return s.Addr() != nil && s.MonitorAddr() != nil && s.ClusterAddr() != nil &&
 			(n.gateway == nil || s.GatewayAddr() != nil)
 	})
@@ -721,8 +721,9 @@ func embeddedDeadline(ctx context.Context, d time.Duration) (context.Context, co
 	return context.WithTimeout(ctx, d)
 }
 
-// embeddedPoll calls cond every interval until it returns true or ctx ends.
-func embeddedPoll(ctx context.Context, interval time.Duration, cond func() bool) error {
+// pollUntil calls cond now and then every interval until it returns true
+// or ctx ends.
+func pollUntil(ctx context.Context, interval time.Duration, cond func() bool) error {
 	if cond() {
 		return nil
 	}

@@ -385,7 +385,7 @@ func (n *EmbeddedNode) Fence(ctx context.Context) error {
 	start := time.Now()
 	cut := n.e.fab.fence(n.name)
 	var left []string
-	err := embeddedPoll(ctx, 5*time.Millisecond, func() bool {
+	err := pollUntil(ctx, 5*time.Millisecond, func() bool {
 		left = n.links()
 		return len(left) == 0
 	})
@@ -406,7 +406,7 @@ func (n *EmbeddedNode) Unfence(ctx context.Context) error {
 	start := time.Now()
 	n.e.fab.unfence(n.name)
 	var missing []string
-	err := embeddedPoll(ctx, 10*time.Millisecond, func() bool {
+	err := pollUntil(ctx, 10*time.Millisecond, func() bool {
 		missing = n.missingLinks()
 		return len(missing) == 0
 	})

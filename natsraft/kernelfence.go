@@ -247,7 +247,7 @@ func (f *KernelFence) Fence(ctx context.Context) error {
 		return fmt.Errorf("fence: destroy sockets: %w", err)
 	}
 	var left []string
-	err = kernelFencePoll(ctx, func() bool {
+	err = pollUntil(ctx, kernelFencePollInterval, func() bool {
 		left = f.links(ctx)
 		return len(left) == 0
 	})
@@ -271,7 +271,7 @@ func (f *KernelFence) Unfence(ctx context.Context) error {
 	}
 	f.remember(false)
 	var missing []string
-	err := kernelFencePoll(ctx, func() bool {
+	err := pollUntil(ctx, kernelFencePollInterval, func() bool {
 		missing = f.missingLinks(ctx)
 		return len(missing) == 0
 	})
@@ -365,7 +365,7 @@ func (f *KernelFence) switchJetStream(ctx context.Context, on bool) error {
 		return fmt.Errorf("reload: %w", err)
 	}
 	var lastErr error
-	err = kernelFencePoll(ctx, func() bool {
+	err = pollUntil(ctx, kernelFencePollInterval, func() bool {
 		running, lastErr = f.jetStreamOn(ctx)
 		return lastErr == nil && running == on
 	})
@@ -500,7 +500,7 @@ func (f *KernelFence) MoveClients(ctx context.Context) error {
 	gctx, cancel := context.WithTimeout(ctx, f.o.MoveClientsGrace)
 	defer cancel()
 	var left []uint64
-	waitErr := kernelFencePoll(gctx, func() bool {
+	waitErr := pollUntil(gctx, kernelFencePollInterval, func() bool {
 		now, err := f.clientIDs(gctx, own)
 		if err != nil {
 			return false
@@ -787,21 +787,6 @@ func kernelFenceDeadline(ctx context.Context, d time.Duration) (context.Context,
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, d)
-}
-
-// kernelFencePoll calls cond every poll interval until it returns true or
-// ctx ends.
-func kernelFencePoll(ctx context.Context, cond func() bool) error {
-	t := time.NewTicker(kernelFencePollInterval)
-	defer t.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-	return nil
 }
 
 // ensureFileContent writes content to path (atomically) unless the file

@@ -66,7 +66,7 @@ func (n *EmbeddedNode) Resume(ctx context.Context) error {
 	if err := s.Reload(); err != nil {
 		return fmt.Errorf("resume %s: reload: %w", n.name, err)
 	}
-	if err := embeddedPoll(ctx, 5*time.Millisecond, s.JetStreamEnabled); err != nil {
+	if err := pollUntil(ctx, 5*time.Millisecond, s.JetStreamEnabled); err != nil {
 		return fmt.Errorf("resume %s: JetStream did not come back: %w", n.name, err)
 	}
 	n.log.Info().Dur("took", time.Since(start)).Msg("JetStream resumed")
@@ -104,7 +104,7 @@ func (n *EmbeddedNode) MoveClients(ctx context.Context) error {
 	gctx, cancel := context.WithTimeout(ctx, moveClientsGrace)
 	defer cancel()
 	var left []uint64
-	waitErr := embeddedPoll(gctx, 10*time.Millisecond, func() bool {
+	waitErr := pollUntil(gctx, 10*time.Millisecond, func() bool {
 		left = left[:0]
 		for _, id := range ids {
 			if s.GetClient(id) != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -93,7 +92,7 @@ func (h *synthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func synthDocs(self, streams, consumers int) (*synthHandler, error) {
 	now := time.Now()
 	name := synthNodes[self]
-	hash := nodeHash
+	hash := natsraft.NodeHash
 	cluster := func(group string, leader int) *server.ClusterInfo {
 		ci := &server.ClusterInfo{Name: "dc1", RaftGroup: group, Leader: synthNodes[leader], LeaderSince: &now}
 		for i, p := range synthNodes {
@@ -189,16 +188,4 @@ func synthDocs(self, streams, consumers int) (*synthHandler, error) {
 		return nil, err
 	}
 	return h, nil
-}
-
-// nodeHash is the Raft node id NATS derives from a server name: eight
-// base-62 digits of its SHA-256.
-func nodeHash(name string) string {
-	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	sum := sha256.Sum256([]byte(name))
-	var b [8]byte
-	for i := range b {
-		b[i] = digits[int(sum[i]%62)]
-	}
-	return string(b[:])
 }

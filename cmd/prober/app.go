@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -59,19 +58,8 @@ env PROBER_SERVER) with --token (env PROBER_TOKEN; not needed on loopback).
 
 func runEmbedded(args []string, stdout, stderr io.Writer) int {
 	var o EmbeddedOptions
-	fs := flag.NewFlagSet("prober embedded", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.Flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := o.Validate(); err != nil {
-		fmt.Fprintf(stderr, "prober: %v\n", err)
-		return 2
-	}
-	if err := o.Complete(stderr); err != nil {
-		fmt.Fprintf(stderr, "prober: %v\n", err)
-		return 1
+	if code, ok := parseOptions("prober embedded", &o, args, stderr); !ok {
+		return code
 	}
 	ctx, stop := signalContext()
 	defer stop()

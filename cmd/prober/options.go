@@ -58,16 +58,51 @@ func (o *EmbeddedOptions) Validate() error {
 			errs = append(errs, fmt.Errorf("--%s %d: out of range", name, p))
 		}
 	}
-	if o.Resync < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("--resync %s: at least 100ms", o.Resync))
-	}
-	if o.LogFormat != "json" && o.LogFormat != "console" {
-		errs = append(errs, fmt.Errorf("--log-format %q: json or console", o.LogFormat))
-	}
-	if _, err := zerolog.ParseLevel(o.LogLevel); err != nil {
-		errs = append(errs, fmt.Errorf("--log-level %q: %w", o.LogLevel, err))
-	}
+	errs = append(errs, validateRunFlags(o.Resync, o.LogFormat, o.LogLevel)...)
 	return errors.Join(errs...)
+}
+
+// validateRunFlags checks the flags every long-running command shares.
+func validateRunFlags(resync time.Duration, logFormat, logLevel string) []error {
+	var errs []error
+	if resync < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--resync %s: at least 100ms", resync))
+	}
+	if logFormat != "json" && logFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format %q: json or console", logFormat))
+	}
+	if _, err := zerolog.ParseLevel(logLevel); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level %q: %w", logLevel, err))
+	}
+	return errs
+}
+
+// options are a long-running command's flags: Flags, then Validate (every
+// problem at once), then Complete (typed values, clients).
+type options interface {
+	Flags(fs *flag.FlagSet)
+	Validate() error
+	Complete(stderr io.Writer) error
+}
+
+// parseOptions runs args through o; ok is false when the command must stop
+// with code.
+func parseOptions(name string, o options, args []string, stderr io.Writer) (code int, ok bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2, false
+	}
+	if err := o.Validate(); err != nil {
+		fmt.Fprintf(stderr, "prober: %v\n", err)
+		return 2, false
+	}
+	if err := o.Complete(stderr); err != nil {
+		fmt.Fprintf(stderr, "prober: %v\n", err)
+		return 1, false
+	}
+	return 0, true
 }
 
 // Complete turns validated flags into typed values.

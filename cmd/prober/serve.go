@@ -141,15 +141,7 @@ func (o *ServeOptions) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--reload %q: %s or %s", o.Reload, reloadSystem, reloadSignal))
 	}
-	if o.Resync < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("--resync %s: at least 100ms", o.Resync))
-	}
-	if o.LogFormat != "json" && o.LogFormat != "console" {
-		errs = append(errs, fmt.Errorf("--log-format %q: json or console", o.LogFormat))
-	}
-	if _, err := zerolog.ParseLevel(o.LogLevel); err != nil {
-		errs = append(errs, fmt.Errorf("--log-level %q: %w", o.LogLevel, err))
-	}
+	errs = append(errs, validateRunFlags(o.Resync, o.LogFormat, o.LogLevel)...)
 	return errors.Join(errs...)
 }
 
@@ -201,19 +193,8 @@ func (o *ServeOptions) localURLs() (monitor, client string) {
 
 func runServe(args []string, _, stderr io.Writer) int {
 	var o ServeOptions
-	fs := flag.NewFlagSet("prober serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.Flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := o.Validate(); err != nil {
-		fmt.Fprintf(stderr, "prober: %v\n", err)
-		return 2
-	}
-	if err := o.Complete(stderr); err != nil {
-		fmt.Fprintf(stderr, "prober: %v\n", err)
-		return 1
+	if code, ok := parseOptions("prober serve", &o, args, stderr); !ok {
+		return code
 	}
 	ctx, stop := signalContext()
 	defer stop()
