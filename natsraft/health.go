@@ -540,7 +540,9 @@ func readLimited(resp *http.Response, maxBody int64) ([]byte, error) {
 	if resp.ContentLength > 0 {
 		size = min(resp.ContentLength, maxBodyPrealloc)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1))
+	// bytes.Buffer grows (doubling) whenever less than MinRead is free,
+	// so room for MinRead past the body keeps the read to one allocation.
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
 	// One byte more than the limit tells a body at the limit from a
 	// longer one.
 	n, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBody+1))
