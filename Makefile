@@ -2,6 +2,8 @@
 GO       ?= go
 DATA_DIR ?= .prober-data
 ARGS     ?=
+# CM_SOAK: how long 50 concurrent clients race on the ConfigMap in `make test`
+CM_SOAK  ?= 60s
 PKGS     := ./...
 
 .PHONY: run test bench build lint clean deps kubeenv soak newman
@@ -12,7 +14,7 @@ run:
 
 ## test: everything, with the race detector, against a real kube-apiserver + etcd
 test: lint deps kubeenv
-	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" PROBER_KUBEENV_REQUIRED=1 \
+	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" PROBER_KUBEENV_REQUIRED=1 PROBER_CM_SOAK=$(CM_SOAK) \
 	  $(GO) test -race -count=1 -timeout 25m $(PKGS)
 
 ## deps: Debian packages the tests use (iproute2 for the kernel fence's network namespaces, as root)
@@ -24,9 +26,9 @@ deps:
 kubeenv:
 	@./scripts/kubeenv-bin.sh >/dev/null
 
-## soak: the 60 s ConfigMap compare-and-swap soak (50 concurrent clients)
+## soak: the ConfigMap compare-and-swap soak alone (50 concurrent clients, CM_SOAK long)
 soak: kubeenv
-	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" PROBER_CM_SOAK=60s \
+	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" PROBER_CM_SOAK=$(CM_SOAK) \
 	  $(GO) test -race -count=1 -run TestConfigMapStoreCAS ./maintenance/
 
 ## bench: speed goals, printed side by side (not part of `make test`)

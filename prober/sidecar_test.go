@@ -312,6 +312,7 @@ func TestSidecar(t *testing.T) {
 	t.Run("dc label", func(t *testing.T) { testSidecarDCLabel(t, e) })
 	t.Run("pods follow the pod list", func(t *testing.T) { testSidecarPodList(t, e) })
 	t.Run("a restarted node is ready once caught up", func(t *testing.T) { testSidecarRestart(t, e) })
+	t.Run("API server down: 503 on writes, last state on reads, fences hold", func(t *testing.T) { testSidecarAPIServerDown(t, e) })
 }
 
 func TestSidecarAppValidates(t *testing.T) {
