@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -565,40 +564,11 @@ func (c *Collector) getJsz(ctx context.Context, base string, into *jszDoc) error
 	return nil
 }
 
+// get decodes the answer of GET base+path?q into into; its errors name
+// the path, the node being known to the caller.
 func (c *Collector) get(ctx context.Context, base, path string, q url.Values, into any) error {
-	u := strings.TrimSuffix(base, "/") + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
+	if err := getJSON(ctx, c.o.Client, monitorURL(base, path, q), into); err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	resp, err := c.o.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-	}()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("GET %s: %w", path, errNotFound)
-	case resp.StatusCode != http.StatusOK:
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return fmt.Errorf("GET %s: status %d: %s", path, resp.StatusCode, strings.TrimSpace(string(msg)))
-	}
-	// Read the body whole into a buffer of its announced size, then decode:
-	// a json.Decoder grows its buffer by doubling, which on the /jsz and
-	// /raftz of ten thousand groups (5–7 MB each) leaves about as much
-	// garbage again on every sweep.
-	body, err := readBody(resp)
-	if err != nil {
-		return fmt.Errorf("GET %s: read: %w", path, err)
-	}
-	if err := json.Unmarshal(body, into); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", path, err)
 	}
 	return nil
 }
@@ -889,9 +859,7 @@ func connected(a, b *nodeReport) bool {
 	if a == b || a.varz.Cluster.Name != b.varz.Cluster.Name {
 		return true
 	}
-	_, ab := slices.BinarySearch(a.routes, b.name())
-	_, ba := slices.BinarySearch(b.routes, a.name())
-	return ab && ba
+	return routeEachOther(a.name(), a.routes, b.name(), b.routes)
 }
 
 func peerName(p peerDoc, names map[string]string) string {

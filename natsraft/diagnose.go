@@ -235,7 +235,15 @@ func (v *View) routed(a, b string) bool {
 	if a == b || na.DC != nb.DC {
 		return true
 	}
-	return slices.Contains(na.Routes, b) && slices.Contains(nb.Routes, a)
+	return routeEachOther(a, na.Routes, b, nb.Routes)
+}
+
+// routeEachOther tells whether nodes a and b, with the given routes, have
+// a route both ways: each lists the other among its routes. It is the one
+// definition the route checks share; which pairs must route (those of one
+// dc) is theirs to say.
+func routeEachOther(a string, aRoutes []string, b string, bRoutes []string) bool {
+	return slices.Contains(aRoutes, b) && slices.Contains(bRoutes, a)
 }
 
 // Diagnose reads the view and returns its findings, most severe first; a
@@ -748,13 +756,7 @@ func (d *diagnosis) checkStale() {
 
 func (d *diagnosis) groupByRaft(name string) *Group {
 	if d.byRaft == nil {
-		d.byRaft = map[string]*Group{}
-		for i := range d.v.Groups {
-			g := &d.v.Groups[i]
-			if g.RaftGroup != "" {
-				d.byRaft[g.RaftGroup] = g
-			}
-		}
+		d.byRaft = groupIndex(d.v)
 	}
 	return d.byRaft[name]
 }
@@ -901,11 +903,7 @@ func (d *diagnosis) finish(dr *draft) Finding {
 
 	f.Evidence = append(f.Evidence, dedupe(dr.evidence)...)
 	f.Evidence = append(f.Evidence, d.groupEvidence(groups, f.GroupCount)...)
-	notes := dedupe(dr.groupNotes)
-	if len(notes) > maxEvidence {
-		notes = append(notes[:maxEvidence], fmt.Sprintf("and %d more", len(notes)-maxEvidence))
-	}
-	f.Evidence = append(f.Evidence, notes...)
+	f.Evidence = append(f.Evidence, bounded(dedupe(dr.groupNotes), maxEvidence)...)
 	if f.Evidence == nil {
 		f.Evidence = []string{}
 	}
@@ -1072,11 +1070,18 @@ func listOrNone(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-func joinBounded(items []string, max int, sep string) string {
+// bounded returns the first max items, and a last "and N more" for the
+// rest; items itself is left as it is.
+func bounded(items []string, max int) []string {
 	if len(items) > max {
-		items = append(items[:max:max], fmt.Sprintf("and %d more", len(items)-max))
+		return append(items[:max:max], fmt.Sprintf("and %d more", len(items)-max))
 	}
-	return strings.Join(items, sep)
+	return items
+}
+
+// joinBounded joins the bounded items with sep.
+func joinBounded(items []string, max int, sep string) string {
+	return strings.Join(bounded(items, max), sep)
 }
 
 func roundSeconds(d time.Duration) float64 {

@@ -1,6 +1,7 @@
 package natsraft
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -151,7 +152,7 @@ func TestGateFenceSingleDC(t *testing.T) {
 
 func TestGateRefusesFencedDialer(t *testing.T) {
 	e := embeddedForTest(t, EmbeddedOptions{})
-	fenced, open := e.Node("nats-0"), e.Node("nats-1")
+	fenced, open, other := e.Node("nats-0"), e.Node("nats-1"), e.Node("nats-2")
 	require.NoError(t, fenced.Fence(opCtx(t, fenceDeadline)))
 
 	tests := []struct {
@@ -163,6 +164,7 @@ func TestGateRefusesFencedDialer(t *testing.T) {
 		{name: "fenced dialer to open node", gate: open.route, dialer: fenced, refused: true},
 		{name: "open dialer to fenced node", gate: fenced.route, dialer: open, refused: true},
 		{name: "unknown dialer to open node", gate: open.route, dialer: nil, refused: true},
+		{name: "open dialer to open node", gate: open.route, dialer: other, refused: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,6 +178,19 @@ func TestGateRefusesFencedDialer(t *testing.T) {
 			// Writing may already fail when the gate refused at accept.
 			_, _ = fmt.Fprintf(conn, "CONNECT {\"name\":%q,\"cluster\":\"dc1\"}\r\n", id)
 			require.NoError(t, conn.SetReadDeadline(time.Now().Add(3*time.Second)))
+			owner := e.Node(tt.gate.owner)
+			if !tt.refused {
+				// The gate forwards the dialer to the node, whose INFO comes
+				// back through it.
+				line, err := bufio.NewReader(conn).ReadString('\n')
+				require.NoError(t, err, "the gate must let the dialer through")
+				assert.True(t, strings.HasPrefix(line, "INFO "), "first line %q", line)
+				assert.Contains(t, line, owner.Server().ID(), "the INFO comes from the gate's node")
+				// The real route between the two open nodes is up both ways.
+				assert.Eventually(t, func() bool { return peerSeesNode(owner, tt.dialer) && peerSeesNode(tt.dialer, owner) },
+					unfenceDeadline, 10*time.Millisecond, "%s and %s route to each other", owner.Name(), tt.dialer.Name())
+				return
+			}
 			// The gate closes the connection before the node says a word:
 			// not even the node's INFO reaches a refused route dialer.
 			got, err := io.ReadAll(conn)

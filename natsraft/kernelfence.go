@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -474,62 +473,66 @@ func (f *KernelFence) MoveClients(ctx context.Context) error {
 	if f.o.System == nil {
 		return errors.New("move clients: no system-account connection configured")
 	}
-	var own uint64
+	h := fenceClients{f: f, id: self.ID}
 	if f.o.System.ConnectedServerId() == self.ID {
-		own, _ = f.o.System.GetClientID()
+		h.own, _ = f.o.System.GetClientID()
 	}
-	ids, err := f.clientIDs(ctx, own)
-	if err != nil {
+	if err := moveClients(ctx, h, f.o.MoveClientsGrace, kernelFencePollInterval, f.log); err != nil {
 		return fmt.Errorf("move clients: %w", err)
 	}
-	if len(ids) == 0 {
-		return nil
-	}
-	start := time.Now()
-	notified := 0
-	for _, id := range ids {
-		// A client may have left meanwhile or not support the notice (the
-		// server refuses then): the disconnect below covers both.
-		switch err := f.serverRequest(ctx, self.ID, "LDM", map[string]uint64{"cid": id}); {
-		case err == nil:
-			notified++
-		case !errors.Is(err, errServerRefused):
-			return fmt.Errorf("move clients: %w", err)
-		}
-	}
-	gctx, cancel := context.WithTimeout(ctx, f.o.MoveClientsGrace)
-	defer cancel()
-	var left []uint64
-	waitErr := pollUntil(gctx, kernelFencePollInterval, func() bool {
-		now, err := f.clientIDs(gctx, own)
-		if err != nil {
-			return false
-		}
-		left = left[:0]
-		for _, id := range ids {
-			if slices.Contains(now, id) {
-				left = append(left, id)
-			}
-		}
-		return len(left) == 0
-	})
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("move clients: %w", err)
-	}
-	kicked := 0
-	if waitErr != nil {
-		for _, id := range left {
-			switch err := f.serverRequest(ctx, self.ID, "KICK", map[string]uint64{"cid": id}); {
-			case err == nil:
-				kicked++
-			case !errors.Is(err, errServerRefused):
-				return fmt.Errorf("move clients: %w", err)
-			}
-		}
-	}
-	f.log.Info().Int("clients", len(ids)).Int("notified", notified).Int("kicked", kicked).
-		Dur("took", time.Since(start)).Msg("clients moved")
 	return nil
+}
+
+// fenceClients is the clientHost of the local server as the fence sees it:
+// through /connz and system-account requests, sparing the fence's own
+// connection own.
+type fenceClients struct {
+	f   *KernelFence
+	id  string
+	own uint64
+}
+
+func (h fenceClients) clients(ctx context.Context) ([]uint64, error) {
+	return h.f.clientIDs(ctx, h.own)
+}
+
+func (h fenceClients) present(ctx context.Context, ids []uint64) ([]uint64, error) {
+	now, err := h.f.clientIDs(ctx, h.own)
+	if err != nil {
+		return nil, err
+	}
+	var left []uint64
+	for _, id := range ids {
+		if slices.Contains(now, id) {
+			left = append(left, id)
+		}
+	}
+	return left, nil
+}
+
+func (h fenceClients) notify(ctx context.Context, id uint64) (bool, error) {
+	return h.request(ctx, "LDM", id)
+}
+
+// kick gives up on a ctx that ended during the grace: its request could
+// not get through.
+func (h fenceClients) kick(ctx context.Context, id uint64) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return h.request(ctx, "KICK", id)
+}
+
+// request sends verb for client id; a refusal is an answer, not an error.
+func (h fenceClients) request(ctx context.Context, verb string, id uint64) (bool, error) {
+	switch err := h.f.serverRequest(ctx, h.id, verb, map[string]uint64{"cid": id}); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errServerRefused):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // clientIDs returns the ids of the local server's client connections from
@@ -750,33 +753,15 @@ func (f *KernelFence) missingLinks(ctx context.Context) []string {
 	return slices.Compact(out)
 }
 
-// getJSON decodes the answer of GET base+path?q into into.
+// getJSON decodes the answer of GET base+path?q into into; its errors
+// name the whole URL, as the fence asks several servers.
 func (f *KernelFence) getJSON(ctx context.Context, base, path string, q url.Values, into any) error {
 	if base == "" {
 		return errors.New("no monitoring URL configured")
 	}
-	u := strings.TrimSuffix(base, "/") + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
+	u := monitorURL(base, path, q)
+	if err := getJSON(ctx, f.o.HTTPClient, u, into); err != nil {
 		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	resp, err := f.o.HTTPClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-	}()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return fmt.Errorf("GET %s: status %d: %s", u, resp.StatusCode, strings.TrimSpace(string(msg)))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", u, err)
 	}
 	return nil
 }

@@ -305,7 +305,7 @@ func benchSweep(ctx context.Context, out io.Writer, kind string, streams, consum
 	close(sampling)
 	wg.Wait()
 	slices.Sort(allocs)
-	res.allocPerSweep = allocs[len(allocs)/2]
+	res.allocPerSweep = median(allocs)
 	res.peakHeap = peakHeap.Load()
 	res.peakRSS, err = peakRSS()
 	if err != nil {
@@ -444,7 +444,18 @@ func stats(ds []time.Duration) string {
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	return fmt.Sprintf("%.3f / %.3f / %.3f s", s[0].Seconds(), s[len(s)/2].Seconds(), s[len(s)-1].Seconds())
+	return fmt.Sprintf("%.3f / %.3f / %.3f s", s[0].Seconds(), median(s).Seconds(), s[len(s)-1].Seconds())
+}
+
+// median returns the middle of sorted, the mean of the two middles for an
+// even count (as bench/writegap does).
+func median[T ~int64 | ~uint64](sorted []T) T {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	lo, hi := sorted[n/2-1], sorted[n/2]
+	return lo + (hi-lo)/2
 }
 
 func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
