@@ -506,11 +506,6 @@ type cmWatcher struct {
 	live bool
 }
 
-// errWatchEndedEarly ends a watch that closed before delivering anything
-// and well before its timeout: re-watching at once could spin, so the loop
-// lists again after the back-off.
-var errWatchEndedEarly = errors.New("the watch ended early without events")
-
 // setLive makes this watcher count, or not, among the store's live ones.
 func (w *cmWatcher) setLive(on bool) {
 	if on == w.live {
@@ -527,33 +522,22 @@ func (w *cmWatcher) setLive(on bool) {
 // run lists and watches until ctx ends, then closes the channel.
 func (w *cmWatcher) run(ctx context.Context) {
 	defer close(w.ch)
-	delay := cmWatchBackoff.DelayFunc()
-	for ctx.Err() == nil {
-		rv, err := w.list(ctx)
-		for err == nil {
-			var progressed bool
-			rv, progressed, err = w.watch(ctx, rv)
-			if progressed {
-				delay = cmWatchBackoff.DelayFunc()
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-			w.s.log.Debug().Err(err).Msg("watch expired, listing again")
-			continue
-		}
-		d := delay()
-		w.s.log.Warn().Err(err).Dur("retryIn", d).Msg("watch failed")
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
+	s := w.s
+	WatchLoop(ctx, ListWatch{
+		List: w.list,
+		Watch: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.name).String()
+			return s.cms.Watch(ctx, opts)
+		},
+		Event:    w.event,
+		Bookmark: s.confirm,
+		Live:     func(on bool) { w.setLive(on && w.good) },
+	}, WatchLoopOptions{
+		WatchTimeout: s.watchTimeout,
+		Grace:        s.timeout,
+		Backoff:      cmWatchBackoff,
+		Logger:       s.log,
+	})
 }
 
 // list reads the ConfigMap, notifies if it differs from the last notified
@@ -592,81 +576,25 @@ func (w *cmWatcher) learn(cm *corev1.ConfigMap) {
 	w.s.confirm()
 }
 
-// watch follows the ConfigMap from resourceVersion rv until the watch ends.
-// It returns the resourceVersion to resume from, whether the watch was
-// established and delivered or ended normally (so the back-off can reset),
-// and nil if the watch simply ended, or the error that ended it.
-func (w *cmWatcher) watch(ctx context.Context, rv string) (string, bool, error) {
-	s := w.s
-	secs := int64(s.watchTimeout / time.Second)
-	if secs < 1 {
-		secs = 1
+// event applies a watch event: the store learns the document, and the
+// receiver is notified if it changed.
+func (w *cmWatcher) event(ev watch.Event) error {
+	cm, isCM := ev.Object.(*corev1.ConfigMap)
+	if !isCM {
+		return fmt.Errorf("unexpected %T in a %s event", ev.Object, ev.Type)
 	}
-	// The API server ends the watch after secs; the client-side deadline
-	// only guards against an API server that hangs without closing.
-	wctx, cancel := context.WithTimeout(ctx, s.watchTimeout+s.timeout)
-	defer cancel()
-	wi, err := s.cms.Watch(wctx, metav1.ListOptions{
-		FieldSelector:       fields.OneTermEqualSelector("metadata.name", s.name).String(),
-		ResourceVersion:     rv,
-		AllowWatchBookmarks: true,
-		TimeoutSeconds:      &secs,
-	})
-	if err != nil {
-		return rv, false, fmt.Errorf("watch: %w", err)
+	if ev.Type == watch.Deleted {
+		w.s.remember(NewDocument())
+		w.s.confirm()
+		w.good = true
+		w.setLive(true)
+		w.announce("")
+		return nil
 	}
-	defer wi.Stop()
-	started := time.Now()
+	w.learn(cm)
 	w.setLive(w.good)
-	defer w.setLive(false)
-	progressed := false
-	for {
-		var ev watch.Event
-		var ok bool
-		select {
-		case <-wctx.Done():
-			return rv, progressed, fmt.Errorf("watch: %w", wctx.Err())
-		case ev, ok = <-wi.ResultChan():
-		}
-		if !ok {
-			// Ended by the server's timeout, or by a broken connection: in
-			// both cases resume from rv; a failure shows on the next call.
-			// A watch that ends at once with nothing delivered is not a
-			// normal end: re-watching at once would spin.
-			if !progressed && time.Since(started) < time.Duration(secs)*time.Second/2 {
-				return rv, false, errWatchEndedEarly
-			}
-			return rv, true, nil
-		}
-		switch ev.Type {
-		case watch.Added, watch.Modified, watch.Deleted:
-			cm, isCM := ev.Object.(*corev1.ConfigMap)
-			if !isCM {
-				return rv, progressed, fmt.Errorf("watch: unexpected %T in a %s event", ev.Object, ev.Type)
-			}
-			rv = cm.ResourceVersion
-			progressed = true
-			if ev.Type == watch.Deleted {
-				s.remember(NewDocument())
-				s.confirm()
-				w.good = true
-				w.setLive(true)
-				w.announce("")
-				continue
-			}
-			w.learn(cm)
-			w.setLive(w.good)
-			w.announce(cm.ResourceVersion)
-		case watch.Bookmark:
-			if cm, isCM := ev.Object.(*corev1.ConfigMap); isCM {
-				rv = cm.ResourceVersion
-			}
-			s.confirm()
-			progressed = true
-		case watch.Error:
-			return rv, progressed, fmt.Errorf("watch: %w", apierrors.FromObject(ev.Object))
-		}
-	}
+	w.announce(cm.ResourceVersion)
+	return nil
 }
 
 // announce notifies the receiver if rv is not the last notified version.

@@ -1,6 +1,7 @@
 package maintenance
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -145,7 +146,7 @@ func DecodeData(data map[string]string, resourceVersion string) (*Document, erro
 				return nil, Errorf(EInvalid, "key %q: empty pod name", key)
 			}
 			var s Status
-			if err := docUnmarshalStrict(value, &s); err != nil {
+			if err := DecodeStrict([]byte(value), &s); err != nil {
 				return nil, Errorf(EInvalid, "key %q: %v", key, err)
 			}
 			if !s.Phase.valid() {
@@ -165,15 +166,17 @@ func docDecodeEntry(key, name, value string) (Entry, error) {
 		return Entry{}, Errorf(EInvalid, "key %q: empty name", key)
 	}
 	var e Entry
-	if err := docUnmarshalStrict(value, &e); err != nil {
+	if err := DecodeStrict([]byte(value), &e); err != nil {
 		return Entry{}, Errorf(EInvalid, "key %q: %v", key, err)
 	}
 	return e, nil
 }
 
-// docUnmarshalStrict decodes exactly one JSON value with no unknown fields.
-func docUnmarshalStrict(value string, v any) error {
-	dec := json.NewDecoder(strings.NewReader(value))
+// DecodeStrict decodes exactly one JSON value from data into v: unknown
+// object fields and anything after the value are errors, so that a typo in
+// a stored document or a request body is refused rather than ignored.
+func DecodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err

@@ -369,7 +369,7 @@ func (s *FileStore) readFile() (*fsFile, fsFileStamp, error) {
 		return nil, fsFileStamp{}, fmt.Errorf("file store %s: corrupt file (fix or remove it): the file is empty", s.path)
 	}
 	f := &fsFile{}
-	if err := docUnmarshalStrict(b.String(), f); err != nil {
+	if err := DecodeStrict(b.Bytes(), f); err != nil {
 		return nil, fsFileStamp{}, fmt.Errorf("file store %s: corrupt file (fix or remove it): %w", s.path, err)
 	}
 	if _, err := strconv.ParseUint(f.ResourceVersion, 10, 64); err != nil {

@@ -2,7 +2,6 @@ package prober
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -87,13 +86,8 @@ func parseEnterRequest(w http.ResponseWriter, r *http.Request, q changeQuery) (m
 		return req, nil
 	}
 	var body enterBody
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
+	if err := maintenance.DecodeStrict(raw, &body); err != nil {
 		return req, maintenance.Errorf(maintenance.EInvalid, "invalid request body: %v", err)
-	}
-	if err := dec.Decode(new(json.RawMessage)); !errors.Is(err, io.EOF) {
-		return req, maintenance.Errorf(maintenance.EInvalid, "invalid request body: data after the JSON object")
 	}
 	if body.TTL != "" {
 		ttl, err := time.ParseDuration(body.TTL)

@@ -46,10 +46,8 @@ type Options struct {
 	// follow; what is desired for a node, and the dc label of its
 	// metrics, use this one. Nil means every dc is the NATS cluster name.
 	DCs func() map[string]string
-	// Ready reports local readiness and, when not ready, why; nil means
-	// always ready. Readiness, when set, takes its place.
-	Ready func() (bool, string)
-	// Readiness answers /readyz per pod (?pod=<name>) and for every pod.
+	// Readiness answers /readyz per pod (?pod=<name>) and for every pod;
+	// nil means always ready.
 	Readiness Readiness
 	// Auth says who may call the maintenance routes and /raft; the zero
 	// value serves loopback callers only (see AuthOptions).
@@ -65,7 +63,6 @@ type Server struct {
 	svc       *maintenance.Service
 	dcs       func() map[string]string
 	views     maintenance.ViewSource
-	ready     func() (bool, string)
 	readiness Readiness
 	auth      AuthOptions
 	metrics   *metrics
@@ -93,7 +90,6 @@ func NewServer(o Options) *Server {
 		svc:       o.Service,
 		dcs:       o.DCs,
 		views:     o.Views,
-		ready:     o.Ready,
 		readiness: o.Readiness,
 		auth:      o.Auth,
 		log:       o.Logger,

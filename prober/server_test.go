@@ -94,10 +94,6 @@ func withViews(v maintenance.ViewSource) serverOption {
 	return func(o *prober.Options, _ *testServer) { o.Views = v; o.Service.Views = v }
 }
 
-func withReady(f func() (bool, string)) serverOption {
-	return func(o *prober.Options, _ *testServer) { o.Ready = f }
-}
-
 // mustOpenServer opens a server on 127.0.0.1:0 over a real file store and
 // the cluster view; it is closed at the end of the test.
 func mustOpenServer(tb testing.TB, opts ...serverOption) *testServer {
@@ -641,22 +637,18 @@ func TestErrorsAreContained(t *testing.T) {
 }
 
 func TestReadyz(t *testing.T) {
-	var mu sync.Mutex
-	ready, why := false, "pod n0 is InMaintenance"
-	ts := mustOpenServer(t, withReady(func() (bool, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		return ready, why
+	why := "pod n0 is InMaintenance"
+	local := &localReady{ok: false, why: why}
+	ts := mustOpenServer(t, withReadiness(&prober.ViewReadiness{
+		Local: map[string]func() (bool, string){"n0": local.Ready},
 	}))
 	resp, b := ts.do(t, "GET", "/readyz", "")
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	e := decodeError(t, b)
 	assert.Equal(t, maintenance.EUnavailable, e.Code)
-	assert.Equal(t, why, e.Message)
+	assert.Equal(t, "not ready: n0: "+why, e.Message)
 
-	mu.Lock()
-	ready = true
-	mu.Unlock()
+	local.set(true, "")
 	resp, _ = ts.do(t, "GET", "/readyz", "")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	resp, _ = ts.do(t, "GET", "/livez", "")

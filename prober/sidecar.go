@@ -13,7 +13,6 @@ import (
 
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -210,29 +209,20 @@ func (d *PodDiscovery) DCs() map[string]string {
 func (d *PodDiscovery) Run(ctx context.Context) error {
 	d.log.Info().Msg("pod discovery started")
 	defer d.log.Info().Msg("pod discovery stopped")
-	delay := podWatchBackoff.DelayFunc()
-	for ctx.Err() == nil {
-		rv, err := d.list(ctx)
-		for err == nil {
-			var progressed bool
-			rv, progressed, err = d.watch(ctx, rv)
-			if progressed {
-				delay = podWatchBackoff.DelayFunc()
-			}
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-			d.log.Debug().Err(err).Msg("pod watch expired, listing again")
-			continue
-		}
-		pause := delay()
-		d.log.Warn().Err(err).Dur("retryIn", pause).Msg("pod discovery failed")
-		if err := sleepCtx(ctx, pause); err != nil {
-			return nil
-		}
-	}
+	maintenance.WatchLoop(ctx, maintenance.ListWatch{
+		List: d.list,
+		Watch: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.LabelSelector = d.o.Selector
+			return d.pods.Watch(ctx, opts)
+		},
+		Event: d.event,
+	}, maintenance.WatchLoopOptions{
+		Name:         "pods",
+		WatchTimeout: d.o.WatchTimeout,
+		Grace:        podRequestTimeout,
+		Backoff:      podWatchBackoff,
+		Logger:       d.log,
+	})
 	return nil
 }
 
@@ -256,65 +246,16 @@ func (d *PodDiscovery) list(ctx context.Context) (string, error) {
 	return l.ResourceVersion, nil
 }
 
-// watch applies the pod events from resourceVersion rv until the watch
-// ends. It returns the resourceVersion to resume from, whether events or a
-// normal end came (so the back-off can reset), and the error that ended it.
-func (d *PodDiscovery) watch(ctx context.Context, rv string) (string, bool, error) {
-	secs := max(int64(d.o.WatchTimeout/time.Second), 1)
-	wctx, cancel := context.WithTimeout(ctx, d.o.WatchTimeout+podRequestTimeout)
-	defer cancel()
-	w, err := d.pods.Watch(wctx, metav1.ListOptions{
-		LabelSelector:       d.o.Selector,
-		ResourceVersion:     rv,
-		AllowWatchBookmarks: true,
-		TimeoutSeconds:      &secs,
-	})
-	if err != nil {
-		return rv, false, fmt.Errorf("watch pods: %w", err)
+// event applies a pod event to the peers.
+func (d *PodDiscovery) event(ev watch.Event) error {
+	pod, isPod := ev.Object.(*corev1.Pod)
+	if !isPod {
+		return fmt.Errorf("unexpected %T in a %s event", ev.Object, ev.Type)
 	}
-	defer w.Stop()
-	started := time.Now()
-	progressed := false
-	for {
-		var ev watch.Event
-		var ok bool
-		select {
-		case <-wctx.Done():
-			return rv, progressed, fmt.Errorf("watch pods: %w", wctx.Err())
-		case ev, ok = <-w.ResultChan():
-		}
-		if !ok {
-			// A watch that ends at once with nothing delivered is not the
-			// server's timeout: re-watching at once would spin, so list
-			// again after the back-off.
-			if !progressed && time.Since(started) < time.Duration(secs)*time.Second/2 {
-				return rv, false, errPodWatchEndedEarly
-			}
-			return rv, true, nil
-		}
-		switch ev.Type {
-		case watch.Added, watch.Modified, watch.Deleted:
-			pod, isPod := ev.Object.(*corev1.Pod)
-			if !isPod {
-				return rv, progressed, fmt.Errorf("watch pods: unexpected %T in a %s event", ev.Object, ev.Type)
-			}
-			rv, progressed = pod.ResourceVersion, true
-			p, known := d.peerOf(pod)
-			d.apply(pod.Name, p, known && ev.Type != watch.Deleted)
-		case watch.Bookmark:
-			if pod, isPod := ev.Object.(*corev1.Pod); isPod {
-				rv = pod.ResourceVersion
-			}
-			progressed = true
-		case watch.Error:
-			return rv, progressed, fmt.Errorf("watch pods: %w", apierrors.FromObject(ev.Object))
-		}
-	}
+	p, known := d.peerOf(pod)
+	d.apply(pod.Name, p, known && ev.Type != watch.Deleted)
+	return nil
 }
-
-// errPodWatchEndedEarly ends a pod watch that closed before delivering
-// anything and well before its timeout.
-var errPodWatchEndedEarly = errors.New("the pod watch ended early without events")
 
 // peerOf derives the peer of a pod; false for a pod that cannot be reached
 // at all (no IP and no DNS name).
@@ -755,16 +696,4 @@ func (a *SidecarApp) localReady() (bool, string) {
 		return false, "waiting for the list of pods"
 	}
 	return false, fmt.Sprintf("waiting for %s's NATS server to report its cluster (dc)", a.Pod)
-}
-
-// sleepCtx waits for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
