@@ -112,6 +112,7 @@ type EmbeddedNode struct {
 	confPath string
 	route    *gate
 	gateway  *gate // nil when the topology has a single dc
+	monitor  *monitor
 	log      zerolog.Logger
 
 	mu         sync.Mutex
@@ -229,11 +230,17 @@ func (e *Embedded) buildNodes(topo []int, o EmbeddedOptions) error {
 				n.httpPort = o.MonitorPort + idx
 			}
 			var err error
+			if n.monitor, err = newMonitor(n, n.httpPort); err != nil {
+				return fmt.Errorf("start embedded: %s: %w", name, err)
+			}
+			n.httpPort = n.monitor.port()
 			if n.route, err = newGate(gateRoute, name, e.fab, n.clusterBackend, n.log); err != nil {
+				n.monitor.close()
 				return fmt.Errorf("start embedded: %s: %w", name, err)
 			}
 			if e.multiDC {
 				if n.gateway, err = newGate(gateGateway, name, e.fab, n.gatewayBackend, n.log); err != nil {
+					n.monitor.close()
 					n.route.close()
 					return fmt.Errorf("start embedded: %s: %w", name, err)
 				}
@@ -370,6 +377,9 @@ func (e *Embedded) Close() error {
 			if n.gateway != nil {
 				errs = append(errs, n.gateway.close())
 			}
+			if n.monitor != nil {
+				errs = append(errs, n.monitor.close())
+			}
 		}
 		if e.confDir != "" {
 			errs = append(errs, os.RemoveAll(e.confDir))
@@ -504,7 +514,8 @@ func (e *Embedded) RestartNode(ctx context.Context, name string) error {
 // conf renders the node's configuration file.
 func (n *EmbeddedNode) conf() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "server_name: %q\nhost: \"127.0.0.1\"\nport: %d\nhttp_port: %d\n", n.name, n.clientPort, n.httpPort)
+	// No http_port: the node's monitoring is served by its monitor.
+	fmt.Fprintf(&b, "server_name: %q\nhost: \"127.0.0.1\"\nport: %d\n", n.name, n.clientPort)
 	fmt.Fprintf(&b, "system_account: %q\n", SystemAccount)
 	fmt.Fprintf(&b, "accounts {\n  %s {\n    jetstream: enabled\n    users: [{user: %q, password: %q}]\n  }\n",
 		AppAccount, embeddedUsers[AppAccount][0], embeddedUsers[AppAccount][1])
@@ -574,7 +585,7 @@ func (n *EmbeddedNode) start(ctx context.Context) error {
 
 	s.Start()
 	err = pollUntil(ctx, 5*time.Millisecond, func() bool {
-		return s.Addr() != nil && s.MonitorAddr() != nil && s.ClusterAddr() != nil &&
+		return s.Addr() != nil && s.ClusterAddr() != nil &&
 			(n.gateway == nil || s.GatewayAddr() != nil)
 	})
 	if err != nil {
@@ -586,9 +597,6 @@ func (n *EmbeddedNode) start(ctx context.Context) error {
 	n.mu.Lock()
 	if a, ok := s.Addr().(*net.TCPAddr); ok {
 		n.clientPort = a.Port
-	}
-	if a := s.MonitorAddr(); a != nil {
-		n.httpPort = a.Port
 	}
 	n.state = nodeRunning
 	n.mu.Unlock()

@@ -380,8 +380,9 @@ func groupsFromLeaders(c *natsraft.Embedded) map[string]leaderGroup {
 	return out
 }
 
-// currentEverywhere reports whether pod is current, without lag, in each of
-// groups as their leaders see it (a group it leads counts as current).
+// currentEverywhere reports whether pod is caught up in each of groups as
+// their leaders see it, by the product's rule (current, or in contact and at
+// most natsraft.ReadyLag behind); a group it leads counts as caught up.
 func currentEverywhere(c *natsraft.Embedded, pod string, groups ...string) (bool, string) {
 	led := groupsFromLeaders(c)
 	for _, name := range groups {
@@ -396,7 +397,9 @@ func currentEverywhere(c *natsraft.Embedded, pod string, groups ...string) (bool
 		if i < 0 {
 			return false, fmt.Sprintf("group %s: leader %s does not list %s", name, g.Leader, pod)
 		}
-		if p := g.Followers[i]; !p.Current || p.Offline || p.Lag > 0 {
+		// Caught up as the product defines it (natsraft.ReadyLag): under
+		// writes a follower is rarely at lag 0 at the moment one looks.
+		if p := g.Followers[i]; p.Offline || p.Active > natsraft.ActiveThreshold || (!p.Current && p.Lag > natsraft.ReadyLag) {
 			return false, fmt.Sprintf("group %s: leader %s sees %s current=%t offline=%t lag=%d active=%s",
 				name, g.Leader, pod, p.Current, p.Offline, p.Lag, p.Active)
 		}
