@@ -42,7 +42,13 @@ func (v *View) memberBehind(g *Group, self Peer) string {
 	case self.Pending:
 		return fmt.Sprintf("pending, not a Raft member yet (leader %s)", g.Leader)
 	case self.Active == 0 && !self.Current:
-		return fmt.Sprintf("never heard from by leader %s", g.Leader)
+		// A leader that has just taken over has heard from nobody yet (and
+		// reports the whole log as lag): then the member's own report
+		// decides, below, provided it has a route to the leader. Failing
+		// here would make every follower unready at each hand-off.
+		if !v.routed(self.Name, g.Leader) {
+			return fmt.Sprintf("never heard from by leader %s, and no route to it", g.Leader)
+		}
 	case !self.Current && (self.Lag > ReadyLag || self.Active > ActiveThreshold || !v.routed(self.Name, g.Leader)):
 		return fmt.Sprintf("not current (lag %d, active %s, leader %s)",
 			self.Lag, self.Active.Round(time.Millisecond), g.Leader)

@@ -79,9 +79,29 @@ func TestCaughtUpOnView(t *testing.T) {
 			wantDetail: []string{"consumer s/c: not current (lag 0, active 5s, leader n2)"},
 		},
 		{
-			name:       "never heard from",
+			name: "a new leader has not heard from it yet: its own state decides",
+			groups: stream(func(p *Peer) {
+				p.Current, p.Active, p.Lag = false, 0, 1000
+			}),
+			wantOK: true,
+		},
+		{
+			name: "a new leader has not heard from it, and its own state is behind",
+			groups: stream(func(p *Peer) {
+				p.Current, p.Active, p.Lag = false, 0, 1000
+				p.Own.Committed = 900
+			}),
+			wantDetail: []string{"stream s: committed 900 of the leader's 1000"},
+		},
+		{
+			name: "never heard from, and no route to the leader",
+			nodes: []Node{
+				{Name: "n0", Reachable: true, JetStream: true, Routes: []string{"n1", "n2"}},
+				{Name: "n1", Reachable: true, JetStream: true, Routes: []string{"n0"}},
+				{Name: "n2", Reachable: true, JetStream: true, Routes: []string{"n0"}},
+			},
 			groups:     stream(func(p *Peer) { p.Current, p.Active = false, 0 }),
-			wantDetail: []string{"stream s: never heard from by leader n2"},
+			wantDetail: []string{"stream s: never heard from by leader n2, and no route to it"},
 		},
 		{
 			name:       "pending",

@@ -129,7 +129,11 @@ func TestEmbeddedTopologies(t *testing.T) {
 				assert.True(t, n.Server().JetStreamEnabled(), n.Name())
 				assert.False(t, n.Fenced())
 				assert.False(t, n.Quiesced())
-				assert.Equal(t, http.StatusOK, httpStatus(t, n.MonitorURL()+"/healthz"))
+				// /healthz turns 200 once the node's JetStream has caught up
+				// with the meta leader, which may trail the start a little.
+				assert.Eventually(t, func() bool {
+					return httpStatus(t, n.MonitorURL()+"/healthz") == http.StatusOK
+				}, 15*time.Second, 20*time.Millisecond, "%s /healthz", n.Name())
 			}
 			assert.Equal(t, tt.wantNodes, names)
 			assert.Nil(t, e.Node("nats-x"))
