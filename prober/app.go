@@ -76,9 +76,8 @@ func (a *EmbeddedApp) Reconciler(pod string) *maintenance.Reconciler {
 // Run starts everything and blocks until ctx ends, then shuts down in order:
 // API, reconcilers and collector, cluster.
 func (a *EmbeddedApp) Run(ctx context.Context) error {
-	o := a
-	log := o.Logger
-	dataDir := o.DataDir
+	log := a.Logger
+	dataDir := a.DataDir
 	if dataDir == "" {
 		tmp, err := os.MkdirTemp("", "prober-")
 		if err != nil {
@@ -88,10 +87,10 @@ func (a *EmbeddedApp) Run(ctx context.Context) error {
 		dataDir = tmp
 	}
 	cluster, err := natsraft.StartEmbedded(ctx, natsraft.EmbeddedOptions{
-		Topology:    o.Topology,
+		Topology:    a.Topology,
 		DataDir:     filepath.Join(dataDir, "jetstream"),
-		ClientPort:  o.ClientPort,
-		MonitorPort: o.MonitorPort,
+		ClientPort:  a.ClientPort,
+		MonitorPort: a.MonitorPort,
 		Demo:        true,
 		Logger:      log.With().Str("component", "nats").Logger(),
 	})
@@ -123,22 +122,22 @@ func (a *EmbeddedApp) Run(ctx context.Context) error {
 			Store:  store,
 			Node:   member{EmbeddedNode: n, handoff: handoff},
 			DC:     n.DC(),
-			Resync: o.Resync,
+			Resync: a.Resync,
 			Now:    time.Now,
 			Logger: log.With().Str("pod", n.Name()).Logger(),
 		})
 	}
 	srv := NewServer(Options{
-		Addr:      o.Listen,
+		Addr:      a.Listen,
 		Service:   svc,
 		Views:     collector,
 		Readiness: readiness(reconcilers, collector),
-		Auth:      o.Auth,
+		Auth:      a.Auth,
 		Logger:    log.With().Str("component", "http").Logger(),
 		Now:       time.Now,
 	})
 	if err := srv.Open(); err != nil {
-		return fmt.Errorf("listen %s: %w", o.Listen, err)
+		return fmt.Errorf("listen %s: %w", a.Listen, err)
 	}
 
 	g := newRunGroup(ctx)
