@@ -192,44 +192,32 @@ func (x *cli) fail(ctx context.Context, err error) int {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	var o ClientOptions
-	var asJSON bool
-	fs := newFlagSet("prober status", "prober status [--server URL] [--token T] [--json]", stderr)
-	o.Flags(fs)
-	fs.BoolVar(&asJSON, "json", false, "print the pods as JSON instead of a table")
-	x, pos, code := startCLI(fs, &o, args, stdout, stderr)
-	if code >= 0 {
-		return code
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "prober status: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	if err := x.status(ctx, asJSON); err != nil {
-		return x.fail(ctx, err)
-	}
-	return exitOK
+	return runView("status", "print the pods as JSON instead of a table", (*cli).status, args, stdout, stderr)
 }
 
 func runRaft(args []string, stdout, stderr io.Writer) int {
+	return runView("raft", "print the API's answer as JSON instead of tables", (*cli).raft, args, stdout, stderr)
+}
+
+// runView runs a read-only command that takes no arguments and prints
+// either tables or, with --json, the API's answer.
+func runView(name, jsonHelp string, show func(*cli, context.Context, bool) error, args []string, stdout, stderr io.Writer) int {
 	var o ClientOptions
 	var asJSON bool
-	fs := newFlagSet("prober raft", "prober raft [--server URL] [--token T] [--json]", stderr)
+	fs := newFlagSet("prober "+name, "prober "+name+" [--server URL] [--token T] [--json]", stderr)
 	o.Flags(fs)
-	fs.BoolVar(&asJSON, "json", false, "print the API's answer as JSON instead of tables")
+	fs.BoolVar(&asJSON, "json", false, jsonHelp)
 	x, pos, code := startCLI(fs, &o, args, stdout, stderr)
 	if code >= 0 {
 		return code
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "prober raft: unexpected argument %q\n", pos[0])
+		fmt.Fprintf(stderr, "prober %s: unexpected argument %q\n", name, pos[0])
 		return exitUsage
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	if err := x.raft(ctx, asJSON); err != nil {
+	if err := show(x, ctx, asJSON); err != nil {
 		return x.fail(ctx, err)
 	}
 	return exitOK
