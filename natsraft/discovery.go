@@ -99,18 +99,22 @@ func (d *CredentialsDialer) Dial(account string, avoid ...string) (*nats.Conn, e
 	if d.Servers != nil {
 		servers = d.Servers()
 	}
+	return dialAvoiding(account, servers, avoid, append([]nats.Option{auth}, d.options()...)...)
+}
+
+// dialAvoiding connects to the servers (by name) other than avoid. A
+// connection that avoids some servers ignores those it learns of from the
+// cluster, so it never lands on an avoided one, and a lame-duck notice
+// moves it to another server at once.
+func dialAvoiding(account string, servers map[string]string, avoid []string, opts ...nats.Option) (*nats.Conn, error) {
 	urls := dialURLs(servers, avoid)
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("dial %s: no server to dial (%d known, avoiding %s)", account, len(servers), strings.Join(avoid, ", "))
 	}
-	opts := []nats.Option{
-		auth,
-		nats.LameDuckModeHandler(func(nc *nats.Conn) { _ = nc.ForceReconnect() }),
-	}
+	opts = append(opts, nats.LameDuckModeHandler(func(nc *nats.Conn) { _ = nc.ForceReconnect() }))
 	if len(avoid) > 0 {
 		opts = append(opts, nats.IgnoreDiscoveredServers())
 	}
-	opts = append(opts, d.options()...)
 	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", account, err)

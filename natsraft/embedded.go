@@ -455,31 +455,17 @@ func (e *Embedded) Dial(account string, avoid ...string) (*nats.Conn, error) {
 	if !ok {
 		return nil, fmt.Errorf("dial: unknown account %q", account)
 	}
-	var urls []string
+	servers := make(map[string]string, len(e.nodes))
 	for _, n := range e.nodes {
-		if !slices.Contains(avoid, n.name) {
-			urls = append(urls, n.ClientURL())
-		}
+		servers[n.name] = n.ClientURL()
 	}
-	if len(urls) == 0 {
-		return nil, fmt.Errorf("dial %s: every node is avoided", account)
-	}
-	opts := []nats.Option{
+	return dialAvoiding(account, servers, avoid,
 		nats.Name("prober-embedded"),
 		nats.UserInfo(cred[0], cred[1]),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100 * time.Millisecond),
-		nats.Timeout(2 * time.Second),
-		nats.LameDuckModeHandler(func(nc *nats.Conn) { _ = nc.ForceReconnect() }),
-	}
-	if len(avoid) > 0 {
-		opts = append(opts, nats.IgnoreDiscoveredServers())
-	}
-	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", account, err)
-	}
-	return nc, nil
+		nats.ReconnectWait(100*time.Millisecond),
+		nats.Timeout(2*time.Second),
+	)
 }
 
 // StopNode shuts one server down, as if its pod were lost. Its gate stays,
