@@ -214,7 +214,16 @@ func TestCaughtUpEmbedded(t *testing.T) {
 	// shows in its stream.
 	const published = 500
 	for i := range published {
-		_, err := js.Publish(ctx, fmt.Sprintf("demo.catchup.%d", i), []byte("x"))
+		// Right after the hand-off a publish can go unanswered while the
+		// new stream leader settles: retry, with a message id so that a
+		// retried publish the stream did store is not stored twice.
+		var err error
+		for range 20 {
+			if _, err = js.Publish(ctx, fmt.Sprintf("demo.catchup.%d", i), []byte("x"),
+				jetstream.WithMsgID(fmt.Sprintf("catchup-%d", i))); err == nil {
+				break
+			}
+		}
 		require.NoError(t, err)
 	}
 	stream, err := js.Stream(ctx, DemoStream)

@@ -764,8 +764,10 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 			peer.Current, peer.Healthy = false, false
 		case peer.Active == 0 && !peer.Current:
 			// NATS reports active 0 (and lag = commit) for a peer the
-			// leader never heard from.
-			peer.Healthy = false
+			// leader never heard from, as for every peer of a leader that
+			// has just taken over. The member's own report decides then, as
+			// it does for readiness (the route is checked below).
+			peer.Healthy = peer.Own != nil && !peer.Own.CatchingUp && peer.Own.Committed+HealthyLag >= g.Commit
 		case peer.Active > ActiveThreshold:
 			peer.Current, peer.Healthy = false, false
 		}

@@ -218,9 +218,29 @@ func TestBuildViewPeerHealth(t *testing.T) {
 			want:   Peer{Name: "n1", Current: true, Healthy: true, Active: ActiveThreshold},
 		},
 		{
-			name: "never heard from: NATS reports active 0 and lag = commit",
+			// NATS reports active 0 and lag = commit for a peer the leader
+			// never heard from (every peer of a leader that just took over).
+			name: "never heard from, its own report in step: a healthy voter",
 			mutate: func(rs map[string]*nodeReport) {
 				setN1(rs, func(p *peerDoc) { p.Current, p.Active, p.Lag = false, 0, 10 })
+			},
+			want: Peer{Name: "n1", Healthy: true, Lag: 10},
+		},
+		{
+			name: "never heard from, catching up from a snapshot: not a voter",
+			mutate: func(rs map[string]*nodeReport) {
+				setN1(rs, func(p *peerDoc) { p.Current, p.Active, p.Lag = false, 0, 10 })
+				rg := rs["n1"].raft["S-1"]
+				rg.CatchingUp = true
+				rs["n1"].raft["S-1"] = rg
+			},
+			want: Peer{Name: "n1", Lag: 10},
+		},
+		{
+			name: "never heard from, no report of its own: not a voter",
+			mutate: func(rs map[string]*nodeReport) {
+				setN1(rs, func(p *peerDoc) { p.Current, p.Active, p.Lag = false, 0, 10 })
+				delete(rs["n1"].raft, "S-1")
 			},
 			want: Peer{Name: "n1", Lag: 10},
 		},
@@ -274,8 +294,8 @@ func TestBuildViewPeerHealth(t *testing.T) {
 			require.Equal(t, "n0", s.Leader)
 			got, ok := peerOf(s, "n1")
 			require.True(t, ok)
-			if rs["n1"].err == nil && !rs["n1"].jsz.Disabled {
-				assert.Equal(t, &MemberState{Committed: 10, Applied: 10}, got.Own, "n1's own report")
+			if rg, ok := rs["n1"].raft["S-1"]; ok && rs["n1"].err == nil && !rs["n1"].jsz.Disabled {
+				assert.Equal(t, &MemberState{Committed: rg.Committed, Applied: rg.Applied, CatchingUp: rg.CatchingUp}, got.Own, "n1's own report")
 			} else {
 				assert.Nil(t, got.Own, "n1 reported nothing")
 			}
