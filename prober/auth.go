@@ -506,10 +506,7 @@ func NewTokenReviewAuthenticator(client authenticationv1client.TokenReviewInterf
 // Authenticate reviews token, or answers from the cache.
 func (a *TokenReviewAuthenticator) Authenticate(ctx context.Context, token string) (User, bool, error) {
 	key := tokenDigest(token)
-	if res, ok := a.cache.get(key); ok {
-		return res.user.clone(), res.ok, nil
-	}
-	res, err := collapse(ctx, &a.flights, key, func(ctx context.Context) (authnResult, error) {
+	res, err := collapse(ctx, &a.flights, a.cache, key, func(ctx context.Context) (authnResult, error) {
 		return a.review(ctx, key, token)
 	})
 	if err != nil {
@@ -518,13 +515,21 @@ func (a *TokenReviewAuthenticator) Authenticate(ctx context.Context, token strin
 	return res.user.clone(), res.ok, nil
 }
 
-// collapse runs review once for all the concurrent callers asking about
-// the same key: a burst of requests with one new token costs one review.
-// The review runs detached from the first caller's cancellation (it is
-// bounded by its own timeout); each caller stops waiting when its own ctx
-// ends.
-func collapse[V any](ctx context.Context, g *singleflight.Group, key [32]byte, review func(context.Context) (V, error)) (V, error) {
+// collapse answers from cache, else runs review once for all the
+// concurrent callers asking about the same key: a burst of requests with
+// one new token costs one review. The flight looks at the cache again
+// before reviewing: a caller that missed the cache just as the previous
+// flight stored its answer and ended must not start a second review. The
+// review runs detached from the first caller's cancellation (it is bounded
+// by its own timeout); each caller stops waiting when its own ctx ends.
+func collapse[V any](ctx context.Context, g *singleflight.Group, cache *ttlCache[V], key [32]byte, review func(context.Context) (V, error)) (V, error) {
+	if v, ok := cache.get(key); ok {
+		return v, nil
+	}
 	ch := g.DoChan(string(key[:]), func() (any, error) {
+		if v, ok := cache.get(key); ok {
+			return v, nil
+		}
 		return review(context.WithoutCancel(ctx))
 	})
 	select {
@@ -688,10 +693,7 @@ func (a *SubjectAccessReviewAuthorizer) Authorize(ctx context.Context, u User, v
 	if err != nil {
 		return false, "", err
 	}
-	if res, ok := a.cache.get(key); ok {
-		return res.allowed, res.reason, nil
-	}
-	res, err := collapse(ctx, &a.flights, key, func(ctx context.Context) (authzResult, error) {
+	res, err := collapse(ctx, &a.flights, a.cache, key, func(ctx context.Context) (authzResult, error) {
 		return a.review(ctx, key, u, verb)
 	})
 	if err != nil {
