@@ -316,7 +316,9 @@ func TestRBAC(t *testing.T) {
 		{prober, "list", "", "pods", "", namespace, "", true},
 		{prober, "watch", "", "pods", "", namespace, "", true},
 		{prober, "get", "", "pods", "", namespace, "nats-0", true},
-		{prober, "delete", "", "pods", "", namespace, "nats-0", false},
+		// A rollout with restart deletes the pod in its turn.
+		{prober, "delete", "", "pods", "", namespace, "nats-0", true},
+		{prober, "delete", "", "pods", "", "default", "nats-0", false},
 		{prober, "create", "", "pods", "exec", namespace, "nats-0", false},
 		{prober, "list", "", "pods", "", "default", "", false},
 		// Reviews, cluster-wide.

@@ -6,21 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/validation"
+	"github.com/prober-dev/prober/natsraft"
 )
 
 // Key prefixes of the stored document: "pod.<pod>" and "dc.<dc>" hold an
-// Entry, "status.<pod>" holds a Status. They are the keys of the ConfigMap
+// Entry, "status.<pod>" holds a Status, "rollout.<name>" a Rollout. They are the keys of the ConfigMap
 // and of the "data" object of the file store.
 const (
-	docPodPrefix    = "pod."
-	docDCPrefix     = "dc."
-	docStatusPrefix = "status."
+	podKeyPrefix     = "pod."
+	dcKeyPrefix      = "dc."
+	statusKeyPrefix  = "status."
+	rolloutKeyPrefix = "rollout."
 )
 
 // Source values returned by Document.Desired.
@@ -32,9 +33,10 @@ const (
 // NewDocument returns an empty document with all maps allocated.
 func NewDocument() *Document {
 	return &Document{
-		Pods:   map[string]Entry{},
-		DCs:    map[string]Entry{},
-		Status: map[string]Status{},
+		Pods:     map[string]Entry{},
+		DCs:      map[string]Entry{},
+		Status:   map[string]Status{},
+		Rollouts: map[string]Rollout{},
 	}
 }
 
@@ -53,7 +55,12 @@ func (d *Document) Clone() *Document {
 	for k, e := range d.DCs {
 		c.DCs[k] = e.clone()
 	}
-	maps.Copy(c.Status, d.Status)
+	for k, st := range d.Status {
+		c.Status[k] = st.clone()
+	}
+	for k, ro := range d.Rollouts {
+		c.Rollouts[k] = ro.clone()
+	}
 	return c
 }
 
@@ -63,7 +70,26 @@ func (e Entry) clone() Entry {
 		t := *e.ExpiresAt
 		e.ExpiresAt = &t
 	}
+	e.RestoreLeaders = cloneBool(e.RestoreLeaders)
 	return e
+}
+
+// clone copies the status so that no slice or pointer is shared.
+func (st Status) clone() Status {
+	st.Evacuated = slices.Clone(st.Evacuated)
+	st.Leaders = slices.Clone(st.Leaders)
+	st.GivenBack = slices.Clone(st.GivenBack)
+	st.NotGivenBack = slices.Clone(st.NotGivenBack)
+	st.RestoreLeaders = cloneBool(st.RestoreLeaders)
+	return st
+}
+
+func cloneBool(b *bool) *bool {
+	if b == nil {
+		return nil
+	}
+	v := *b
+	return &v
 }
 
 // Data encodes the document into the ConfigMap-style key/value form shared
@@ -72,11 +98,14 @@ func (e Entry) clone() Entry {
 // store keeps it beside. Every key is checked to be a valid ConfigMap key so
 // that a bad name fails here and not at the API server.
 func (d *Document) Data() (map[string]string, error) {
-	data := make(map[string]string, len(d.Pods)+len(d.DCs)+len(d.Status))
+	data := make(map[string]string, len(d.Pods)+len(d.DCs)+len(d.Status)+len(d.Rollouts))
 	put := func(prefix, name string, v any) error {
 		key := prefix + name
-		if err := docCheckKey(prefix, name, key); err != nil {
+		if err := checkKey(prefix, name, key); err != nil {
 			return err
+		}
+		if why := valueProblem(prefix, name, v); why != "" {
+			return Errorf(EInvalid, "key %q: %s", key, why)
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -86,17 +115,22 @@ func (d *Document) Data() (map[string]string, error) {
 		return nil
 	}
 	for name, e := range d.Pods {
-		if err := put(docPodPrefix, name, e); err != nil {
+		if err := put(podKeyPrefix, name, e); err != nil {
 			return nil, err
 		}
 	}
 	for name, e := range d.DCs {
-		if err := put(docDCPrefix, name, e); err != nil {
+		if err := put(dcKeyPrefix, name, e); err != nil {
 			return nil, err
 		}
 	}
 	for name, s := range d.Status {
-		if err := put(docStatusPrefix, name, s); err != nil {
+		if err := put(statusKeyPrefix, name, s); err != nil {
+			return nil, err
+		}
+	}
+	for name, ro := range d.Rollouts {
+		if err := put(rolloutKeyPrefix, name, ro); err != nil {
 			return nil, err
 		}
 	}
@@ -109,7 +143,11 @@ func (d *Document) Data() (map[string]string, error) {
 // Decoding is strict, as configuration is in this project: a key with an
 // unknown prefix, an empty name, a value that is not the JSON of its type, a
 // JSON field the type does not have or an unknown phase is an *Error with
-// code EInvalid naming the key. Tolerating such keys would be friendlier to a
+// code EInvalid naming the key. So is what Data would refuse to write (a
+// key that is no ConfigMap key, a pod entry whose name is no pod name, …,
+// see valueProblem): a ConfigMap edited by hand may hold anything, and a
+// document that decodes is one the prober can act on and write back whole,
+// never half of one. Tolerating such keys would be friendlier to a
 // newer writer, but a store re-encodes the whole document on every write and
 // the Document type has nowhere to keep what it does not understand, so
 // tolerating would mean dropping them silently; a clear error is better than
@@ -124,52 +162,144 @@ func DecodeData(data map[string]string, resourceVersion string) (*Document, erro
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		value := data[key]
-		switch {
-		case strings.HasPrefix(key, docPodPrefix):
-			name := strings.TrimPrefix(key, docPodPrefix)
-			e, err := docDecodeEntry(key, name, value)
-			if err != nil {
-				return nil, err
-			}
-			d.Pods[name] = e
-		case strings.HasPrefix(key, docDCPrefix):
-			name := strings.TrimPrefix(key, docDCPrefix)
-			e, err := docDecodeEntry(key, name, value)
-			if err != nil {
-				return nil, err
-			}
-			d.DCs[name] = e
-		case strings.HasPrefix(key, docStatusPrefix):
-			name := strings.TrimPrefix(key, docStatusPrefix)
-			if name == "" {
-				return nil, Errorf(EInvalid, "key %q: empty pod name", key)
-			}
-			var s Status
-			if err := DecodeStrict([]byte(value), &s); err != nil {
-				return nil, Errorf(EInvalid, "key %q: %v", key, err)
-			}
-			if !s.Phase.valid() {
-				return nil, Errorf(EInvalid, "key %q: unknown phase %q", key, s.Phase)
-			}
-			d.Status[name] = s
-		default:
-			return nil, Errorf(EInvalid, "key %q: unknown key, want %q, %q or %q followed by a name",
-				key, docPodPrefix, docDCPrefix, docStatusPrefix)
+		if err := decodeKey(d, key, data[key]); err != nil {
+			return nil, err
 		}
 	}
 	return d, nil
 }
 
-func docDecodeEntry(key, name, value string) (Entry, error) {
+// decodeKey decodes one stored key and its value into d.
+func decodeKey(d *Document, key, value string) error {
+	var prefix string
+	switch {
+	case strings.HasPrefix(key, podKeyPrefix):
+		prefix = podKeyPrefix
+	case strings.HasPrefix(key, dcKeyPrefix):
+		prefix = dcKeyPrefix
+	case strings.HasPrefix(key, statusKeyPrefix):
+		prefix = statusKeyPrefix
+	case strings.HasPrefix(key, rolloutKeyPrefix):
+		if why := keyProblem(key); why != "" {
+			return Errorf(EInvalid, "key %q: %s", key, why)
+		}
+		name := strings.TrimPrefix(key, rolloutKeyPrefix)
+		ro, err := decodeRollout(key, name, value)
+		if err != nil {
+			return err
+		}
+		d.Rollouts[name] = ro
+		return nil
+	default:
+		return Errorf(EInvalid, "key %q: unknown key, want %q, %q, %q or %q followed by a name",
+			key, podKeyPrefix, dcKeyPrefix, statusKeyPrefix, rolloutKeyPrefix)
+	}
+	name := strings.TrimPrefix(key, prefix)
+	if name == "" && prefix == statusKeyPrefix {
+		return Errorf(EInvalid, "key %q: empty pod name", key)
+	}
 	if name == "" {
-		return Entry{}, Errorf(EInvalid, "key %q: empty name", key)
+		return Errorf(EInvalid, "key %q: empty name", key)
 	}
-	var e Entry
-	if err := DecodeStrict([]byte(value), &e); err != nil {
-		return Entry{}, Errorf(EInvalid, "key %q: %v", key, err)
+	if why := keyProblem(key); why != "" {
+		return Errorf(EInvalid, "key %q: %s", key, why)
 	}
-	return e, nil
+	var v any = &Entry{}
+	if prefix == statusKeyPrefix {
+		v = &Status{}
+	}
+	if err := DecodeStrict([]byte(value), v); err != nil {
+		return Errorf(EInvalid, "key %q: %v", key, err)
+	}
+	if why := valueProblem(prefix, name, v); why != "" {
+		return Errorf(EInvalid, "key %q: %s", key, why)
+	}
+	switch v := v.(type) {
+	case *Status:
+		d.Status[name] = *v
+	case *Entry:
+		if prefix == podKeyPrefix {
+			d.Pods[name] = *v
+		} else {
+			d.DCs[name] = *v
+		}
+	}
+	return nil
+}
+
+// valueProblem says why the entry or status v (a value or a pointer) may
+// not be stored under prefix+name, "" when it may. A pod entry must name
+// a pod (ValidName) and a dc entry a dc (ValidDCName): one the API could
+// neither show nor delete must not be acted on. A status is keyed by its
+// node's NATS server name, which its reconciler writes, so any ConfigMap
+// key but "." and ".." will do; its phase must be one of the declared
+// ones, the entry it names one of the two kinds of entry keys and its
+// evacuated streams "<account>/<stream>". An entry may not expire before
+// it was made.
+func valueProblem(prefix, name string, v any) string {
+	switch v := v.(type) {
+	case Entry:
+		return valueProblem(prefix, name, &v)
+	case Status:
+		return valueProblem(prefix, name, &v)
+	case *Entry:
+		var err error
+		if prefix == podKeyPrefix {
+			err = ValidName(name)
+		} else {
+			err = ValidDCName(name)
+		}
+		if err != nil {
+			return ErrorMessage(err)
+		}
+		if err := ValidMode(v.Mode); err != nil {
+			return ErrorMessage(err)
+		}
+		if v.ExpiresAt != nil && !v.Since.IsZero() && v.ExpiresAt.Before(v.Since) {
+			return fmt.Sprintf("expiresAt %s is before since %s",
+				v.ExpiresAt.Format(time.RFC3339Nano), v.Since.Format(time.RFC3339Nano))
+		}
+	case *Status:
+		if name == "." || name == ".." {
+			return fmt.Sprintf("invalid pod name %q", name)
+		}
+		if !v.Phase.valid() {
+			return fmt.Sprintf("unknown phase %q", v.Phase)
+		}
+		if err := ValidMode(v.Mode); err != nil {
+			return ErrorMessage(err)
+		}
+		if why := entryKeyProblem(v.Entry); why != "" {
+			return fmt.Sprintf("entry %q: %s", v.Entry, why)
+		}
+		for _, s := range v.Evacuated {
+			if _, err := natsraft.ParseStreamRef(s); err != nil {
+				return "evacuated " + err.Error()
+			}
+		}
+	}
+	return ""
+}
+
+// entryKeyProblem says why key, the entry a status names, is not the key
+// of a pod or dc entry, "" when it is one or empty.
+func entryKeyProblem(key string) string {
+	if key == "" {
+		return ""
+	}
+	if name, ok := strings.CutPrefix(key, podKeyPrefix); ok {
+		if err := ValidName(name); err != nil {
+			return ErrorMessage(err)
+		}
+		return ""
+	}
+	if name, ok := strings.CutPrefix(key, dcKeyPrefix); ok {
+		if err := ValidDCName(name); err != nil {
+			return ErrorMessage(err)
+		}
+		return ""
+	}
+	return fmt.Sprintf("not %q or %q followed by a name", podKeyPrefix, dcKeyPrefix)
 }
 
 // DecodeStrict decodes exactly one JSON value from data into v: unknown
@@ -187,12 +317,12 @@ func DecodeStrict(data []byte, v any) error {
 	return nil
 }
 
-func docCheckKey(prefix, name, key string) error {
+func checkKey(prefix, name, key string) error {
 	if name == "" {
 		return Errorf(EInvalid, "%sempty name", prefix)
 	}
-	if errs := validation.IsConfigMapKey(key); len(errs) > 0 {
-		return Errorf(EInvalid, "key %q: %s", key, strings.Join(errs, "; "))
+	if why := keyProblem(key); why != "" {
+		return Errorf(EInvalid, "key %q: %s", key, why)
 	}
 	return nil
 }
@@ -224,6 +354,55 @@ func (d *Document) Desired(pod, dc string, now time.Time) (e Entry, source strin
 	return Entry{}, "", false
 }
 
+// Phase is the phase of pod, of datacenter dc, at now: as its reconciler
+// reported it, Requested while maintenance is desired and nothing is
+// reported yet, else Active. A nil document asks for nothing.
+func (d *Document) Phase(pod, dc string, now time.Time) Phase {
+	if d == nil {
+		return PhaseActive
+	}
+	if st, ok := d.Status[pod]; ok && st.Phase != "" {
+		return st.Phase
+	}
+	if _, _, desired := d.Desired(pod, dc, now); desired {
+		return PhaseRequested
+	}
+	return PhaseActive
+}
+
+// HeldAtBoot says whether pod, starting again (a pod recreated by a node
+// drain, say), must come up fenced and quiesced, and for which entry: its
+// own entry, its dc label's (dcLabel, "" when it has none), or the entry
+// its reconciler last reported it entering for, while that entry is still
+// in force. The last covers a dc entry by NATS cluster name, which a node
+// cannot tell before its server runs. A drain holds nothing: the pod stays
+// routed and serving.
+func (d *Document) HeldAtBoot(pod, dcLabel string, now time.Time) (key string, ok bool) {
+	if d == nil {
+		return "", false
+	}
+	if e, source, desired := d.Desired(pod, dcLabel, now); desired {
+		if e.Drain() {
+			// A drain keeps the pod routed and serving.
+			return "", false
+		}
+		if source == SourceDC {
+			return dcKeyPrefix + dcLabel, true
+		}
+		return podKeyPrefix + pod, true
+	}
+	st, reported := d.Status[pod]
+	if !reported || !enteringPhase(st.Phase) {
+		return "", false
+	}
+	if dc, isDC := strings.CutPrefix(st.Entry, dcKeyPrefix); isDC {
+		if e, ok := d.DCs[dc]; ok && !e.Expired(now) && !e.Drain() {
+			return st.Entry, true
+		}
+	}
+	return "", false
+}
+
 // Expire deletes every pod and dc entry whose TTL has passed at now, as a
 // DELETE would, and reports whether it changed anything. Statuses stay: each
 // node's reconciler removes its own once it is Active again.
@@ -248,8 +427,8 @@ func (d *Document) Expire(now time.Time) bool {
 // label (what a StatefulSet's pod names are), and returns an *Error with
 // code EInvalid saying why it is not.
 func ValidName(s string) error {
-	if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
-		return Errorf(EInvalid, "invalid name %q: not a DNS-1123 label: %s", s, strings.Join(errs, "; "))
+	if why := labelProblem(s); why != "" {
+		return Errorf(EInvalid, "invalid name %q: not a DNS-1123 label: %s", s, why)
 	}
 	return nil
 }
@@ -261,8 +440,56 @@ func ValidDCName(s string) error {
 	if s == "" {
 		return Errorf(EInvalid, "invalid dc name: empty")
 	}
-	if errs := validation.IsConfigMapKey(docDCPrefix + s); len(errs) > 0 {
-		return Errorf(EInvalid, "invalid dc name %q: %s", s, strings.Join(errs, "; "))
+	if s == "." || s == ".." {
+		return Errorf(EInvalid, "invalid dc name %q: not a name", s)
+	}
+	if why := keyProblem(dcKeyPrefix + s); why != "" {
+		return Errorf(EInvalid, "invalid dc name %q: %s", s, why)
 	}
 	return nil
 }
+
+// The rules of Kubernetes names and ConfigMap keys, which the stored
+// document's keys and the pod names of a StatefulSet follow.
+const (
+	maxLabelLength = 63
+	maxKeyLength   = 253
+)
+
+// labelProblem says why s is not a DNS-1123 label (RFC 1123: lower case
+// letters, digits and '-', starting and ending with a letter or a digit, at
+// most 63 characters), "" when it is one.
+func labelProblem(s string) string {
+	const rule = "lower case letters, digits and '-', starting and ending with a letter or a digit"
+	switch {
+	case s == "":
+		return "empty"
+	case len(s) > maxLabelLength:
+		return fmt.Sprintf("longer than %d characters", maxLabelLength)
+	case strings.IndexFunc(s, func(r rune) bool { return !isLowerAlnum(r) && r != '-' }) >= 0,
+		!isLowerAlnum(rune(s[0])), !isLowerAlnum(rune(s[len(s)-1])):
+		return rule
+	}
+	return ""
+}
+
+// keyProblem says why s is not a valid ConfigMap key (letters, digits,
+// '-', '_' and '.', at most 253 characters, not "." or ".."), "" when it
+// is one.
+func keyProblem(s string) string {
+	switch {
+	case s == "":
+		return "empty"
+	case len(s) > maxKeyLength:
+		return fmt.Sprintf("longer than %d characters", maxKeyLength)
+	case s == "." || s == "..":
+		return "must not be '.' or '..'"
+	case strings.IndexFunc(s, func(r rune) bool {
+		return !isLowerAlnum(r) && !('A' <= r && r <= 'Z') && r != '-' && r != '_' && r != '.'
+	}) >= 0:
+		return "letters, digits, '-', '_' and '.' only"
+	}
+	return ""
+}
+
+func isLowerAlnum(r rune) bool { return 'a' <= r && r <= 'z' || '0' <= r && r <= '9' }

@@ -93,6 +93,18 @@ func TestDecodeDataRejects(t *testing.T) {
 		{"unknown phase", map[string]string{"status.nats-0": `{"phase":"Sleeping"}`}, `unknown phase "Sleeping"`},
 		{"missing phase", map[string]string{"status.nats-0": `{}`}, `unknown phase ""`},
 		{"first bad key reported", map[string]string{"pod.b": `x`, "pod.a": `y`, "pod.c": `{}`}, `"pod.a"`},
+		// What Data would refuse to write does not decode either: the
+		// document is acted on and written back whole, or not at all.
+		{"no ConfigMap key", map[string]string{"dc.east dc": `{}`}, "letters, digits"},
+		{"pod name no DNS label", map[string]string{"pod.Nats_0": `{}`}, "not a DNS-1123 label"},
+		{"dc named dot dot", map[string]string{"dc...": `{}`}, `invalid dc name ".."`},
+		{"status named dot", map[string]string{"status..": `{"phase":"Active"}`}, `invalid pod name "."`},
+		{"expires before it began", map[string]string{
+			"pod.nats-0": `{"since":"2025-03-01T12:00:00Z","expiresAt":"2025-03-01T11:00:00Z"}`,
+		}, "expiresAt 2025-03-01T11:00:00Z is before since 2025-03-01T12:00:00Z"},
+		{"status names no entry", map[string]string{"status.nats-0": `{"phase":"Fencing","entry":"node.x"}`}, `entry "node.x"`},
+		{"status names a bad pod entry", map[string]string{"status.nats-0": `{"phase":"Fencing","entry":"pod.X"}`}, `entry "pod.X"`},
+		{"evacuated not account/stream", map[string]string{"status.nats-0": `{"phase":"InMaintenance","evacuated":["ORDERS"]}`}, `"ORDERS": not <account>/<name>`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,6 +143,10 @@ func TestDocumentDataRejectsBadNames(t *testing.T) {
 		{"slash", func(d *Document) { d.Pods["a/b"] = Entry{} }},
 		{"space", func(d *Document) { d.DCs["east dc"] = Entry{} }},
 		{"too long", func(d *Document) { d.Pods[strings.Repeat("a", 250)] = Entry{} }},
+		{"pod name no DNS label", func(d *Document) { d.Pods["Nats_0"] = Entry{} }},
+		{"expires before it began", func(d *Document) { d.Pods["nats-0"] = Entry{Since: docT0, ExpiresAt: docTime(-time.Second)} }},
+		{"status without phase", func(d *Document) { d.Status["nats-0"] = Status{} }},
+		{"status names no entry", func(d *Document) { d.Status["nats-0"] = Status{Phase: PhaseFencing, Entry: "east"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,12 +158,17 @@ func TestDocumentDataRejectsBadNames(t *testing.T) {
 			assert.Equal(t, EInvalid, ErrorCode(err))
 		})
 	}
-	// Names NATS allows for clusters but DNS does not still make valid keys.
+	// Names NATS allows for clusters but DNS does not still make valid keys,
+	// and so do NATS server names in statuses.
 	d := NewDocument()
 	d.DCs["DC_East.1"] = Entry{Since: docT0}
+	d.Status["NATS_A"] = Status{Phase: PhaseHandingOff, Entry: "dc.DC_East.1", Evacuated: []string{"APP/ORDERS"}}
 	data, err := d.Data()
 	require.NoError(t, err)
 	assert.Contains(t, data, "dc.DC_East.1")
+	got, err := DecodeData(data, "1")
+	require.NoError(t, err)
+	assert.Equal(t, d.Status["NATS_A"], got.Status["NATS_A"])
 }
 
 func TestDocumentClone(t *testing.T) {
@@ -285,4 +306,80 @@ func TestValidName(t *testing.T) {
 			assert.Contains(t, err.Error(), "DNS-1123")
 		})
 	}
+}
+
+func TestValidDCName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"dc1", true},
+		{"DC_1.east-2", true},
+		{strings.Repeat("a", 250), true},
+		{strings.Repeat("a", 251), false}, // "dc." + 251 is over 253
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"dc 1", false},
+		{"dc/1", false},
+		{"dc:1", false},
+		{"dc1\n", false},
+		{"zoné", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidDCName(tt.name)
+			if tt.ok {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Equal(t, EInvalid, ErrorCode(err))
+		})
+	}
+}
+
+func TestHeldAtBoot(t *testing.T) {
+	now := docT0.Add(time.Hour)
+	past := docT0
+	tests := []struct {
+		name    string
+		edit    func(d *Document)
+		dcLabel string
+		want    string // "" for not held
+	}{
+		{name: "nothing asked", edit: func(*Document) {}},
+		{name: "its own entry", edit: func(d *Document) { d.Pods["nats-1"] = Entry{Since: docT0} }, want: "pod.nats-1"},
+		{name: "its own entry, expired", edit: func(d *Document) { d.Pods["nats-1"] = Entry{Since: docT0, ExpiresAt: &past} }},
+		{name: "its dc label's entry", dcLabel: "zone-a",
+			edit: func(d *Document) { d.DCs["zone-a"] = Entry{Since: docT0} }, want: "dc.zone-a"},
+		{name: "a dc by cluster name, as its reconciler reported", edit: func(d *Document) {
+			d.DCs["dc1"] = Entry{Since: docT0}
+			d.Status["nats-1"] = Status{Phase: PhaseInMaintenance, Entry: "dc.dc1"}
+		}, want: "dc.dc1"},
+		{name: "on its way in when it went", edit: func(d *Document) {
+			d.DCs["dc1"] = Entry{Since: docT0}
+			d.Status["nats-1"] = Status{Phase: PhaseFencing, Entry: "dc.dc1"}
+		}, want: "dc.dc1"},
+		{name: "the reported dc entry is gone", edit: func(d *Document) {
+			d.Status["nats-1"] = Status{Phase: PhaseInMaintenance, Entry: "dc.dc1"}
+		}},
+		{name: "on its way out", edit: func(d *Document) {
+			d.DCs["dc1"] = Entry{Since: docT0}
+			d.Status["nats-1"] = Status{Phase: PhaseCatchingUp, Entry: "dc.dc1"}
+		}},
+		{name: "another pod's entry", edit: func(d *Document) { d.Pods["nats-2"] = Entry{Since: docT0} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := NewDocument()
+			tt.edit(d)
+			key, ok := d.HeldAtBoot("nats-1", tt.dcLabel, now)
+			assert.Equal(t, tt.want != "", ok)
+			assert.Equal(t, tt.want, key)
+		})
+	}
+	var nilDoc *Document
+	_, ok := nilDoc.HeldAtBoot("nats-1", "", now)
+	assert.False(t, ok)
 }

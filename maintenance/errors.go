@@ -46,3 +46,16 @@ func ErrorCode(err error) string {
 	}
 	return EInternal
 }
+
+// ErrorMessage returns the message of the first *Error in err's chain,
+// err's own text for any other error and "" for nil: what a client may be
+// shown of an error that another message quotes.
+func ErrorMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Message
+	}
+	return err.Error()
+}

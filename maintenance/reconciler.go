@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prober-dev/prober/natsraft"
 	"github.com/rs/zerolog"
 )
 
@@ -15,21 +19,29 @@ const (
 	DefaultResync      = 5 * time.Second
 	DefaultCatchUpPoll = 200 * time.Millisecond
 	DefaultStepTimeout = 2 * time.Minute
+	DefaultSafetyPoll  = time.Second
+	DefaultMoveTimeout = 30 * time.Minute
+	// DefaultDrainPoll is how often a draining node looks for a
+	// leadership it regained (an election may pick it at any time).
+	DefaultDrainPoll = 500 * time.Millisecond
+	// DefaultReportRetention is how long the status of a node back from
+	// maintenance keeps the report of its give-back (phase Active).
+	DefaultReportRetention = time.Minute
 )
 
 const (
-	// recRetryBase and recRetryCap bound the backoff after a failed step or an
+	// retryBase and retryCap bound the backoff after a failed step or an
 	// unreadable store: 100ms, 200ms, 400ms … 5s.
-	recRetryBase = 100 * time.Millisecond
-	recRetryCap  = 5 * time.Second
-	// recCatchUpReportInterval throttles status writes whose only change is the
+	retryBase = 100 * time.Millisecond
+	retryCap  = 5 * time.Second
+	// catchUpReportInterval throttles status writes whose only change is the
 	// catch-up detail, which can change on every poll.
-	recCatchUpReportInterval = time.Second
+	catchUpReportInterval = time.Second
 )
 
-// recErrUnchanged aborts a Store.Update whose function found nothing to change,
+// errUnchanged aborts a Store.Update whose function found nothing to change,
 // so that no write (and no watch event for every reconciler) happens.
-var recErrUnchanged = errors.New("unchanged")
+var errUnchanged = errors.New("unchanged")
 
 // ReconcilerOptions configures a Reconciler. Store and Node are required.
 type ReconcilerOptions struct {
@@ -48,8 +60,30 @@ type ReconcilerOptions struct {
 	// into a Failed status and a retry. Default DefaultStepTimeout.
 	StepTimeout time.Duration
 	// Now is the clock (TTL expiry, status timestamps). Default time.Now.
-	Now    func() time.Time
-	Logger zerolog.Logger
+	Now func() time.Time
+	// Views gives the cluster view with each node's dc as the Service sees
+	// it. With it, an entry that is not forced is judged by the safety rule
+	// again right before each step that takes the node away (hand off,
+	// quiesce, fence), against the cluster as it is then: a peer that fell
+	// over since the request was accepted holds the node back, at
+	// Requested, until it is safe again. Without it (tests of the steps
+	// alone) nothing is judged again.
+	Views ViewSource
+	// SafetyPoll is how often a node held back by the safety rule looks
+	// again. Default DefaultSafetyPoll.
+	SafetyPoll time.Duration
+	// MoveTimeout bounds moving the streams of one replica off the node
+	// and back (Evacuate, Restore), which copies their data. Default
+	// DefaultMoveTimeout.
+	MoveTimeout time.Duration
+	// DrainPoll is how often a draining node looks whether it leads
+	// something again, and moves it off. Default DefaultDrainPoll.
+	DrainPoll time.Duration
+	// ReportRetention is how long the give-back report stays in the
+	// status (phase Active) before the status is removed. Default
+	// DefaultReportRetention.
+	ReportRetention time.Duration
+	Logger          zerolog.Logger
 }
 
 // Reconciler drives one local NATS node to the state the Store asks for: into
@@ -66,6 +100,11 @@ type Reconciler struct {
 	catchUpPoll time.Duration
 	stepTimeout time.Duration
 	now         func() time.Time
+	views       ViewSource
+	safetyPoll  time.Duration
+	moveTimeout time.Duration
+	drainPoll   time.Duration
+	retention   time.Duration
 	log         zerolog.Logger
 
 	// Owned by the Run goroutine. handedOff and movedClients remember the
@@ -73,9 +112,23 @@ type Reconciler struct {
 	// the node; they are forgotten after a failure, so a retry hands off
 	// again (leaderships may have come back in the meantime).
 	entering     bool
+	inForce      string // while entering, the key of the entry in force
+	evacuated    bool   // this attempt moved the streams of one replica off
 	handedOff    bool
 	movedClients bool
-	failures     int
+	// snapshotted is set once this entering attempt has recorded the
+	// leaderships the node held (Status.Leaders).
+	snapshotted bool
+	// mode and restore are, while entering, what the status reports:
+	// ModeDrain once a drain has the node routed and serving, and the
+	// entry's RestoreLeaders.
+	mode    string
+	restore *bool
+	// forcedPast is set when a forced entry went on past a hand-off that
+	// could not move everything: what stayed goes down with the node, as
+	// the request said, and is not handed off again.
+	forcedPast bool
+	failures   int
 	// seen is the resourceVersion of the document the current decision is
 	// based on; lastWritten that of this reconciler's last write when it
 	// held nothing but its own change to seen, else "".
@@ -107,6 +160,18 @@ func NewReconciler(o ReconcilerOptions) *Reconciler {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.SafetyPoll <= 0 {
+		o.SafetyPoll = DefaultSafetyPoll
+	}
+	if o.MoveTimeout <= 0 {
+		o.MoveTimeout = DefaultMoveTimeout
+	}
+	if o.DrainPoll <= 0 {
+		o.DrainPoll = DefaultDrainPoll
+	}
+	if o.ReportRetention <= 0 {
+		o.ReportRetention = DefaultReportRetention
+	}
 	pod := o.Node.Name()
 	return &Reconciler{
 		store:       o.Store,
@@ -117,6 +182,11 @@ func NewReconciler(o ReconcilerOptions) *Reconciler {
 		catchUpPoll: o.CatchUpPoll,
 		stepTimeout: o.StepTimeout,
 		now:         o.Now,
+		views:       o.Views,
+		safetyPoll:  o.SafetyPoll,
+		moveTimeout: o.MoveTimeout,
+		drainPoll:   o.DrainPoll,
+		retention:   o.ReportRetention,
 		log:         o.Logger.With().Str("pod", pod).Str("dc", o.DC).Logger(),
 		readyMsg:    "maintenance state not read yet",
 	}
@@ -183,7 +253,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 				break wait
 			case _, ok := <-watch:
 				if !ok {
-					watch, watchRetry = nil, time.Now().Add(recRetryBase)
+					watch, watchRetry = nil, time.Now().Add(retryBase)
 					continue
 				}
 				// While backing off, the reconciler's own Failed write
@@ -225,10 +295,10 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 	}
 	r.seen = doc.ResourceVersion
 	now := r.now()
-	if recHasExpired(doc, now) {
+	if hasExpired(doc, now) {
 		stored, err := r.write(ctx, func(d *Document) error {
 			if !d.Expire(now) {
-				return recErrUnchanged
+				return errUnchanged
 			}
 			return nil
 		})
@@ -236,7 +306,7 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 		case err == nil:
 			r.log.Info().Msg("expired maintenance entries removed")
 			doc = stored
-		case !errors.Is(err, recErrUnchanged) && ctx.Err() == nil:
+		case !errors.Is(err, errUnchanged) && ctx.Err() == nil:
 			// Desired ignores expired entries, so this only delays the
 			// cleanup of the document, not the decision.
 			r.log.Warn().Err(err).Msg("remove expired maintenance entries")
@@ -245,15 +315,22 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 
 	entry, source, desired := doc.Desired(r.pod, r.dc, now)
 	status, hasStatus := doc.Status[r.pod]
-	fenced, quiesced := r.node.Fenced(), r.node.Quiesced()
 	if desired != r.entering {
 		// The direction changed (or this is the first pass): start afresh.
-		r.entering, r.handedOff, r.movedClients, r.failures = desired, false, false, 0
+		r.entering, r.handedOff, r.movedClients, r.evacuated, r.failures = desired, false, false, false, 0
+		r.snapshotted = false
+		r.forcedPast = false
 	}
-
-	if desired {
-		delay, err = r.enter(ctx, entry, source, status, hasStatus, fenced, quiesced, now)
-	} else {
+	fenced, err := r.node.Fenced()
+	quiesced := r.node.Quiesced()
+	switch {
+	case err != nil:
+		// Whether the node is fenced cannot be told: acting either way
+		// would be a guess. The node stays as it is.
+		err = &stepError{fmt.Errorf("read the fence of %s: %w", r.pod, err)}
+	case desired:
+		delay, err = r.enter(ctx, doc, entry, source, status, hasStatus, fenced, quiesced, now)
+	default:
 		delay, err = r.leave(ctx, status, hasStatus, fenced, quiesced, now)
 	}
 	if err != nil {
@@ -265,57 +342,119 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 		r.fail(ctx, err)
 		return r.backoff(), true
 	}
-	if next, ok := recNextExpiry(doc, now); ok && next < delay {
+	if next, ok := nextExpiry(doc, now); ok && next < delay {
 		delay = next
 	}
 	return delay, false
 }
 
-// recStepError is a failed call into the Node: it is reported as Failed.
+// stepError is a failed call into the Node: it is reported as Failed.
 // Store errors are not (the status could not be written anyway).
-type recStepError struct{ err error }
+type stepError struct{ err error }
 
-func (e *recStepError) Error() string { return e.err.Error() }
-func (e *recStepError) Unwrap() error { return e.err }
+func (e *stepError) Error() string { return e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
 
 // enter takes the next step into maintenance.
-func (r *Reconciler) enter(ctx context.Context, entry Entry, source string, st Status, hasStatus, fenced, quiesced bool, now time.Time) (time.Duration, error) {
+func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, source string, st Status, hasStatus, fenced, quiesced bool, now time.Time) (time.Duration, error) {
 	// key names the entry in force, as stored: "pod.<pod>" or "dc.<dc>".
 	key := "pod." + r.pod
 	if source == SourceDC {
 		key = "dc." + r.dc
 	}
+	r.inForce = key
+	r.mode = ModeFence
 	why := key
 	if entry.Reason != "" {
 		why = fmt.Sprintf("%s: %s", key, entry.Reason)
+	}
+	if entry.Drain() {
+		return r.drain(ctx, doc, entry, key, why, st, hasStatus, fenced, quiesced, now)
 	}
 	if fenced && quiesced {
 		r.setReady(false, fmt.Sprintf("in maintenance (%s)", key))
 		if err := r.report(ctx, PhaseInMaintenance, "fenced and quiesced ("+why+")", now); err != nil {
 			return 0, err
 		}
-		r.handedOff, r.movedClients, r.failures = false, false, 0
+		r.handedOff, r.movedClients, r.forcedPast, r.failures = false, false, false, 0
 		return r.refreshIn(st, hasStatus, PhaseInMaintenance, now), nil
 	}
+	if entry.Evacuate && !r.evacuated && !fenced && !quiesced {
+		// Moving a stream costs it nothing, so it comes before the safety
+		// rule is judged again: the streams it moves are then no reason to
+		// hold the node back.
+		r.setReady(false, fmt.Sprintf("entering maintenance (%s)", key))
+		var moved []string
+		if err := r.stepWithin(ctx, r.moveTimeout, PhaseHandingOff, "moving streams of one replica off", now, "evacuate", func(ctx context.Context) error {
+			var err error
+			moved, err = r.node.Evacuate(ctx)
+			return err
+		}); err != nil {
+			if len(moved) > 0 && !entry.KeepEvacuated {
+				_ = r.recordEvacuated(ctx, moved)
+			}
+			return 0, err
+		}
+		if len(moved) > 0 && !entry.KeepEvacuated {
+			if err := r.recordEvacuated(ctx, moved); err != nil {
+				return 0, err
+			}
+		}
+		r.evacuated = true
+		return 0, nil
+	}
+	if !fenced && !entry.Force {
+		if held, delay, err := r.holdIfUnsafe(ctx, doc, key, quiesced, false, now); held || err != nil {
+			return delay, err
+		}
+	}
 	r.setReady(false, fmt.Sprintf("entering maintenance (%s)", key))
-	if !hasStatus || !recEnteringPhase(st.Phase) {
-		// A new request: show that it has been seen before acting on it.
+	if !hasStatus || !enteringPhase(st.Phase) || r.heldBack(st) {
+		// A new request (or one the safety rule held back until now):
+		// show that it has been seen before acting on it.
 		if err := r.report(ctx, PhaseRequested, "maintenance requested ("+why+")", now); err != nil {
 			return 0, err
 		}
 	}
 	switch {
 	case !r.handedOff && !fenced && !quiesced:
-		if err := r.step(ctx, PhaseHandingOff, "handing off Raft leaderships", now, "hand off", r.node.HandOff); err != nil {
+		if err := r.snapshot(ctx, st); err != nil {
 			return 0, err
+		}
+		avoid := r.avoid(ctx, doc, now)
+		if err := r.step(ctx, PhaseHandingOff, "handing off Raft leaderships", now, "hand off", func(ctx context.Context) error {
+			return r.node.HandOff(ctx, avoid)
+		}); err != nil {
+			var se *stepError
+			if !entry.Force || !errors.As(err, &se) || ctx.Err() != nil {
+				return 0, err
+			}
+			// Forced: a group with no other peer to lead it (the last
+			// members of a group all forced in) cannot be handed off, and
+			// waiting for it would strand the node short of what was asked.
+			r.log.Warn().Err(err).Msg("forced maintenance goes on without a complete hand-off")
+			r.forcedPast = true
 		}
 		r.handedOff = true
 	case !quiesced:
+		// A leadership may have come back since the hand-off: quiesce only
+		// a node that leads nothing, else hand off again.
+		if !fenced && !r.forcedPast {
+			leads, err := r.node.Leads(ctx)
+			if err != nil {
+				return 0, &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
+			}
+			if len(leads) > 0 {
+				r.log.Info().Strs("groups", leads).Msg("leads again after the hand-off; handing off again")
+				r.handedOff = false
+				return 0, nil
+			}
+		}
 		if err := r.step(ctx, PhaseFencing, "quiescing JetStream", now, "quiesce", r.node.Quiesce); err != nil {
 			return 0, err
 		}
 		if !r.node.Quiesced() {
-			return 0, &recStepError{fmt.Errorf("quiesce %s: JetStream still enabled after quiesce", r.pod)}
+			return 0, &stepError{fmt.Errorf("quiesce %s: JetStream still enabled after quiesce", r.pod)}
 		}
 	case !r.movedClients && !fenced:
 		if err := r.step(ctx, PhaseFencing, "moving clients to peers", now, "move clients", r.node.MoveClients); err != nil {
@@ -326,11 +465,219 @@ func (r *Reconciler) enter(ctx context.Context, entry Entry, source string, st S
 		if err := r.step(ctx, PhaseFencing, "fencing from peers", now, "fence", r.node.Fence); err != nil {
 			return 0, err
 		}
-		if !r.node.Fenced() {
-			return 0, &recStepError{fmt.Errorf("fence %s: node not fenced after fence", r.pod)}
+		if ok, err := r.node.Fenced(); err != nil || !ok {
+			return 0, &stepError{fmt.Errorf("fence %s: node not fenced after fence (%v)", r.pod, err)}
 		}
 	}
 	return 0, nil
+}
+
+// drain takes the next step of a leadership-only maintenance: a node
+// still fenced or quiesced (the entry was a fence before) is brought back
+// first; then every leadership it holds is moved off, and looked for again
+// every DrainPoll, since an election may hand one back at any time. The
+// node stays routed, current and ready throughout; it reaches
+// InMaintenance (mode drain) once it leads nothing a hand-off can move.
+func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key, why string, st Status, hasStatus, fenced, quiesced bool, now time.Time) (time.Duration, error) {
+	switch {
+	case fenced:
+		r.setReady(false, fmt.Sprintf("draining (%s): lifting the fence first", key))
+		if err := r.step(ctx, PhaseUnfencing, "lifting the fence: the entry asks for a drain", now, "unfence", r.node.Unfence); err != nil {
+			return 0, err
+		}
+		if still, err := r.node.Fenced(); err != nil || still {
+			return 0, &stepError{fmt.Errorf("unfence %s: node still fenced after unfence (%v)", r.pod, err)}
+		}
+		return 0, nil
+	case quiesced:
+		r.setReady(false, fmt.Sprintf("draining (%s): resuming JetStream first", key))
+		if err := r.step(ctx, PhaseUnfencing, "resuming JetStream: the entry asks for a drain", now, "resume", r.node.Resume); err != nil {
+			return 0, err
+		}
+		if r.node.Quiesced() {
+			return 0, &stepError{fmt.Errorf("resume %s: JetStream still disabled after resume", r.pod)}
+		}
+		return 0, nil
+	}
+	r.mode = ModeDrain
+	settled := hasStatus && (st.Phase == PhaseHandingOff || st.Phase == PhaseInMaintenance)
+	if !entry.Force && !settled {
+		if held, delay, err := r.holdIfUnsafe(ctx, doc, key, false, true, now); held || err != nil {
+			return delay, err
+		}
+	}
+	r.setReady(true, fmt.Sprintf("draining (%s): routed and serving, leading nothing", key))
+	if !hasStatus || !enteringPhase(st.Phase) || r.heldBack(st) {
+		if err := r.report(ctx, PhaseRequested, "drain requested ("+why+")", now); err != nil {
+			return 0, err
+		}
+	}
+	if err := r.snapshot(ctx, st); err != nil {
+		return 0, err
+	}
+	leads, err := r.node.Leads(ctx)
+	if err != nil {
+		return 0, &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
+	}
+	if len(leads) > 0 {
+		phase, msg := PhaseHandingOff, "moving leaderships off: "+strings.Join(leads, ", ")
+		if hasStatus && st.Phase == PhaseInMaintenance {
+			// A leadership an election gave back: the node stays in
+			// maintenance while it moves off again.
+			phase, msg = PhaseInMaintenance, "moving a regained leadership off: "+strings.Join(leads, ", ")
+			r.log.Info().Strs("groups", leads).Msg("leads again while draining; moving off")
+		}
+		avoid := r.avoid(ctx, doc, now)
+		if err := r.step(ctx, phase, msg, now, "hand off", func(ctx context.Context) error {
+			return r.node.HandOff(ctx, avoid)
+		}); err != nil {
+			return 0, err
+		}
+		return 0, nil
+	}
+	if err := r.report(ctx, PhaseInMaintenance, "drained: leads nothing, routed and serving ("+why+")", now); err != nil {
+		return 0, err
+	}
+	r.failures = 0
+	return r.drainPoll, nil
+}
+
+// snapshot records, once per entering attempt and before the first
+// hand-off, the leaderships the node holds (Status.Leaders), unless the
+// status already holds a snapshot of this maintenance.
+func (r *Reconciler) snapshot(ctx context.Context, st Status) error {
+	if r.snapshotted {
+		return nil
+	}
+	if len(st.Leaders) > 0 && enteringPhase(st.Phase) {
+		r.snapshotted = true
+		return nil
+	}
+	leaders, err := r.node.Leaders(ctx)
+	if err != nil {
+		return &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
+	}
+	if len(leaders) > 0 {
+		_, err := r.write(ctx, func(d *Document) error {
+			cur, ok := d.Status[r.pod]
+			if !ok || len(cur.Leaders) > 0 {
+				return errUnchanged
+			}
+			cur.Leaders = leaders
+			d.Status[r.pod] = cur
+			return nil
+		})
+		if err != nil && !errors.Is(err, errUnchanged) {
+			return fmt.Errorf("record the leaderships of %s: %w", r.pod, err)
+		}
+		r.log.Info().Strs("groups", leaders).Msg("roles snapshot taken")
+	}
+	r.snapshotted = true
+	return nil
+}
+
+// heldMessage starts the status message of a node the safety rule holds
+// back.
+const heldMessage = "held back: "
+
+// heldBack reports whether st says the safety rule held the node back.
+func (r *Reconciler) heldBack(st Status) bool {
+	return st.Phase == PhaseRequested && strings.HasPrefix(st.Message, heldMessage)
+}
+
+// holdIfUnsafe judges the safety rule again for the local pod against the
+// cluster as it is now, with every other pod out of service as the
+// document says. When entering now would cost a group its quorum the node
+// is held back: JetStream is resumed if it was already quiesced (the fence
+// is not up yet, so the node can still serve), the status says Requested
+// and why, the node stays ready, and the reconciler looks again every
+// SafetyPoll.
+func (r *Reconciler) holdIfUnsafe(ctx context.Context, doc *Document, key string, quiesced, drain bool, now time.Time) (bool, time.Duration, error) {
+	if r.views == nil {
+		return false, 0, nil
+	}
+	view, err := ClusterView(ctx, r.views, r.log)
+	if err != nil {
+		return false, 0, &stepError{fmt.Errorf("judge the safety of %s: %w", r.pod, err)}
+	}
+	busy := OutOfService(view, doc, now)
+	delete(busy, r.pod)
+	others := slices.Sorted(maps.Keys(busy))
+	cost := "cost %d Raft group(s) their quorum"
+	var violations []Violation
+	if drain {
+		draining := Draining(view, doc, now)
+		delete(draining, r.pod)
+		violations = JudgeDrain(view, []string{r.pod}, others, slices.Sorted(maps.Keys(draining))).Violations
+		cost = "leave %d Raft group(s) no peer to lead them"
+	} else {
+		violations = CheckSafety(view, []string{r.pod}, others)
+	}
+	if len(violations) == 0 {
+		return false, 0, nil
+	}
+	msg := fmt.Sprintf("%s%s now would "+cost+" (%s): %s", heldMessage, key, len(violations),
+		strings.Join(groupNames(violations), ", "), strings.Join(reasons(violations), "; "))
+	if quiesced {
+		if err := r.step(ctx, PhaseRequested, msg+"; resuming JetStream", now, "resume", r.node.Resume); err != nil {
+			return false, 0, err
+		}
+	}
+	r.handedOff, r.movedClients = false, false
+	r.setReady(true, "maintenance requested but "+msg)
+	if err := r.report(ctx, PhaseRequested, msg, now); err != nil {
+		return false, 0, err
+	}
+	return true, r.safetyPoll, nil
+}
+
+// recordEvacuated adds streams to the status's list of streams to move
+// back when the node leaves maintenance.
+func (r *Reconciler) recordEvacuated(ctx context.Context, streams []string) error {
+	_, err := r.write(ctx, func(d *Document) error {
+		st, ok := d.Status[r.pod]
+		if !ok {
+			return errUnchanged
+		}
+		before := len(st.Evacuated)
+		for _, s := range streams {
+			if !slices.Contains(st.Evacuated, s) {
+				st.Evacuated = append(st.Evacuated, s)
+			}
+		}
+		if len(st.Evacuated) == before {
+			return errUnchanged
+		}
+		d.Status[r.pod] = st
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) {
+		return fmt.Errorf("record the streams moved off %s: %w", r.pod, err)
+	}
+	return nil
+}
+
+// avoid names the pods a hand-off should not move leaderships to: every
+// other pod out of service as the document says (on its way into
+// maintenance, in it, or not back yet). Without a view it names the pods
+// with an entry or a status of their own.
+func (r *Reconciler) avoid(ctx context.Context, doc *Document, now time.Time) []string {
+	var view *natsraft.View
+	if r.views != nil {
+		view, _ = r.views.View(ctx)
+	}
+	busy := OutOfService(view, doc, now)
+	delete(busy, r.pod)
+	return slices.Sorted(maps.Keys(busy))
+}
+
+// reasons returns each violation's reason.
+func reasons(vs []Violation) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Reason
+	}
+	return out
 }
 
 // leave takes the next step out of maintenance.
@@ -341,8 +688,8 @@ func (r *Reconciler) leave(ctx context.Context, st Status, hasStatus, fenced, qu
 		if err := r.step(ctx, PhaseUnfencing, "lifting the fence", now, "unfence", r.node.Unfence); err != nil {
 			return 0, err
 		}
-		if r.node.Fenced() {
-			return 0, &recStepError{fmt.Errorf("unfence %s: node still fenced after unfence", r.pod)}
+		if still, err := r.node.Fenced(); err != nil || still {
+			return 0, &stepError{fmt.Errorf("unfence %s: node still fenced after unfence (%v)", r.pod, err)}
 		}
 		return 0, nil
 	case quiesced:
@@ -351,9 +698,11 @@ func (r *Reconciler) leave(ctx context.Context, st Status, hasStatus, fenced, qu
 			return 0, err
 		}
 		if r.node.Quiesced() {
-			return 0, &recStepError{fmt.Errorf("resume %s: JetStream still disabled after resume", r.pod)}
+			return 0, &stepError{fmt.Errorf("resume %s: JetStream still disabled after resume", r.pod)}
 		}
 		return 0, nil
+	case hasStatus && st.Phase == PhaseActive:
+		return r.retire(ctx, st, now)
 	case hasStatus:
 		return r.catchUp(ctx, st, now)
 	default:
@@ -374,31 +723,50 @@ func (r *Reconciler) catchUp(ctx context.Context, st Status, now time.Time) (tim
 	if err := r.report(ctx, PhaseCatchingUp, msg, now); err != nil {
 		return 0, err
 	}
-	r.setReady(false, "leaving maintenance: catching up")
+	// A drained node stayed routed and serving: it stays ready.
+	serving := st.Mode == ModeDrain
+	r.setReady(serving, "leaving maintenance: catching up")
 	sctx, cancel := context.WithTimeout(ctx, r.stepTimeout)
 	ok, detail, err := r.node.CaughtUp(sctx)
 	cancel()
 	if err != nil {
-		return 0, &recStepError{fmt.Errorf("catch up %s: %w", r.pod, err)}
+		return 0, &stepError{fmt.Errorf("catch up %s: %w", r.pod, err)}
 	}
 	if !ok {
 		if detail == "" {
 			detail = "not caught up yet"
 		}
-		r.setReady(false, "leaving maintenance: catching up: "+detail)
+		r.setReady(serving, "leaving maintenance: catching up: "+detail)
 		if err := r.report(ctx, PhaseCatchingUp, detail, r.now()); err != nil {
 			return 0, err
 		}
 		return r.catchUpPoll, nil
 	}
+	if len(st.Evacuated) > 0 {
+		// The streams moved off for this maintenance go back now that the
+		// node has caught up; the status, which lists them, goes only then.
+		var back []string
+		if err := r.stepWithin(ctx, r.moveTimeout, PhaseCatchingUp, "moving streams of one replica back: "+strings.Join(st.Evacuated, ", "), r.now(), "restore",
+			func(ctx context.Context) error {
+				var err error
+				back, err = r.node.Restore(ctx, st.Evacuated)
+				return err
+			}); err != nil {
+			return 0, err
+		}
+		r.log.Info().Strs("streams", back).Msg("streams of one replica moved back")
+	}
+	if len(st.Leaders) > 0 {
+		return r.giveBack(ctx, st)
+	}
 	_, err = r.write(ctx, func(d *Document) error {
 		if _, ok := d.Status[r.pod]; !ok {
-			return recErrUnchanged
+			return errUnchanged
 		}
 		delete(d.Status, r.pod)
 		return nil
 	})
-	if err != nil && !errors.Is(err, recErrUnchanged) {
+	if err != nil && !errors.Is(err, errUnchanged) {
 		return 0, fmt.Errorf("remove status.%s: %w", r.pod, err)
 	}
 	r.log.Info().Str("phase", string(PhaseActive)).Msg("caught up, maintenance left")
@@ -408,18 +776,88 @@ func (r *Reconciler) catchUp(ctx context.Context, st Status, now time.Time) (tim
 	return r.resync, nil
 }
 
+// giveBack moves the leaderships of the roles snapshot back to the node,
+// now that it has caught up (unless the entry or the exit said
+// restoreLeaders false), and reports what went back and what did not in
+// the status, phase Active, which stays for ReportRetention so that the
+// answer of the exit can show it.
+func (r *Reconciler) giveBack(ctx context.Context, st Status) (time.Duration, error) {
+	var given []string
+	var notGiven []natsraft.NotGivenBack
+	if st.RestoreLeaders == nil || *st.RestoreLeaders {
+		if err := r.step(ctx, PhaseCatchingUp, "giving leaderships back: "+strings.Join(st.Leaders, ", "), r.now(), "give back",
+			func(ctx context.Context) error {
+				var err error
+				given, notGiven, err = r.node.GiveBack(ctx, st.Leaders)
+				return err
+			}); err != nil {
+			return 0, err
+		}
+	} else {
+		for _, g := range st.Leaders {
+			notGiven = append(notGiven, natsraft.NotGivenBack{Group: g, Why: natsraft.NotBackNotAsked})
+		}
+	}
+	msg := fmt.Sprintf("back: gave %d of %d leadership(s) back", len(given), len(st.Leaders))
+	now := r.now()
+	_, err := r.write(ctx, func(d *Document) error {
+		if _, ok := d.Status[r.pod]; !ok {
+			return errUnchanged
+		}
+		d.Status[r.pod] = Status{Phase: PhaseActive, Message: msg, ObservedAt: now, PhaseSince: now,
+			GivenBack: given, NotGivenBack: notGiven}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) {
+		return 0, fmt.Errorf("report the give-back of %s: %w", r.pod, err)
+	}
+	r.log.Info().Str("phase", string(PhaseActive)).Strs("givenBack", given).Int("notGivenBack", len(notGiven)).
+		Msg("caught up, maintenance left")
+	r.failures = 0
+	r.setPhase(PhaseActive)
+	r.setReady(true, "active")
+	return r.retention, nil
+}
+
+// retire removes the status of a node back from maintenance once its
+// give-back report has been shown for ReportRetention.
+func (r *Reconciler) retire(ctx context.Context, st Status, now time.Time) (time.Duration, error) {
+	r.failures = 0
+	r.setPhase(PhaseActive)
+	r.setReady(true, "active")
+	if left := st.ObservedAt.Add(r.retention).Sub(now); left > 0 {
+		return min(left, r.resync), nil
+	}
+	_, err := r.write(ctx, func(d *Document) error {
+		if cur, ok := d.Status[r.pod]; !ok || cur.Phase != PhaseActive {
+			return errUnchanged
+		}
+		delete(d.Status, r.pod)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) {
+		return 0, fmt.Errorf("remove status.%s: %w", r.pod, err)
+	}
+	return r.resync, nil
+}
+
 // step reports phase/msg and then runs fn, bounded by the step timeout. The
 // status is written first so that a GET shows what is being done; if it
 // cannot be written, the step does not run.
 func (r *Reconciler) step(ctx context.Context, phase Phase, msg string, now time.Time, op string, fn func(context.Context) error) error {
+	return r.stepWithin(ctx, r.stepTimeout, phase, msg, now, op, fn)
+}
+
+// stepWithin is step bounded by timeout instead of the step timeout.
+func (r *Reconciler) stepWithin(ctx context.Context, timeout time.Duration, phase Phase, msg string, now time.Time, op string, fn func(context.Context) error) error {
 	if err := r.report(ctx, phase, msg, now); err != nil {
 		return err
 	}
 	r.log.Debug().Str("phase", string(phase)).Str("step", op).Msg("step")
-	sctx, cancel := context.WithTimeout(ctx, r.stepTimeout)
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := fn(sctx); err != nil {
-		return &recStepError{fmt.Errorf("%s %s: %w", op, r.pod, err)}
+		return &stepError{fmt.Errorf("%s %s: %w", op, r.pod, err)}
 	}
 	return nil
 }
@@ -428,7 +866,7 @@ func (r *Reconciler) step(ctx context.Context, phase Phase, msg string, now time
 // step gave up (a hung step may have taken StepTimeout); a store error is
 // only logged (writing the status would fail the same way).
 func (r *Reconciler) fail(ctx context.Context, err error) {
-	var se *recStepError
+	var se *stepError
 	if !errors.As(err, &se) {
 		r.log.Warn().Err(err).Int("attempt", r.failures).Msg("write maintenance status; retrying")
 		return
@@ -442,7 +880,7 @@ func (r *Reconciler) fail(ctx context.Context, err error) {
 
 // report writes status.<pod> unless the only change would be ObservedAt and
 // the stored one is younger than Resync (no write storms from resyncs). A
-// catch-up detail alone is written at most every recCatchUpReportInterval.
+// catch-up detail alone is written at most every catchUpReportInterval.
 func (r *Reconciler) report(ctx context.Context, phase Phase, msg string, now time.Time) error {
 	var prev Phase
 	_, err := r.write(ctx, func(d *Document) error {
@@ -452,23 +890,42 @@ func (r *Reconciler) report(ctx context.Context, phase Phase, msg string, now ti
 			prev = cur.Phase
 		}
 		since := now
+		next := cur.clone()
+		next.Entry = ""
+		if r.entering {
+			next.Entry, next.Mode = r.inForce, r.mode
+			// The entry's choice as stored now: an exit written meanwhile
+			// (with restoreLeaders=false, say) is not undone.
+			if e, _, desired := d.Desired(r.pod, r.dc, now); desired {
+				next.RestoreLeaders = cloneBool(e.RestoreLeaders)
+			}
+			if next.Mode == ModeFence {
+				next.Mode = ""
+			}
+			if !ok || cur.Phase == PhaseActive {
+				// A new maintenance: the report of the last one goes.
+				next.GivenBack, next.NotGivenBack, next.Leaders = nil, nil, nil
+			}
+		}
 		if ok && cur.Phase == phase {
 			age := now.Sub(cur.ObservedAt)
-			if cur.Message == msg && age < r.resync {
-				return recErrUnchanged
+			if cur.Message == msg && cur.Entry == next.Entry && cur.Mode == next.Mode &&
+				boolOr(cur.RestoreLeaders) == boolOr(next.RestoreLeaders) && age < r.resync {
+				return errUnchanged
 			}
-			if phase == PhaseCatchingUp && age < recCatchUpReportInterval {
-				return recErrUnchanged
+			if phase == PhaseCatchingUp && age < catchUpReportInterval {
+				return errUnchanged
 			}
 			since = cur.PhaseSince
 		}
 		if d.Status == nil {
 			d.Status = make(map[string]Status)
 		}
-		d.Status[r.pod] = Status{Phase: phase, Message: msg, ObservedAt: now, PhaseSince: since}
+		next.Phase, next.Message, next.ObservedAt, next.PhaseSince = phase, msg, now, since
+		d.Status[r.pod] = next
 		return nil
 	})
-	if err != nil && !errors.Is(err, recErrUnchanged) {
+	if err != nil && !errors.Is(err, errUnchanged) {
 		return fmt.Errorf("write status.%s (%s): %w", r.pod, phase, err)
 	}
 	if err == nil && prev != phase {
@@ -514,7 +971,8 @@ func (r *Reconciler) refreshIn(st Status, hasStatus bool, phase Phase, now time.
 // node that is fenced or quiesced stays not ready; otherwise the last
 // verdict stands, so that a store outage does not take every node out.
 func (r *Reconciler) storeUnreadable(err error) {
-	inMaintenance := r.node.Fenced() || r.node.Quiesced()
+	fenced, ferr := r.node.Fenced()
+	inMaintenance := ferr != nil || fenced || r.node.Quiesced()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
@@ -525,12 +983,15 @@ func (r *Reconciler) storeUnreadable(err error) {
 	}
 }
 
+// boolOr is *b, true when nil (RestoreLeaders' default).
+func boolOr(b *bool) bool { return b == nil || *b }
+
 func (r *Reconciler) backoff() time.Duration {
-	d := recRetryBase
-	for i := 1; i < r.failures && d < recRetryCap; i++ {
+	d := retryBase
+	for i := 1; i < r.failures && d < retryCap; i++ {
 		d *= 2
 	}
-	return min(d, recRetryCap)
+	return min(d, retryCap)
 }
 
 func (r *Reconciler) setPhase(p Phase) {
@@ -545,9 +1006,9 @@ func (r *Reconciler) setReady(ready bool, msg string) {
 	r.mu.Unlock()
 }
 
-// recEnteringPhase reports whether p belongs to an attempt to enter maintenance
+// enteringPhase reports whether p belongs to an attempt to enter maintenance
 // (Failed included, so that a retry does not start over at Requested).
-func recEnteringPhase(p Phase) bool {
+func enteringPhase(p Phase) bool {
 	switch p {
 	case PhaseRequested, PhaseHandingOff, PhaseFencing, PhaseInMaintenance, PhaseFailed:
 		return true
@@ -555,7 +1016,7 @@ func recEnteringPhase(p Phase) bool {
 	return false
 }
 
-func recHasExpired(d *Document, now time.Time) bool {
+func hasExpired(d *Document, now time.Time) bool {
 	for _, m := range []map[string]Entry{d.Pods, d.DCs} {
 		for _, e := range m {
 			if e.Expired(now) {
@@ -566,8 +1027,8 @@ func recHasExpired(d *Document, now time.Time) bool {
 	return false
 }
 
-// recNextExpiry returns the time until the earliest future expiry of any entry.
-func recNextExpiry(doc *Document, now time.Time) (time.Duration, bool) {
+// nextExpiry returns the time until the earliest future expiry of any entry.
+func nextExpiry(doc *Document, now time.Time) (time.Duration, bool) {
 	var (
 		next  time.Duration
 		found bool

@@ -1,4 +1,4 @@
-package maintenance
+package maintenance_test
 
 import (
 	"context"
@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prober-dev/prober/filestore"
+	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,7 +25,7 @@ const (
 	recDC  = "dc-a"
 )
 
-// Node operations as recorded by recNode.
+// maintenance.Node operations as recorded by recNode.
 const (
 	recOpHandOff     = "HandOff"
 	recOpQuiesce     = "Quiesce"
@@ -30,34 +34,116 @@ const (
 	recOpUnfence     = "Unfence"
 	recOpResume      = "Resume"
 	recOpCaughtUp    = "CaughtUp"
+	recOpEvacuate    = "Evacuate"
+	recOpRestore     = "Restore"
+	recOpGiveBack    = "GiveBack"
 )
 
 var (
 	recEnterCalls = []string{recOpHandOff, recOpQuiesce, recOpMoveClients, recOpFence}
-	recEnterPath  = []Phase{PhaseRequested, PhaseHandingOff, PhaseFencing, PhaseInMaintenance}
-	recLeavePath  = []Phase{PhaseUnfencing, PhaseCatchingUp, PhaseActive}
+	recEnterPath  = []maintenance.Phase{maintenance.PhaseRequested, maintenance.PhaseHandingOff, maintenance.PhaseFencing, maintenance.PhaseInMaintenance}
+	recLeavePath  = []maintenance.Phase{maintenance.PhaseUnfencing, maintenance.PhaseCatchingUp, maintenance.PhaseActive}
 )
 
-// recNode is a Node whose fence and quiesce are two booleans. Every call is
+// recNode is a maintenance.Node whose fence and quiesce are two booleans. Every call is
 // recorded; before, if set, runs first with the operation and how many times
 // it has been called (from 1), and its error fails the call; caughtUp, if
 // set, answers the n-th CaughtUp (default: caught up).
 type recNode struct {
 	before   func(ctx context.Context, op string, n int) error
 	caughtUp func(n int) (bool, string)
+	// leads, if set, answers Leads (default: nothing led).
+	leads func() []string
+	// leaders, if set, answers Leaders (the roles snapshot; default
+	// nothing); givenBack records what GiveBack was given.
+	leaders   func() []string
+	givenBack [][]string
 
 	mu       sync.Mutex
 	fenced   bool
 	quiesced bool
+	// fenceErr, when set, is what Fenced answers: the fence's state cannot
+	// be read.
+	fenceErr error
 	calls    []string
+	// avoided records the avoid argument of each HandOff.
+	avoided [][]string
+	// singles are the streams of one replica Evacuate moves; restored
+	// those Restore was given.
+	singles, restored []string
 }
 
 func (f *recNode) Name() string { return recPod }
 
-func (f *recNode) Fenced() bool {
+func (f *recNode) Fenced() (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fenceErr != nil {
+		return false, f.fenceErr
+	}
+	return f.fenced, nil
+}
+
+// isFenced is the fence's state as the test set it.
+func (f *recNode) isFenced() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.fenced
+}
+
+func (f *recNode) Evacuate(ctx context.Context) ([]string, error) {
+	if err := f.call(ctx, recOpEvacuate, nil); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	moved := f.singles
+	f.singles = nil
+	return moved, nil
+}
+
+func (f *recNode) Restore(ctx context.Context, streams []string) ([]string, error) {
+	if err := f.call(ctx, recOpRestore, nil); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restored = append(f.restored, streams...)
+	return streams, nil
+}
+
+func (f *recNode) Leads(context.Context) ([]string, error) {
+	if f.leads == nil {
+		return nil, nil
+	}
+	return f.leads(), nil
+}
+
+func (f *recNode) Leaders(context.Context) ([]string, error) {
+	if f.leaders == nil {
+		return nil, nil
+	}
+	return f.leaders(), nil
+}
+
+// GiveBack gives back every group but those named "gone-…".
+func (f *recNode) GiveBack(ctx context.Context, groups []string) ([]string, []natsraft.NotGivenBack, error) {
+	if err := f.call(ctx, recOpGiveBack, nil); err != nil {
+		return nil, nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.givenBack = append(f.givenBack, slices.Clone(groups))
+	var given []string
+	var notGiven []natsraft.NotGivenBack
+	for _, g := range groups {
+		if strings.HasPrefix(g, "gone-") {
+			notGiven = append(notGiven, natsraft.NotGivenBack{Group: g, Why: natsraft.NotBackGone})
+			continue
+		}
+		given = append(given, g)
+	}
+	return given, notGiven, nil
 }
 
 func (f *recNode) Quiesced() bool {
@@ -106,7 +192,12 @@ func (f *recNode) call(ctx context.Context, op string, set func()) error {
 	return nil
 }
 
-func (f *recNode) HandOff(ctx context.Context) error { return f.call(ctx, recOpHandOff, nil) }
+func (f *recNode) HandOff(ctx context.Context, avoid []string) error {
+	f.mu.Lock()
+	f.avoided = append(f.avoided, avoid)
+	f.mu.Unlock()
+	return f.call(ctx, recOpHandOff, nil)
+}
 func (f *recNode) Quiesce(ctx context.Context) error {
 	return f.call(ctx, recOpQuiesce, func() { f.quiesced = true })
 }
@@ -136,18 +227,18 @@ func (f *recNode) CaughtUp(ctx context.Context) (bool, string, error) {
 // every distinct status of recPod that a write of the reconciler left
 // behind (phase Active when the status is gone) and can be made unreachable.
 type recStore struct {
-	Store
+	maintenance.Store
 	down   atomic.Bool
 	gets   atomic.Int64
 	writes atomic.Int64
 
 	mu       sync.Mutex
-	statuses []Status
+	statuses []maintenance.Status
 }
 
 var recErrStoreDown = errors.New("store unreachable")
 
-func (s *recStore) Get(ctx context.Context) (*Document, error) {
+func (s *recStore) Get(ctx context.Context) (*maintenance.Document, error) {
 	s.gets.Add(1)
 	if s.down.Load() {
 		return nil, recErrStoreDown
@@ -155,7 +246,7 @@ func (s *recStore) Get(ctx context.Context) (*Document, error) {
 	return s.Store.Get(ctx)
 }
 
-func (s *recStore) Update(ctx context.Context, fn func(*Document) error) (*Document, error) {
+func (s *recStore) Update(ctx context.Context, fn func(*maintenance.Document) error) (*maintenance.Document, error) {
 	if s.down.Load() {
 		return nil, recErrStoreDown
 	}
@@ -166,7 +257,7 @@ func (s *recStore) Update(ctx context.Context, fn func(*Document) error) (*Docum
 	s.writes.Add(1)
 	st, ok := d.Status[recPod]
 	if !ok {
-		st = Status{Phase: PhaseActive}
+		st = maintenance.Status{Phase: maintenance.PhaseActive}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,10 +268,10 @@ func (s *recStore) Update(ctx context.Context, fn func(*Document) error) (*Docum
 }
 
 // Phases returns the recorded phases, consecutive repeats collapsed.
-func (s *recStore) Phases() []Phase {
+func (s *recStore) Phases() []maintenance.Phase {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Phase
+	var out []maintenance.Phase
 	for _, st := range s.statuses {
 		if len(out) == 0 || out[len(out)-1] != st.Phase {
 			out = append(out, st.Phase)
@@ -189,7 +280,7 @@ func (s *recStore) Phases() []Phase {
 	return out
 }
 
-func (s *recStore) Statuses() []Status {
+func (s *recStore) Statuses() []maintenance.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.statuses)
@@ -213,17 +304,17 @@ func (c *recClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func recFileStore(t *testing.T) *FileStore {
+func recFileStore(t *testing.T) *filestore.Store {
 	t.Helper()
-	s, err := OpenFileStore(filepath.Join(t.TempDir(), "maintenance.json"),
-		FileStoreOptions{PollInterval: 50 * time.Millisecond, Logger: zerolog.Nop()})
+	s, err := filestore.Open(filepath.Join(t.TempDir(), "maintenance.json"),
+		filestore.Options{PollInterval: 50 * time.Millisecond, Logger: zerolog.Nop()})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, s.Close()) })
 	return s
 }
 
 // recNew fills in the options the tests share.
-func recNew(o ReconcilerOptions) *Reconciler {
+func recNew(o maintenance.ReconcilerOptions) *maintenance.Reconciler {
 	if o.DC == "" {
 		o.DC = recDC
 	}
@@ -231,18 +322,18 @@ func recNew(o ReconcilerOptions) *Reconciler {
 		o.CatchUpPoll = 5 * time.Millisecond
 	}
 	o.Logger = zerolog.Nop()
-	return NewReconciler(o)
+	return maintenance.NewReconciler(o)
 }
 
 // recStart runs a reconciler until the test ends (or stop is called)
 // and checks that Run returns nil promptly.
-func recStart(t *testing.T, o ReconcilerOptions) (r *Reconciler, stop func()) {
+func recStart(t *testing.T, o maintenance.ReconcilerOptions) (r *maintenance.Reconciler, stop func()) {
 	t.Helper()
 	r = recNew(o)
 	return r, recRun(t, r)
 }
 
-func recRun(t *testing.T, r *Reconciler) (stop func()) {
+func recRun(t *testing.T, r *maintenance.Reconciler) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -263,13 +354,13 @@ func recRun(t *testing.T, r *Reconciler) (stop func()) {
 	return stop
 }
 
-func recUpdate(t *testing.T, s Store, fn func(d *Document)) {
+func recUpdate(t *testing.T, s maintenance.Store, fn func(d *maintenance.Document)) {
 	t.Helper()
-	_, err := s.Update(context.Background(), func(d *Document) error { fn(d); return nil })
+	_, err := s.Update(context.Background(), func(d *maintenance.Document) error { fn(d); return nil })
 	require.NoError(t, err)
 }
 
-func recStatus(t *testing.T, s Store) (Status, bool) {
+func recStatus(t *testing.T, s maintenance.Store) (maintenance.Status, bool) {
 	t.Helper()
 	d, err := s.Get(context.Background())
 	require.NoError(t, err)
@@ -283,14 +374,14 @@ func recWaitFor(t *testing.T, what string, cond func() bool) {
 	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, "waiting for %s", what)
 }
 
-func recWaitPhase(t *testing.T, r *Reconciler, s Store, want Phase) {
+func recWaitPhase(t *testing.T, r *maintenance.Reconciler, s maintenance.Store, want maintenance.Phase) {
 	t.Helper()
 	recWaitFor(t, "phase "+string(want), func() bool {
 		if r.Phase() != want {
 			return false
 		}
 		st, ok := recStatus(t, s)
-		if want == PhaseActive {
+		if want == maintenance.PhaseActive {
 			return !ok
 		}
 		return ok && st.Phase == want
@@ -298,34 +389,38 @@ func recWaitPhase(t *testing.T, r *Reconciler, s Store, want Phase) {
 }
 
 // recStepPhase is the status a step must find stored when it runs.
-var recStepPhase = map[string]Phase{
-	recOpHandOff:     PhaseHandingOff,
-	recOpQuiesce:     PhaseFencing,
-	recOpMoveClients: PhaseFencing,
-	recOpFence:       PhaseFencing,
-	recOpUnfence:     PhaseUnfencing,
-	recOpResume:      PhaseUnfencing,
-	recOpCaughtUp:    PhaseCatchingUp,
+var recStepPhase = map[string]maintenance.Phase{
+	recOpHandOff:     maintenance.PhaseHandingOff,
+	recOpQuiesce:     maintenance.PhaseFencing,
+	recOpMoveClients: maintenance.PhaseFencing,
+	recOpFence:       maintenance.PhaseFencing,
+	recOpUnfence:     maintenance.PhaseUnfencing,
+	recOpResume:      maintenance.PhaseUnfencing,
+	recOpCaughtUp:    maintenance.PhaseCatchingUp,
 }
 
 func TestReconcilerEntersAndLeaves(t *testing.T) {
 	tests := []struct {
 		name    string
-		request func(d *Document)
-		cancel  func(d *Document)
+		request func(d *maintenance.Document)
+		cancel  func(d *maintenance.Document)
 		source  string
 	}{
 		{
-			name:    "pod entry",
-			request: func(d *Document) { d.Pods[recPod] = Entry{Reason: "kernel upgrade", Since: time.Now()} },
-			cancel:  func(d *Document) { delete(d.Pods, recPod) },
-			source:  "pod." + recPod,
+			name: "pod entry",
+			request: func(d *maintenance.Document) {
+				d.Pods[recPod] = maintenance.Entry{Reason: "kernel upgrade", Since: time.Now()}
+			},
+			cancel: func(d *maintenance.Document) { delete(d.Pods, recPod) },
+			source: "pod." + recPod,
 		},
 		{
-			name:    "dc entry",
-			request: func(d *Document) { d.DCs[recDC] = Entry{Reason: "rack move", Since: time.Now()} },
-			cancel:  func(d *Document) { delete(d.DCs, recDC) },
-			source:  "dc." + recDC,
+			name: "dc entry",
+			request: func(d *maintenance.Document) {
+				d.DCs[recDC] = maintenance.Entry{Reason: "rack move", Since: time.Now()}
+			},
+			cancel: func(d *maintenance.Document) { delete(d.DCs, recDC) },
+			source: "dc." + recDC,
 		},
 	}
 	for _, tt := range tests {
@@ -333,7 +428,7 @@ func TestReconcilerEntersAndLeaves(t *testing.T) {
 			fs := recFileStore(t)
 			store := &recStore{Store: fs}
 			var (
-				r          *Reconciler
+				r          *maintenance.Reconciler
 				mu         sync.Mutex
 				violations []string
 			)
@@ -358,13 +453,13 @@ func TestReconcilerEntersAndLeaves(t *testing.T) {
 				},
 			}
 			recUpdate(t, fs, tt.request)
-			r = recNew(ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
+			r = recNew(maintenance.ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
 			recRun(t, r)
 
-			recWaitPhase(t, r, fs, PhaseInMaintenance)
+			recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
 			assert.Equal(t, recEnterCalls, node.Calls())
 			assert.Equal(t, recEnterPath, store.Phases())
-			assert.True(t, node.Fenced())
+			assert.True(t, node.isFenced())
 			assert.True(t, node.Quiesced())
 			ready, msg := r.Ready()
 			assert.False(t, ready)
@@ -374,11 +469,11 @@ func TestReconcilerEntersAndLeaves(t *testing.T) {
 			assert.False(t, st.PhaseSince.IsZero())
 
 			recUpdate(t, fs, tt.cancel)
-			recWaitPhase(t, r, fs, PhaseActive)
+			recWaitPhase(t, r, fs, maintenance.PhaseActive)
 			assert.Equal(t, append(slices.Clone(recEnterCalls), recOpUnfence, recOpResume, recOpCaughtUp, recOpCaughtUp, recOpCaughtUp),
 				node.Calls())
 			assert.Equal(t, append(slices.Clone(recEnterPath), recLeavePath...), store.Phases())
-			assert.False(t, node.Fenced())
+			assert.False(t, node.isFenced())
 			assert.False(t, node.Quiesced())
 			ready, _ = r.Ready()
 			assert.True(t, ready)
@@ -393,11 +488,13 @@ func TestReconcilerIgnoresEntriesForOthers(t *testing.T) {
 	past := time.Now().Add(-time.Minute)
 	tests := []struct {
 		name  string
-		setup func(d *Document)
+		setup func(d *maintenance.Document)
 	}{
-		{"other pod", func(d *Document) { d.Pods["nats-10"] = Entry{Since: time.Now()} }},
-		{"other dc", func(d *Document) { d.DCs["dc-ab"] = Entry{Since: time.Now()} }},
-		{"expired pod entry", func(d *Document) { d.Pods[recPod] = Entry{Since: past.Add(-time.Hour), ExpiresAt: &past} }},
+		{"other pod", func(d *maintenance.Document) { d.Pods["nats-10"] = maintenance.Entry{Since: time.Now()} }},
+		{"other dc", func(d *maintenance.Document) { d.DCs["dc-ab"] = maintenance.Entry{Since: time.Now()} }},
+		{"expired pod entry", func(d *maintenance.Document) {
+			d.Pods[recPod] = maintenance.Entry{Since: past.Add(-time.Hour), ExpiresAt: &past}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,7 +502,7 @@ func TestReconcilerIgnoresEntriesForOthers(t *testing.T) {
 			store := &recStore{Store: fs}
 			node := &recNode{}
 			recUpdate(t, fs, tt.setup)
-			r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: 5 * time.Millisecond})
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: 5 * time.Millisecond})
 			recWaitFor(t, "several passes", func() bool {
 				ready, _ := r.Ready()
 				return ready && store.gets.Load() >= 5
@@ -413,29 +510,29 @@ func TestReconcilerIgnoresEntriesForOthers(t *testing.T) {
 			assert.Empty(t, node.Calls())
 			_, ok := recStatus(t, fs)
 			assert.False(t, ok, "status written for a node not in maintenance")
-			assert.Equal(t, PhaseActive, r.Phase())
+			assert.Equal(t, maintenance.PhaseActive, r.Phase())
 		})
 	}
 }
 
 func TestReconcilerConvergesAfterRestart(t *testing.T) {
-	inMaintenance := func(d *Document) {
-		d.Status[recPod] = Status{Phase: PhaseInMaintenance, ObservedAt: time.Now(), PhaseSince: time.Now()}
+	inMaintenance := func(d *maintenance.Document) {
+		d.Status[recPod] = maintenance.Status{Phase: maintenance.PhaseInMaintenance, ObservedAt: time.Now(), PhaseSince: time.Now()}
 	}
-	desired := func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} }
+	desired := func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} }
 	tests := []struct {
 		name               string
-		setup              []func(d *Document)
+		setup              []func(d *maintenance.Document)
 		fenced, quiesced   bool
 		wantCalls          []string
-		wantPhases         []Phase
+		wantPhases         []maintenance.Phase
 		wantFenced, wantUp bool
 	}{
 		{
 			name:       "status InMaintenance but node unfenced is fenced again",
-			setup:      []func(*Document){desired, inMaintenance},
+			setup:      []func(*maintenance.Document){desired, inMaintenance},
 			wantCalls:  recEnterCalls,
-			wantPhases: []Phase{PhaseHandingOff, PhaseFencing, PhaseInMaintenance},
+			wantPhases: []maintenance.Phase{maintenance.PhaseHandingOff, maintenance.PhaseFencing, maintenance.PhaseInMaintenance},
 			wantFenced: true,
 		},
 		{
@@ -448,7 +545,7 @@ func TestReconcilerConvergesAfterRestart(t *testing.T) {
 		},
 		{
 			name:       "fenced node with a stale InMaintenance status is unfenced",
-			setup:      []func(*Document){inMaintenance},
+			setup:      []func(*maintenance.Document){inMaintenance},
 			fenced:     true,
 			quiesced:   true,
 			wantCalls:  []string{recOpUnfence, recOpResume, recOpCaughtUp},
@@ -464,25 +561,25 @@ func TestReconcilerConvergesAfterRestart(t *testing.T) {
 		},
 		{
 			name:       "running node with a stale status waits for catch-up",
-			setup:      []func(*Document){inMaintenance},
+			setup:      []func(*maintenance.Document){inMaintenance},
 			wantCalls:  []string{recOpCaughtUp},
-			wantPhases: []Phase{PhaseCatchingUp, PhaseActive},
+			wantPhases: []maintenance.Phase{maintenance.PhaseCatchingUp, maintenance.PhaseActive},
 			wantUp:     true,
 		},
 		{
 			name:       "desired node already fenced and quiesced goes straight to InMaintenance",
-			setup:      []func(*Document){desired},
+			setup:      []func(*maintenance.Document){desired},
 			fenced:     true,
 			quiesced:   true,
-			wantPhases: []Phase{PhaseInMaintenance},
+			wantPhases: []maintenance.Phase{maintenance.PhaseInMaintenance},
 			wantFenced: true,
 		},
 		{
 			name:       "desired node quiesced but not fenced is only fenced",
-			setup:      []func(*Document){desired},
+			setup:      []func(*maintenance.Document){desired},
 			quiesced:   true,
 			wantCalls:  []string{recOpMoveClients, recOpFence},
-			wantPhases: []Phase{PhaseRequested, PhaseFencing, PhaseInMaintenance},
+			wantPhases: []maintenance.Phase{maintenance.PhaseRequested, maintenance.PhaseFencing, maintenance.PhaseInMaintenance},
 			wantFenced: true,
 		},
 	}
@@ -494,15 +591,15 @@ func TestReconcilerConvergesAfterRestart(t *testing.T) {
 				recUpdate(t, fs, fn)
 			}
 			node := &recNode{fenced: tt.fenced, quiesced: tt.quiesced}
-			r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
-			want := PhaseInMaintenance
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
+			want := maintenance.PhaseInMaintenance
 			if tt.wantUp {
-				want = PhaseActive
+				want = maintenance.PhaseActive
 			}
 			recWaitPhase(t, r, fs, want)
 			assert.Equal(t, tt.wantCalls, node.Calls())
 			assert.Equal(t, tt.wantPhases, store.Phases())
-			assert.Equal(t, tt.wantFenced, node.Fenced())
+			assert.Equal(t, tt.wantFenced, node.isFenced())
 			assert.Equal(t, tt.wantFenced, node.Quiesced())
 			ready, _ := r.Ready()
 			assert.Equal(t, tt.wantUp, ready)
@@ -515,13 +612,13 @@ func TestReconcilerTTLExpiry(t *testing.T) {
 		clock := &recClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 		fs := recFileStore(t)
 		expires := clock.Now().Add(10 * time.Minute)
-		recUpdate(t, fs, func(d *Document) {
-			d.Pods[recPod] = Entry{Since: clock.Now(), ExpiresAt: &expires}
-			d.Pods["nats-2"] = Entry{Since: clock.Now()}
+		recUpdate(t, fs, func(d *maintenance.Document) {
+			d.Pods[recPod] = maintenance.Entry{Since: clock.Now(), ExpiresAt: &expires}
+			d.Pods["nats-2"] = maintenance.Entry{Since: clock.Now()}
 		})
 		node := &recNode{}
-		r, _ := recStart(t, ReconcilerOptions{Store: fs, Node: node, Resync: 10 * time.Millisecond, Now: clock.Now})
-		recWaitPhase(t, r, fs, PhaseInMaintenance)
+		r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: 10 * time.Millisecond, Now: clock.Now})
+		recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
 		d, err := fs.Get(context.Background())
 		require.NoError(t, err)
 		require.Contains(t, d.Pods, recPod)
@@ -529,7 +626,7 @@ func TestReconcilerTTLExpiry(t *testing.T) {
 		assert.WithinDuration(t, clock.Now(), st.ObservedAt, 0)
 
 		clock.Add(10 * time.Minute)
-		recWaitPhase(t, r, fs, PhaseActive)
+		recWaitPhase(t, r, fs, maintenance.PhaseActive)
 		d, err = fs.Get(context.Background())
 		require.NoError(t, err)
 		assert.NotContains(t, d.Pods, recPod, "expired entry not removed")
@@ -542,12 +639,14 @@ func TestReconcilerTTLExpiry(t *testing.T) {
 	t.Run("wakes up at the expiry, not at the resync", func(t *testing.T) {
 		fs := recFileStore(t)
 		expires := time.Now().Add(2 * time.Second)
-		recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now(), ExpiresAt: &expires} })
+		recUpdate(t, fs, func(d *maintenance.Document) {
+			d.Pods[recPod] = maintenance.Entry{Since: time.Now(), ExpiresAt: &expires}
+		})
 		node := &recNode{}
-		r, _ := recStart(t, ReconcilerOptions{Store: fs, Node: node, Resync: time.Hour})
-		recWaitPhase(t, r, fs, PhaseInMaintenance)
+		r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Hour})
+		recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
 		require.True(t, time.Now().Before(expires), "entered maintenance only after the TTL")
-		recWaitPhase(t, r, fs, PhaseActive)
+		recWaitPhase(t, r, fs, maintenance.PhaseActive)
 		left := time.Since(expires)
 		assert.Less(t, left, time.Second, "left maintenance %s after the expiry", left)
 		d, err := fs.Get(context.Background())
@@ -590,20 +689,20 @@ func TestReconcilerStepErrorIsReportedAndRetried(t *testing.T) {
 				}
 				return fmt.Errorf("injected %s failure", op)
 			}}
-			recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
-			r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: time.Second,
+			recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: time.Second,
 				StepTimeout: 50 * time.Millisecond})
-			recWaitPhase(t, r, fs, PhaseInMaintenance)
-			want := PhaseInMaintenance
+			recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+			want := maintenance.PhaseInMaintenance
 			if tt.leaving {
-				recUpdate(t, fs, func(d *Document) { delete(d.Pods, recPod) })
-				recWaitPhase(t, r, fs, PhaseActive)
-				want = PhaseActive
+				recUpdate(t, fs, func(d *maintenance.Document) { delete(d.Pods, recPod) })
+				recWaitPhase(t, r, fs, maintenance.PhaseActive)
+				want = maintenance.PhaseActive
 			}
 			assert.Equal(t, 3, node.count(tt.op), "calls: %v", node.Calls())
-			var failed []Status
+			var failed []maintenance.Status
 			for _, st := range store.Statuses() {
-				if st.Phase == PhaseFailed {
+				if st.Phase == maintenance.PhaseFailed {
 					failed = append(failed, st)
 				}
 			}
@@ -623,23 +722,23 @@ func TestReconcilerStoreErrorsNeverLiftTheFence(t *testing.T) {
 		fs := recFileStore(t)
 		store := &recStore{Store: fs}
 		node := &recNode{}
-		recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
-		r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: 10 * time.Millisecond})
-		recWaitPhase(t, r, fs, PhaseInMaintenance)
+		recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+		r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: 10 * time.Millisecond})
+		recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
 
 		store.down.Store(true)
-		recUpdate(t, fs, func(d *Document) { delete(d.Pods, recPod) })
+		recUpdate(t, fs, func(d *maintenance.Document) { delete(d.Pods, recPod) })
 		gets := store.gets.Load()
 		recWaitFor(t, "failed reads", func() bool { return store.gets.Load() >= gets+4 })
 		assert.Equal(t, recEnterCalls, node.Calls())
-		assert.True(t, node.Fenced())
+		assert.True(t, node.isFenced())
 		assert.True(t, node.Quiesced())
 		ready, msg := r.Ready()
 		assert.False(t, ready)
 		assert.Contains(t, msg, recErrStoreDown.Error())
 
 		store.down.Store(false)
-		recWaitPhase(t, r, fs, PhaseActive)
+		recWaitPhase(t, r, fs, maintenance.PhaseActive)
 		assert.Equal(t, append(slices.Clone(recEnterCalls), recOpUnfence, recOpResume, recOpCaughtUp), node.Calls())
 	})
 
@@ -648,7 +747,7 @@ func TestReconcilerStoreErrorsNeverLiftTheFence(t *testing.T) {
 		store := &recStore{Store: fs}
 		store.down.Store(true)
 		node := &recNode{}
-		r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: 10 * time.Millisecond})
+		r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: 10 * time.Millisecond})
 		recWaitFor(t, "failed reads", func() bool { return store.gets.Load() >= 3 })
 		ready, msg := r.Ready()
 		assert.False(t, ready)
@@ -687,20 +786,20 @@ func TestReconcilerReversesWhenDeletedWhileEntering(t *testing.T) {
 					return ctx.Err()
 				}
 			}}
-			recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
-			r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
+			recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
 			select {
 			case <-entered:
 			case <-time.After(10 * time.Second):
 				t.Fatalf("%s never ran", tt.blockAt)
 			}
-			recUpdate(t, fs, func(d *Document) { delete(d.Pods, recPod) })
+			recUpdate(t, fs, func(d *maintenance.Document) { delete(d.Pods, recPod) })
 			close(release)
-			recWaitPhase(t, r, fs, PhaseActive)
+			recWaitPhase(t, r, fs, maintenance.PhaseActive)
 			assert.Equal(t, tt.wantCalls, node.Calls())
-			assert.False(t, node.Fenced())
+			assert.False(t, node.isFenced())
 			assert.False(t, node.Quiesced())
-			assert.NotContains(t, store.Phases(), PhaseInMaintenance)
+			assert.NotContains(t, store.Phases(), maintenance.PhaseInMaintenance)
 			ready, _ := r.Ready()
 			assert.True(t, ready)
 		})
@@ -711,10 +810,10 @@ func TestReconcilerStatusWrites(t *testing.T) {
 	clock := &recClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 	fs := recFileStore(t)
 	store := &recStore{Store: fs}
-	recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: clock.Now()} })
+	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: clock.Now()} })
 	const resync = 10 * time.Millisecond
-	r, _ := recStart(t, ReconcilerOptions{Store: store, Node: &recNode{}, Resync: resync, Now: clock.Now})
-	recWaitPhase(t, r, fs, PhaseInMaintenance)
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: &recNode{}, Resync: resync, Now: clock.Now})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
 	first, _ := recStatus(t, fs)
 
 	// Resyncs while nothing changes write nothing.
@@ -732,7 +831,7 @@ func TestReconcilerStatusWrites(t *testing.T) {
 	recWaitFor(t, "resyncs", func() bool { return store.gets.Load() >= gets+10 })
 	assert.Equal(t, writes+1, store.writes.Load())
 	st, _ := recStatus(t, fs)
-	assert.Equal(t, PhaseInMaintenance, st.Phase)
+	assert.Equal(t, maintenance.PhaseInMaintenance, st.Phase)
 	assert.True(t, st.PhaseSince.Equal(first.PhaseSince), "PhaseSince moved: %s → %s", first.PhaseSince, st.PhaseSince)
 }
 
@@ -747,8 +846,8 @@ func TestReconcilerStopsCleanlyMidStep(t *testing.T) {
 		}
 		return nil
 	}}
-	recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
-	_, stop := recStart(t, ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
+	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+	_, stop := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
 	select {
 	case <-entered:
 	case <-time.After(10 * time.Second):
@@ -757,7 +856,7 @@ func TestReconcilerStopsCleanlyMidStep(t *testing.T) {
 	stop()
 	st, ok := recStatus(t, fs)
 	require.True(t, ok)
-	assert.Equal(t, PhaseFencing, st.Phase, "status after cancellation: %+v", st)
+	assert.Equal(t, maintenance.PhaseFencing, st.Phase, "status after cancellation: %+v", st)
 	assert.Equal(t, []string{recOpHandOff, recOpQuiesce}, node.Calls())
 }
 
@@ -770,9 +869,9 @@ func TestReconcilerBacksOffButHonoursChanges(t *testing.T) {
 		}
 		return nil
 	}}
-	recUpdate(t, fs, func(d *Document) { d.Pods[recPod] = Entry{Since: time.Now()} })
+	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
 	start := time.Now()
-	r, _ := recStart(t, ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
 
 	// Attempts after 0, 100, 200 and 400ms of backoff: the reconciler's own
 	// Failed writes must not cut the backoff short.
@@ -782,7 +881,7 @@ func TestReconcilerBacksOffButHonoursChanges(t *testing.T) {
 			return false
 		}
 		st, ok := recStatus(t, fs)
-		return ok && st.Phase == PhaseFailed
+		return ok && st.Phase == maintenance.PhaseFailed
 	})
 	elapsed := time.Since(start)
 	assert.GreaterOrEqual(t, elapsed, 700*time.Millisecond, "four attempts in %s", elapsed)
@@ -793,8 +892,46 @@ func TestReconcilerBacksOffButHonoursChanges(t *testing.T) {
 
 	// The next backoff is 800ms; a DELETE is acted on without waiting for it.
 	deleted := time.Now()
-	recUpdate(t, fs, func(d *Document) { delete(d.Pods, recPod) })
-	recWaitPhase(t, r, fs, PhaseActive)
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.Pods, recPod) })
+	recWaitPhase(t, r, fs, maintenance.PhaseActive)
 	assert.Less(t, time.Since(deleted), 700*time.Millisecond)
 	assert.Equal(t, 4, node.count(recOpHandOff))
+}
+
+// TestReconcilerForcedGoesOnWhenHandOffCannot: forcing the last healthy
+// member of a group into maintenance, the hand-off has nobody to give the
+// group to; the forced entry still ends InMaintenance (the group goes down
+// with the node, as asked), while an entry that is not forced keeps trying.
+// Found by the walk (seed 1: step 17 on one dc of three, step 18 on three
+// dcs of two), a forced dc stuck at Failed.
+func TestReconcilerForcedGoesOnWhenHandOffCannot(t *testing.T) {
+	for _, force := range []bool{true, false} {
+		t.Run(fmt.Sprintf("force=%t", force), func(t *testing.T) {
+			fs := recFileStore(t)
+			store := &recStore{Store: fs}
+			node := &recNode{
+				before: func(_ context.Context, op string, _ int) error {
+					if op == recOpHandOff {
+						return errors.New("no other healthy peer to take over stream s")
+					}
+					return nil
+				},
+				leads: func() []string { return []string{"stream s"} },
+			}
+			recUpdate(t, fs, func(d *maintenance.Document) {
+				d.Pods[recPod] = maintenance.Entry{Reason: "test", Since: time.Now(), Force: force}
+			})
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: time.Second,
+				StepTimeout: 50 * time.Millisecond})
+			if force {
+				recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+				assert.True(t, node.isFenced())
+				return
+			}
+			recWaitFor(t, "three hand-off attempts", func() bool { return node.count(recOpHandOff) >= 3 })
+			assert.False(t, node.isFenced())
+			assert.NotEqual(t, maintenance.PhaseInMaintenance, r.Phase())
+			assert.NotContains(t, node.Calls(), recOpFence)
+		})
+	}
 }

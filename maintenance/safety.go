@@ -16,6 +16,9 @@ const (
 	LostUnreachable   = "unreachable"
 	LostNotCurrent    = "not current"
 	LostOffline       = "offline"
+	// LostDraining is a peer that is draining: it stays a voter but takes
+	// no leadership (it counts against a drain, never against a quorum).
+	LostDraining = "draining"
 )
 
 // LostPeer is a member of a Raft group that would not count towards its
@@ -60,27 +63,74 @@ type Violation struct {
 // violation. A peer the view has no node for is judged by its Raft state
 // alone: the sweep may not reach every server of a super-cluster.
 //
+// An ephemeral consumer (ordered consumers, KV watchers, `nats stream
+// view`) is not a group worth refusing for: its client makes a new one on a
+// peer. Its loss is a warning (see Judge), never a violation.
+//
 // The result is sorted by kind (meta, stream, consumer), account and group
 // name. A nil view holds no groups and yields no violation: the caller must
 // refuse a request when it has no view at all.
 func CheckSafety(view *natsraft.View, requested, inMaintenance []string) []Violation {
+	return Judge(view, requested, inMaintenance).Violations
+}
+
+// Verdict is the safety rule's judgement of a request.
+type Verdict struct {
+	// Violations are the groups that would lose their quorum: the request
+	// is refused unless forced.
+	Violations []Violation
+	// Warnings are the ephemeral consumers that would go down with the
+	// requested pods: the request goes on, and their clients make new ones.
+	Warnings []Violation
+}
+
+// Judge applies the safety rule (see CheckSafety) and also names the
+// ephemeral consumers the request would cost, as warnings.
+func Judge(view *natsraft.View, requested, inMaintenance []string) Verdict {
+	return judge(view, requested, inMaintenance, nil, false)
+}
+
+// JudgeDrain applies the drain rule to a request to drain the requested
+// pods, given the pods in maintenance and the pods draining. A drain cuts
+// nothing: it moves every leadership of the pods to a peer and keeps it
+// there, so it asks only whether a peer can take each one.
+//
+// Let A be the requested pods, the pods in maintenance, the pods draining
+// and the peers that are not healthy in the view (as for CheckSafety).
+// Every group with a newly requested pod as a member must keep a member
+// outside A: |P \ A| ≥ 1. A group of one replica on a requested pod is
+// therefore always a violation (its leadership cannot move), unless
+// forced; an ephemeral consumer is a warning. Pods already draining or in
+// maintenance among the requested are not judged again.
+func JudgeDrain(view *natsraft.View, requested, inMaintenance, draining []string) Verdict {
+	return judge(view, requested, inMaintenance, draining, true)
+}
+
+// judge is the one body of both rules: drain says whether the requested
+// pods only give their leaderships away (a group then needs one member
+// left that can lead) or leave (a group needs its quorum).
+func judge(view *natsraft.View, requested, inMaintenance, draining []string, drain bool) Verdict {
 	if view == nil {
-		return nil
+		return Verdict{}
 	}
 	inMaint := make(map[string]bool, len(inMaintenance))
 	for _, p := range inMaintenance {
 		inMaint[p] = true
 	}
+	drains := make(map[string]bool, len(draining))
+	for _, p := range draining {
+		drains[p] = true
+	}
 	// A requested pod already in maintenance is lost either way; only the
 	// others are what the request changes.
 	req := make(map[string]bool, len(requested))
 	for _, p := range requested {
-		if !inMaint[p] {
+		if !inMaint[p] && !(drain && drains[p]) {
 			req[p] = true
 		}
 	}
 	if len(req) == 0 {
-		return nil
+		return Verdict{}
 	}
 	unreachable := make(map[string]bool)
 	for _, n := range view.Nodes {
@@ -89,7 +139,7 @@ func CheckSafety(view *natsraft.View, requested, inMaintenance []string) []Viola
 		}
 	}
 
-	var out []Violation
+	var out, warnings []Violation
 	for _, g := range view.Groups {
 		touched := false
 		for _, p := range g.Peers {
@@ -108,6 +158,9 @@ func CheckSafety(view *natsraft.View, requested, inMaintenance []string) []Viola
 			Peers:   []string{},
 			Quorum:  g.Quorum(),
 		}
+		if drain {
+			v.Quorum = 1
+		}
 		remaining := []string{}
 		for _, p := range g.Peers {
 			v.Peers = append(v.Peers, p.Name)
@@ -117,6 +170,8 @@ func CheckSafety(view *natsraft.View, requested, inMaintenance []string) []Viola
 				why = LostRequested
 			case inMaint[p.Name]:
 				why = LostInMaintenance
+			case drain && drains[p.Name]:
+				why = LostDraining
 			case unreachable[p.Name]:
 				why = LostUnreachable
 			case p.Offline:
@@ -137,21 +192,32 @@ func CheckSafety(view *natsraft.View, requested, inMaintenance []string) []Viola
 		slices.Sort(remaining)
 		v.Remaining = remaining
 		slices.SortFunc(v.Lost, func(a, b LostPeer) int { return cmp.Compare(a.Name, b.Name) })
-		v.Reason = safetyReason(g, v)
+		v.Reason = violationReason(g, v, drain)
+		if g.Ephemeral {
+			v.Reason += "; it is an ephemeral consumer, which its client makes again on a peer"
+			warnings = append(warnings, v)
+			continue
+		}
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(a, b Violation) int {
+	sortViolations(out)
+	sortViolations(warnings)
+	return Verdict{Violations: out, Warnings: warnings}
+}
+
+// sortViolations sorts by kind (meta, stream, consumer), account and group.
+func sortViolations(vs []Violation) {
+	slices.SortFunc(vs, func(a, b Violation) int {
 		return cmp.Or(
-			cmp.Compare(safetyKindOrder(a.Kind), safetyKindOrder(b.Kind)),
+			cmp.Compare(kindOrder(a.Kind), kindOrder(b.Kind)),
 			cmp.Compare(a.Account, b.Account),
 			cmp.Compare(a.Group, b.Group),
 		)
 	})
-	return out
 }
 
-// safetyReason says in one sentence why the group would lose its quorum.
-func safetyReason(g natsraft.Group, v Violation) string {
+// violationReason says in one sentence why the group would lose its quorum.
+func violationReason(g natsraft.Group, v Violation, drain bool) string {
 	var subject string
 	switch g.Kind {
 	case natsraft.KindMeta:
@@ -167,14 +233,19 @@ func safetyReason(g natsraft.Group, v Violation) string {
 	for i, l := range v.Lost {
 		lost[i] = l.Name + " " + l.Why
 	}
-	if len(v.Peers) == 1 {
+	switch {
+	case len(v.Peers) == 1 && drain:
+		return fmt.Sprintf("%s lives only on %s: its leadership cannot move", subject, strings.Join(lost, ", "))
+	case len(v.Peers) == 1:
 		return fmt.Sprintf("%s lives only on %s and would be unavailable", subject, strings.Join(lost, ", "))
+	case drain:
+		return fmt.Sprintf("%s would keep no peer to take its leadership: %s", subject, strings.Join(lost, ", "))
 	}
 	return fmt.Sprintf("%s would keep %d of %d peers, needs %d: %s",
 		subject, len(v.Remaining), len(v.Peers), v.Quorum, strings.Join(lost, ", "))
 }
 
-func safetyKindOrder(k natsraft.GroupKind) int {
+func kindOrder(k natsraft.GroupKind) int {
 	switch k {
 	case natsraft.KindMeta:
 		return 0
@@ -184,4 +255,38 @@ func safetyKindOrder(k natsraft.GroupKind) int {
 		return 2
 	}
 	return 3
+}
+
+// evacuating returns the verdict for a request that moves the streams of
+// one replica off the pods first: a stream of one replica on a requested
+// pod, and each consumer of such a stream that lives with it, is moved,
+// not lost. They become warnings saying so.
+func (v Verdict) evacuating(view *natsraft.View) Verdict {
+	moved := map[string]bool{}
+	for _, x := range v.Violations {
+		if x.Kind == natsraft.KindStream && len(x.Peers) == 1 {
+			moved[x.Account+"/"+x.Group] = true
+		}
+	}
+	stream := map[string]string{}
+	for _, g := range view.Groups {
+		if g.Kind == natsraft.KindConsumer {
+			stream[g.Account+"/"+g.Name] = g.Stream
+		}
+	}
+	out := Verdict{Warnings: v.Warnings}
+	for _, x := range v.Violations {
+		movable := x.Kind == natsraft.KindStream && len(x.Peers) == 1
+		if x.Kind == natsraft.KindConsumer && len(x.Peers) == 1 {
+			movable = moved[x.Account+"/"+stream[x.Account+"/"+x.Group]]
+		}
+		if !movable {
+			out.Violations = append(out.Violations, x)
+			continue
+		}
+		x.Reason += "; evacuate moves it to another node first"
+		out.Warnings = append(out.Warnings, x)
+	}
+	sortViolations(out.Warnings)
+	return out
 }

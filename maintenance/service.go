@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -31,10 +32,15 @@ type ViewSource interface {
 // cluster. It writes only the desired state; the reconcilers do the work and
 // report the phases. It knows nothing about HTTP.
 type Service struct {
-	Store  Store
-	Views  ViewSource
-	Now    func() time.Time
-	Logger zerolog.Logger
+	Store Store
+	Views ViewSource
+	// Leaders moves leaderships for a balance; nil allows dry runs only.
+	Leaders LeaderMover
+	Now     func() time.Time
+	Logger  zerolog.Logger
+	// Restarter restarts pods for the rollouts that ask for it; nil when
+	// this prober cannot.
+	Restarter Restarter
 }
 
 // Request asks for maintenance. On a target that is already in maintenance,
@@ -47,6 +53,17 @@ type Request struct {
 	TTL time.Duration
 	// Force overrides the safety rule; it needs a Reason and is recorded.
 	Force bool
+	// Evacuate moves the streams of one replica off the pods before they
+	// are fenced: they are then no reason to refuse. KeepEvacuated leaves
+	// them where they went when the pods come back.
+	Evacuate      bool
+	KeepEvacuated bool
+	// Mode is ModeFence or ModeDrain; "" keeps the stored entry's mode,
+	// fence for a new one.
+	Mode string
+	// RestoreLeaders, when not nil, says whether the leaderships go back
+	// on exit (see Entry); nil keeps the stored entry's (true for a new).
+	RestoreLeaders *bool
 	// DryRun returns the verdict without writing.
 	DryRun bool
 	// RequestedBy names the caller, as authenticated by the transport.
@@ -86,7 +103,22 @@ type PodView struct {
 	Since       *time.Time `json:"since,omitempty"`
 	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
 	Force       bool       `json:"force,omitempty"`
-	Raft        PodRaft    `json:"raft"`
+	// Evacuate and KeepEvacuated are the entry's (see Entry); Evacuated
+	// lists the streams of one replica moved off that go back on exit.
+	Evacuate      bool     `json:"evacuate,omitempty"`
+	KeepEvacuated bool     `json:"keepEvacuated,omitempty"`
+	Evacuated     []string `json:"evacuated,omitempty"`
+	// Mode is the maintenance mode: the entry's ("fence" or "drain")
+	// while one is in force, else the mode the pod is leaving.
+	Mode string `json:"mode,omitempty"`
+	// RestoreLeaders is the entry's (nil = true).
+	RestoreLeaders *bool `json:"restoreLeaders,omitempty"`
+	// Leaders, GivenBack and NotGivenBack are the status's: the roles
+	// snapshot taken on entry and what the exit gave back.
+	Leaders      []string                `json:"leaders,omitempty"`
+	GivenBack    []string                `json:"givenBack,omitempty"`
+	NotGivenBack []natsraft.NotGivenBack `json:"notGivenBack,omitempty"`
+	Raft         PodRaft                 `json:"raft"`
 }
 
 // Result is the outcome of a change.
@@ -102,6 +134,9 @@ type Result struct {
 	Violations []Violation `json:"violations,omitempty"`
 	// Forced is true when Force overrode a violation.
 	Forced bool `json:"forced,omitempty"`
+	// Warnings are the ephemeral consumers that go down with the pods
+	// (see Judge): no reason to refuse, their clients make new ones.
+	Warnings []Violation `json:"warnings,omitempty"`
 }
 
 // scope is the target of a change: one pod or one dc, and its member nodes.
@@ -213,6 +248,32 @@ func (s *Service) EnterDC(ctx context.Context, dc string, r Request) (Result, er
 // back as a whole. Leaving needs no cluster view: when none is available it
 // still removes an entry that the document holds.
 func (s *Service) ExitPod(ctx context.Context, pod, by string) (Result, error) {
+	return s.ExitPodWith(ctx, pod, Exit{RequestedBy: by})
+}
+
+// Exit asks to bring a pod or a dc back.
+type Exit struct {
+	RequestedBy string
+	// KeepLeadersAway, set, gives no leadership back on the way out,
+	// whatever the entry said (restoreLeaders=false on the DELETE).
+	KeepLeadersAway bool
+}
+
+// keepAway marks the status of pod, when it has one, so that its
+// reconciler gives no leadership back.
+func (x Exit) keepAway(d *Document, pod string) {
+	st, ok := d.Status[pod]
+	if !x.KeepLeadersAway || !ok {
+		return
+	}
+	no := false
+	st.RestoreLeaders = &no
+	d.Status[pod] = st
+}
+
+// ExitPodWith is ExitPod with the options of x.
+func (s *Service) ExitPodWith(ctx context.Context, pod string, x Exit) (Result, error) {
+	by := x.RequestedBy
 	if err := ValidName(pod); err != nil {
 		return Result{}, err
 	}
@@ -254,6 +315,7 @@ func (s *Service) ExitPod(ctx context.Context, pod, by string) (Result, error) {
 		if _, ok := d.Pods[pod]; ok {
 			delete(d.Pods, pod)
 			changed = true
+			x.keepAway(d, pod)
 		}
 		return nil
 	})
@@ -269,6 +331,13 @@ func (s *Service) ExitPod(ctx context.Context, pod, by string) (Result, error) {
 // ExitDC removes a dc's maintenance entry; it is idempotent. Pods of the dc
 // that have an entry of their own stay in maintenance until it is removed.
 func (s *Service) ExitDC(ctx context.Context, dc, by string) (Result, error) {
+	return s.ExitDCWith(ctx, dc, Exit{RequestedBy: by})
+}
+
+// ExitDCWith is ExitDC with the options of x: KeepLeadersAway applies to
+// the pods the dc entry held (those with no entry of their own).
+func (s *Service) ExitDCWith(ctx context.Context, dc string, x Exit) (Result, error) {
+	by := x.RequestedBy
 	if err := ValidDCName(dc); err != nil {
 		return Result{}, err
 	}
@@ -295,6 +364,11 @@ func (s *Service) ExitDC(ctx context.Context, dc, by string) (Result, error) {
 		if _, ok := d.DCs[dc]; ok {
 			delete(d.DCs, dc)
 			changed = true
+			for pod, st := range d.Status {
+				if _, own := d.Pods[pod]; !own && st.Entry == dcKeyPrefix+dc {
+					x.keepAway(d, pod)
+				}
+			}
 		}
 		return nil
 	})
@@ -325,31 +399,33 @@ func (s *Service) enter(ctx context.Context, view *natsraft.View, sc scope, r Re
 		if err != nil {
 			return Result{}, err
 		}
-		changed, violations := plan(view, sc, doc.Clone(), r, now)
+		changed, verdict := plan(view, sc, doc.Clone(), r, now)
 		return Result{
 			Pods:       podViews(view, sc.members, doc, now),
 			Changed:    changed,
 			DryRun:     true,
-			Violations: violations,
+			Violations: verdict.Violations,
+			Warnings:   verdict.Warnings,
 		}, nil
 	}
 
 	var changed bool
-	var violations []Violation
+	var verdict Verdict
 	stored, err := s.Store.Update(ctx, func(d *Document) error {
-		changed, violations = plan(view, sc, d, r, now)
-		if len(violations) > 0 && !r.Force {
-			return unsafe(sc, violations)
+		changed, verdict = plan(view, sc, d, r, now)
+		if len(verdict.Violations) > 0 && !r.Force {
+			return unsafe(sc, verdict.Violations)
 		}
 		return nil
 	})
+	violations := verdict.Violations
 	if err != nil {
 		if ErrorCode(err) == EUnsafe {
 			log.Info().Int("violations", len(violations)).Msg("maintenance refused: unsafe")
 		}
 		return Result{}, fmt.Errorf("enter %s: %w", sc, err)
 	}
-	res := Result{Pods: podViews(view, sc.members, stored, now), Changed: changed}
+	res := Result{Pods: podViews(view, sc.members, stored, now), Changed: changed, Warnings: verdict.Warnings}
 	if len(violations) > 0 {
 		res.Violations, res.Forced = violations, true
 		log.Warn().Str("reason", r.Reason).Strs("groups", groupNames(violations)).
@@ -361,13 +437,17 @@ func (s *Service) enter(ctx context.Context, view *natsraft.View, sc scope, r Re
 	return res, nil
 }
 
-// plan applies the request to d and returns whether it changed d and which
-// groups the pods newly entering maintenance would cost their quorum. Pods
-// that are already in maintenance (desired or not yet back) are not checked
+// plan applies the request to d and returns whether it changed d and the
+// safety rule's verdict on the pods newly entering maintenance. Pods that
+// are already in maintenance (desired or not yet back) are not checked
 // again: changing the reason or the TTL of an entry adds nobody.
-func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) (bool, []Violation) {
+func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) (bool, Verdict) {
 	entries := sc.entries(d)
-	entry := Entry{Reason: r.Reason, RequestedBy: r.RequestedBy, Since: now, Force: r.Force}
+	entry := Entry{Reason: r.Reason, RequestedBy: r.RequestedBy, Since: now, Force: r.Force,
+		Evacuate: r.Evacuate, KeepEvacuated: r.KeepEvacuated, Mode: r.Mode, RestoreLeaders: cloneBool(r.RestoreLeaders)}
+	if entry.Mode == ModeFence {
+		entry.Mode = "" // the default is stored as nothing
+	}
 	if r.TTL > 0 {
 		at := now.Add(r.TTL)
 		entry.ExpiresAt = &at
@@ -380,36 +460,49 @@ func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) 
 			entry.ExpiresAt = old.ExpiresAt
 		}
 		entry.Force = entry.Force || old.Force
+		entry.Evacuate = entry.Evacuate || old.Evacuate
+		entry.KeepEvacuated = entry.KeepEvacuated || old.KeepEvacuated
+		if r.Mode == "" {
+			entry.Mode = old.Mode
+		}
+		if r.RestoreLeaders == nil {
+			entry.RestoreLeaders = cloneBool(old.RestoreLeaders)
+		}
 		if sameEntry(old, entry) {
-			return false, nil
+			return false, Verdict{}
 		}
 		entry.Since = old.Since
 	}
 
-	busy := inMaintenance(view, d, now)
+	busy := OutOfService(view, d, now)
+	draining := Draining(view, d, now)
 	var requested []string
 	for _, n := range sc.members {
-		if !busy[n.Name] {
+		if !busy[n.Name] && !(entry.Drain() && draining[n.Name]) {
 			requested = append(requested, n.Name)
 		}
 	}
-	var violations []Violation
+	var verdict Verdict
 	if len(requested) > 0 {
-		others := make([]string, 0, len(busy))
-		for name := range busy {
-			others = append(others, name)
+		others := slices.Sorted(maps.Keys(busy))
+		if entry.Drain() {
+			verdict = JudgeDrain(view, requested, others, slices.Sorted(maps.Keys(draining)))
+		} else {
+			verdict = Judge(view, requested, others)
 		}
-		slices.Sort(others)
-		violations = CheckSafety(view, requested, others)
+		if entry.Evacuate {
+			verdict = verdict.evacuating(view)
+		}
 	}
 	entries[sc.name] = entry
-	return true, violations
+	return true, verdict
 }
 
 // sameEntry reports whether b asks for what a already says; who asked and
 // since when do not matter.
 func sameEntry(a, b Entry) bool {
-	if a.Reason != b.Reason || a.Force != b.Force {
+	if a.Reason != b.Reason || a.Force != b.Force || a.Evacuate != b.Evacuate || a.KeepEvacuated != b.KeepEvacuated ||
+		a.Mode != b.Mode || a.RestoresLeaders() != b.RestoresLeaders() || (a.RestoreLeaders == nil) != (b.RestoreLeaders == nil) {
 		return false
 	}
 	if (a.ExpiresAt == nil) != (b.ExpiresAt == nil) {
@@ -418,27 +511,69 @@ func sameEntry(a, b Entry) bool {
 	return a.ExpiresAt == nil || a.ExpiresAt.Equal(*b.ExpiresAt)
 }
 
-// inMaintenance returns the pods that are out of service as far as the
-// document says: maintenance is desired for them, or their reconciler has
-// not yet reported them Active again.
-func inMaintenance(view *natsraft.View, d *Document, now time.Time) map[string]bool {
+// OutOfService returns the pods that are out of service on purpose as far
+// as the document says: maintenance is desired for them (an entry of their
+// own, or one of their dc as view places them), or their reconciler has not
+// yet reported them Active again. The safety rule counts them as
+// unavailable; the diagnosis does not take their absence for a fault. A
+// nil document asks for nothing. A drain takes nobody out of service: the
+// pod stays routed and serving (see Draining).
+func OutOfService(view *natsraft.View, d *Document, now time.Time) map[string]bool {
 	busy := map[string]bool{}
-	for _, n := range view.Nodes {
-		if _, _, ok := d.Desired(n.Name, n.DC, now); ok {
+	if d == nil {
+		return busy
+	}
+	var nodes []natsraft.Node
+	if view != nil {
+		nodes = view.Nodes
+	}
+	for _, n := range nodes {
+		if e, _, ok := d.Desired(n.Name, n.DC, now); ok && !e.Drain() {
 			busy[n.Name] = true
 		}
 	}
 	for name, e := range d.Pods {
-		if !e.Expired(now) {
+		if !e.Expired(now) && !e.Drain() {
 			busy[name] = true
 		}
 	}
 	for name, st := range d.Status {
-		if st.Phase != PhaseActive {
+		if st.Phase != PhaseActive && st.Mode != ModeDrain {
 			busy[name] = true
 		}
 	}
 	return busy
+}
+
+// Draining returns the pods that are draining as far as the document says:
+// a drain is desired for them, or their reconciler reports them in drain
+// mode and not yet Active again. They stay voters, but a hand-off moves no
+// leadership to them and the drain rule counts them as unable to lead.
+func Draining(view *natsraft.View, d *Document, now time.Time) map[string]bool {
+	out := map[string]bool{}
+	if d == nil {
+		return out
+	}
+	var nodes []natsraft.Node
+	if view != nil {
+		nodes = view.Nodes
+	}
+	for _, n := range nodes {
+		if e, _, ok := d.Desired(n.Name, n.DC, now); ok && e.Drain() {
+			out[n.Name] = true
+		}
+	}
+	for name, e := range d.Pods {
+		if !e.Expired(now) && e.Drain() {
+			out[name] = true
+		}
+	}
+	for name, st := range d.Status {
+		if st.Phase != PhaseActive && st.Mode == ModeDrain {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 func (r Request) validate() error {
@@ -450,6 +585,12 @@ func (r Request) validate() error {
 	}
 	if r.TTL < 0 || (r.TTL > 0 && r.TTL < MinTTL) {
 		return Errorf(EInvalid, "ttl %s: must be at least %s", r.TTL, MinTTL)
+	}
+	if err := ValidMode(r.Mode); err != nil {
+		return err
+	}
+	if r.Mode == ModeDrain && r.Evacuate {
+		return Errorf(EInvalid, "evacuate applies to mode fence only: a drain keeps the pod's streams where they are")
 	}
 	return nil
 }
@@ -540,18 +681,28 @@ func podViews(view *natsraft.View, nodes []natsraft.Node, d *Document, now time.
 // podView builds the view of node from the document and, when there is one,
 // the cluster view.
 func podView(view *natsraft.View, node natsraft.Node, d *Document, now time.Time) PodView {
-	pv := PodView{Pod: node.Name, DC: node.DC, Phase: PhaseActive}
+	pv := PodView{Pod: node.Name, DC: node.DC}
 	if e, via, ok := d.Desired(node.Name, node.DC, now); ok {
 		since := e.Since
-		pv.InMaintenance, pv.Via, pv.Phase = true, via, PhaseRequested
+		pv.InMaintenance, pv.Via = true, via
 		pv.Reason, pv.RequestedBy, pv.Force, pv.Since = e.Reason, e.RequestedBy, e.Force, &since
+		pv.Evacuate, pv.KeepEvacuated = e.Evacuate, e.KeepEvacuated
+		pv.Mode, pv.RestoreLeaders = e.EffectiveMode(), cloneBool(e.RestoreLeaders)
 		if e.ExpiresAt != nil {
 			at := *e.ExpiresAt
 			pv.ExpiresAt = &at
 		}
 	}
+	pv.Phase = d.Phase(node.Name, node.DC, now)
 	if st, ok := d.Status[node.Name]; ok && st.Phase != "" {
-		pv.Phase, pv.Message = st.Phase, st.Message
+		pv.Message, pv.Evacuated = st.Message, st.Evacuated
+		pv.Leaders, pv.GivenBack, pv.NotGivenBack = st.Leaders, st.GivenBack, st.NotGivenBack
+		if pv.Mode == "" && st.Phase != PhaseActive {
+			pv.Mode = ModeFence
+			if st.Mode == ModeDrain {
+				pv.Mode = ModeDrain
+			}
+		}
 	}
 	pv.Raft = podRaft(view, node)
 	return pv

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/prober-dev/prober/filestore"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
 )
@@ -91,7 +92,7 @@ func offline(v *natsraft.View, name string) *natsraft.View {
 
 type fixture struct {
 	svc   *maintenance.Service
-	store *maintenance.FileStore
+	store *filestore.Store
 	now   time.Time
 	mu    sync.Mutex
 }
@@ -136,7 +137,7 @@ func (f *fixture) doc(t *testing.T) *maintenance.Document {
 
 func newFixture(t *testing.T, views maintenance.ViewSource) *fixture {
 	t.Helper()
-	store, err := maintenance.OpenFileStore(filepath.Join(t.TempDir(), "maintenance.json"), maintenance.FileStoreOptions{})
+	store, err := filestore.Open(filepath.Join(t.TempDir(), "maintenance.json"), filestore.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, store.Close()) })
 	f := &fixture{store: store, now: t0}
@@ -676,4 +677,35 @@ func TestGoal(t *testing.T) {
 			assert.Equal(t, tc.want, tc.goal.All(tc.pods))
 		})
 	}
+}
+
+// TestEnterEvacuating checks the safety rule for an entry that moves the
+// streams of one replica off first: they are warnings saying so, not
+// violations, and the entry is stored with what to do on the way back.
+func TestEnterEvacuating(t *testing.T) {
+	v := threeNodes()
+	reader := group(natsraft.KindConsumer, "SCRATCH/reader", "n2")
+	reader.Stream, reader.Consumer = "SCRATCH", "reader"
+	v.Groups = append(v.Groups, reader)
+	f := newFixture(t, staticView(v))
+	ctx := context.Background()
+
+	_, err := f.svc.EnterPod(ctx, "n2", maintenance.Request{Reason: "disk"})
+	e := requireCode(t, err, maintenance.EUnsafe)
+	assert.Contains(t, e.Message, "SCRATCH")
+
+	res, err := f.svc.EnterPod(ctx, "n2", maintenance.Request{Reason: "disk", Evacuate: true, DryRun: true})
+	require.NoError(t, err)
+	assert.Empty(t, res.Violations, "moved, not lost")
+	assert.Equal(t, []string{"SCRATCH", "SCRATCH/reader"}, violationGroups(res.Warnings))
+	for _, w := range res.Warnings {
+		assert.Contains(t, w.Reason, "evacuate moves it to another node first")
+	}
+
+	res, err = f.svc.EnterPod(ctx, "n2", maintenance.Request{Reason: "disk", Evacuate: true, KeepEvacuated: true})
+	require.NoError(t, err)
+	assert.True(t, res.Changed)
+	e2 := f.doc(t).Pods["n2"]
+	assert.True(t, e2.Evacuate)
+	assert.True(t, e2.KeepEvacuated)
 }

@@ -3,6 +3,8 @@ package maintenance
 import (
 	"context"
 	"time"
+
+	"github.com/prober-dev/prober/natsraft"
 )
 
 // Phase is where a node stands on its way into or out of maintenance.
@@ -30,7 +32,52 @@ type Entry struct {
 	Since       time.Time  `json:"since"`
 	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
 	Force       bool       `json:"force,omitempty"`
+	// Evacuate moves the streams of one replica off the pod before it is
+	// fenced (see Node.Evacuate); they are moved back when it leaves,
+	// unless KeepEvacuated.
+	Evacuate      bool `json:"evacuate,omitempty"`
+	KeepEvacuated bool `json:"keepEvacuated,omitempty"`
+	// Mode is ModeFence (the default; empty means fence) or ModeDrain:
+	// every leadership moved off and kept off while the entry lasts, the
+	// pod staying routed, current and ready.
+	Mode string `json:"mode,omitempty"`
+	// RestoreLeaders, nil meaning true, gives the leaderships the pod held
+	// on entry (Status.Leaders) back to it once it has caught up on exit.
+	RestoreLeaders *bool `json:"restoreLeaders,omitempty"`
 }
+
+// The maintenance modes of an Entry.
+const (
+	// ModeFence hands off, quiesces and fences the pod (the default).
+	ModeFence = "fence"
+	// ModeDrain moves the pod's leaderships off and keeps them off; the
+	// pod stays routed, current and ready.
+	ModeDrain = "drain"
+)
+
+// ValidMode checks a mode taken from a request or the stored document: ""
+// (fence), ModeFence or ModeDrain.
+func ValidMode(mode string) error {
+	switch mode {
+	case "", ModeFence, ModeDrain:
+		return nil
+	}
+	return Errorf(EInvalid, "invalid mode %q: want %q or %q", mode, ModeFence, ModeDrain)
+}
+
+// Drain reports whether the entry asks for leadership-only maintenance.
+func (e Entry) Drain() bool { return e.Mode == ModeDrain }
+
+// EffectiveMode is the entry's mode with the default spelled out.
+func (e Entry) EffectiveMode() string {
+	if e.Drain() {
+		return ModeDrain
+	}
+	return ModeFence
+}
+
+// RestoresLeaders reports whether the leaderships go back on exit.
+func (e Entry) RestoresLeaders() bool { return e.RestoreLeaders == nil || *e.RestoreLeaders }
 
 // Expired reports whether the entry's TTL has passed at now.
 func (e Entry) Expired(now time.Time) bool {
@@ -46,13 +93,43 @@ type Status struct {
 	ObservedAt time.Time `json:"observedAt"`
 	// PhaseSince is when the node entered Phase.
 	PhaseSince time.Time `json:"phaseSince"`
+	// Entry is, while the node is on its way into maintenance or in it,
+	// the key of the entry in force ("pod.<pod>" or "dc.<dc>"): a pod
+	// recreated meanwhile learns from it that it must boot fenced, before
+	// its NATS server can tell its dc.
+	Entry string `json:"entry,omitempty"`
+	// Evacuated lists the streams of one replica moved off the node for
+	// this maintenance that go back to it when it leaves
+	// ("<account>/<stream>").
+	Evacuated []string `json:"evacuated,omitempty"`
+	// Mode is the mode the node is in: ModeDrain once a drain has it
+	// routed and serving (a drain only moves leaderships), else ModeFence
+	// or "" (fence). A draining node is not out of service.
+	Mode string `json:"mode,omitempty"`
+	// Leaders is the roles snapshot taken on entry: the groups the node
+	// led that a hand-off moves, as natsraft names them ("_meta_",
+	// "<stream>", "<stream>/<consumer>"). They go back to it on exit.
+	Leaders []string `json:"leaders,omitempty"`
+	// RestoreLeaders mirrors the entry's (nil = true) so that the decision
+	// outlives the entry; a DELETE with restoreLeaders=false sets it false.
+	RestoreLeaders *bool `json:"restoreLeaders,omitempty"`
+	// GivenBack and NotGivenBack report the give-back on exit: the groups
+	// whose leadership went back to the node, and those that could not,
+	// with why. Once reported, the status stays (phase Active) for
+	// ReportRetention so that the answer of the exit can show it.
+	GivenBack    []string                `json:"givenBack,omitempty"`
+	NotGivenBack []natsraft.NotGivenBack `json:"notGivenBack,omitempty"`
 }
 
-// Document is the whole stored state: desired entries and observed statuses.
+// Document is the whole stored state: desired entries, observed statuses
+// and rolling maintenances.
 type Document struct {
 	Pods   map[string]Entry  `json:"pods"`
 	DCs    map[string]Entry  `json:"dcs"`
 	Status map[string]Status `json:"status"`
+	// Rollouts are the rolling maintenances by name, finished ones included
+	// until they are deleted; at most one is unfinished (see Rollout).
+	Rollouts map[string]Rollout `json:"rollouts"`
 	// ResourceVersion identifies the stored revision this document was read
 	// at; a write based on an older one is a conflict.
 	ResourceVersion string `json:"resourceVersion"`
@@ -79,13 +156,18 @@ type Store interface {
 type Node interface {
 	// Name is the pod (= NATS server) name.
 	Name() string
-	// Fenced reports whether the node is currently cut off from its peers.
-	Fenced() bool
+	// Fenced reports whether the node is currently cut off from its peers;
+	// an error when that cannot be told.
+	Fenced() (bool, error)
 	// Quiesced reports whether the node's JetStream is switched off.
 	Quiesced() bool
 	// HandOff steps down every Raft leadership the node holds (meta, streams,
-	// consumers) to a healthy peer and returns once it leads nothing.
-	HandOff(ctx context.Context) error
+	// consumers) to a healthy peer, not one of avoid unless no other can
+	// take it, and returns once it leads nothing but the groups of one
+	// replica, which have nobody to move to.
+	HandOff(ctx context.Context, avoid []string) error
+	// Leads names the groups the node leads that a hand-off would move.
+	Leads(ctx context.Context) ([]string, error)
 	// Quiesce switches the node's JetStream off.
 	Quiesce(ctx context.Context) error
 	// MoveClients asks the node's clients to reconnect to its peers.
@@ -97,6 +179,19 @@ type Node interface {
 	Unfence(ctx context.Context) error
 	// Resume switches JetStream back on.
 	Resume(ctx context.Context) error
+	// Evacuate moves every stream of one replica off the node and names
+	// those it moved ("<account>/<stream>").
+	Evacuate(ctx context.Context) ([]string, error)
+	// Restore moves the streams back onto the node and names those it
+	// moved back; one gone, or no longer of one replica, is skipped.
+	Restore(ctx context.Context, streams []string) ([]string, error)
+	// Leaders names the groups the node leads that a hand-off would move,
+	// as natsraft names them: the roles snapshot taken on entry.
+	Leaders(ctx context.Context) ([]string, error)
+	// GiveBack moves the leadership of each named group back to the node
+	// and says which went back and which could not, and why (gone, the
+	// node not current).
+	GiveBack(ctx context.Context, groups []string) (given []string, notGiven []natsraft.NotGivenBack, err error)
 	// CaughtUp reports whether every Raft group of the node is current, read
 	// from each group's leader; detail says what is still behind.
 	CaughtUp(ctx context.Context) (ok bool, detail string, err error)

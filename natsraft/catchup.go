@@ -36,7 +36,7 @@ func (h *HandOff) CaughtUp(ctx context.Context, node string) (ok bool, detail st
 func (v *View) memberBehind(g *Group, self Peer) string {
 	switch {
 	case g.Leader == "":
-		return "no leader"
+		return v.electionBehind(g, self)
 	case g.Leader == self.Name:
 		return ""
 	case self.Pending:
@@ -65,6 +65,46 @@ func (v *View) memberBehind(g *Group, self Peer) string {
 		return fmt.Sprintf("applied %d of %d committed (leader %s)", own.Applied, own.Committed, g.Leader)
 	case g.Kind == KindStream && own.LastSeq+ReadyLag < g.LastSeq:
 		return fmt.Sprintf("stream at sequence %d of the leader's %d (leader %s)", own.LastSeq, g.LastSeq, g.Leader)
+	}
+	return ""
+}
+
+// electionBehind says why self, a member of g while g has no leader, may
+// not count as caught up, "" when it may. A leader hand-off or a fence
+// leaves a group leaderless for a moment, and a sweep taken then must not
+// make every member of it unready (a readiness probe that fails once takes
+// the pod out of its Service). So while the election is younger than
+// ElectionGrace, the member counts as caught up when its own log is as far
+// as any member reports: committed, applied and (a stream) stored as far as
+// the furthest one, within ReadyLag. Whoever wins the election then has
+// nothing self lacks. An election of unknown age, or an older one, counts
+// as "no leader".
+func (v *View) electionBehind(g *Group, self Peer) string {
+	since := g.LeaderlessSince
+	if since == nil || v.At.Sub(*since) >= ElectionGrace {
+		return "no leader"
+	}
+	own := self.Own
+	if own == nil {
+		return "no leader, and no Raft state of its own reported"
+	}
+	var committed, lastSeq uint64
+	for _, p := range g.Peers {
+		if p.Own != nil {
+			committed = max(committed, p.Own.Committed)
+			lastSeq = max(lastSeq, p.Own.LastSeq)
+		}
+	}
+	age := v.At.Sub(*since).Round(time.Millisecond)
+	switch {
+	case own.CatchingUp:
+		return fmt.Sprintf("no leader for %s, and catching up from a snapshot", age)
+	case own.Committed+ReadyLag < committed:
+		return fmt.Sprintf("no leader for %s, and committed %d of the %d another member has", age, own.Committed, committed)
+	case own.Applied+ReadyLag < own.Committed:
+		return fmt.Sprintf("no leader for %s, and applied %d of %d committed", age, own.Applied, own.Committed)
+	case g.Kind == KindStream && own.LastSeq+ReadyLag < lastSeq:
+		return fmt.Sprintf("no leader for %s, and stream at sequence %d of the %d another member has", age, own.LastSeq, lastSeq)
 	}
 	return ""
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -234,7 +233,13 @@ func (c *Collector) sweep(ctx context.Context) (*View, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
+	return c.record(ctx, from, reports)
+}
 
+// record turns the node reports of a sweep that started asking at from
+// into the view, with what the collector remembers from earlier sweeps,
+// and keeps it as the latest.
+func (c *Collector) record(ctx context.Context, from time.Time, reports []*nodeReport) (*View, error) {
 	at := c.o.Now()
 	v := buildView(at, reports)
 	c.checkRoutes(ctx, v)
@@ -247,6 +252,9 @@ func (c *Collector) sweep(ctx context.Context) (*View, error) {
 	}
 
 	c.mu.Lock()
+	if err == nil {
+		keepUnreported(v, c.latest)
+	}
 	c.trackLeaderless(v)
 	c.trackHealth(v, reports)
 	c.latest, c.latestErr, c.latestFrom = v, err, from
@@ -257,6 +265,46 @@ func (c *Collector) sweep(ctx context.Context) (*View, error) {
 // trackLeaderless stamps every leaderless group with the time of the first
 // sweep that found it so and forgets groups that have a leader again or are
 // gone. c.mu must be held.
+// keepUnreported adds to v the groups of the previous view that no node
+// reported this time because every member is unreachable or has its
+// JetStream off: a stream of one replica on a node in maintenance, or on a
+// node that went down, is not gone but unavailable, and the view shows it
+// so (leaderless, its members not current) instead of dropping it. Once a
+// member reports again, the group is what it reports.
+func keepUnreported(v, prev *View) {
+	if prev == nil {
+		return
+	}
+	reported := make(map[groupKey]bool, len(v.Groups))
+	for i := range v.Groups {
+		reported[keyOf(&v.Groups[i])] = true
+	}
+	down := func(name string) bool {
+		n, ok := v.Node(name)
+		return ok && (!n.Reachable || !n.JetStream)
+	}
+	added := false
+	for _, g := range prev.Groups {
+		if reported[keyOf(&g)] || len(g.Peers) == 0 || !slices.ContainsFunc(g.Peers, func(p Peer) bool { return down(p.Name) }) {
+			continue
+		}
+		if slices.ContainsFunc(g.Peers, func(p Peer) bool { return !down(p.Name) }) {
+			continue
+		}
+		g.Leader, g.LeaderlessSince = "", nil
+		g.Peers = slices.Clone(g.Peers)
+		for i := range g.Peers {
+			g.Peers[i].Leader, g.Peers[i].Current, g.Peers[i].Healthy, g.Peers[i].Own = false, false, false, nil
+		}
+		g.MemberTerms = nil
+		v.Groups = append(v.Groups, g)
+		added = true
+	}
+	if added {
+		slices.SortFunc(v.Groups, compareGroups)
+	}
+}
+
 func (c *Collector) trackLeaderless(v *View) {
 	seen := make(map[groupKey]struct{}, len(c.leaderless))
 	for i := range v.Groups {
@@ -278,123 +326,6 @@ func (c *Collector) trackLeaderless(v *View) {
 			delete(c.leaderless, k)
 		}
 	}
-}
-
-// The monitoring documents, decoded into only the fields the view needs:
-// a /jsz of ten thousand groups is mostly fields we skip.
-
-type varzDoc struct {
-	ID      string `json:"server_id"`
-	Name    string `json:"server_name"`
-	Port    int    `json:"port"`
-	Cluster struct {
-		Name string   `json:"name"`
-		Port int      `json:"cluster_port"`
-		URLs []string `json:"urls"`
-	} `json:"cluster"`
-	Gateway struct {
-		Name string `json:"name"`
-	} `json:"gateway"`
-	Start              time.Time `json:"start"`
-	Mem                int64     `json:"mem"`
-	MemLimit           int64     `json:"gomemlimit"`
-	Cores              int       `json:"cores"`
-	CPU                float64   `json:"cpu"`
-	SlowConsumers      int64     `json:"slow_consumers"`
-	SlowConsumersStats *struct {
-		Clients  uint64 `json:"clients"`
-		Routes   uint64 `json:"routes"`
-		Gateways uint64 `json:"gateways"`
-		Leafs    uint64 `json:"leafs"`
-	} `json:"slow_consumer_stats"`
-	JetStream struct {
-		Config *struct {
-			MaxMemory int64 `json:"max_memory"`
-			MaxStore  int64 `json:"max_storage"`
-		} `json:"config"`
-		Stats *struct {
-			Memory uint64 `json:"memory"`
-			Store  uint64 `json:"storage"`
-		} `json:"stats"`
-	} `json:"jetstream"`
-}
-
-// healthzDoc is the answer of /healthz, given with 200 and with 503.
-type healthzDoc struct {
-	Status string `json:"status"`
-	Error  string `json:"error"`
-}
-
-type routezDoc struct {
-	Routes []struct {
-		RemoteName string `json:"remote_name"`
-	} `json:"routes"`
-}
-
-type gatewayzDoc struct {
-	Outbound map[string]json.RawMessage `json:"outbound_gateways"`
-}
-
-type jszDoc struct {
-	ID       string       `json:"server_id"`
-	Disabled bool         `json:"disabled"`
-	Meta     *clusterDoc  `json:"meta_cluster"`
-	Accounts []accountDoc `json:"account_details"`
-	// Total is the number of JetStream accounts, over all pages.
-	Total int `json:"total"`
-}
-
-// jszPageSize is how many accounts one /jsz request asks for; NATS gives
-// at most 1024 unless told otherwise.
-const jszPageSize = 1024
-
-type accountDoc struct {
-	ID      string      `json:"id"`
-	Streams []streamDoc `json:"stream_detail"`
-}
-
-type streamDoc struct {
-	Name    string      `json:"name"`
-	Cluster *clusterDoc `json:"cluster"`
-	State   struct {
-		LastSeq uint64 `json:"last_seq"`
-	} `json:"state"`
-	Consumers []consumerDoc `json:"consumer_detail"`
-}
-
-type consumerDoc struct {
-	Name    string      `json:"name"`
-	Cluster *clusterDoc `json:"cluster"`
-}
-
-// clusterDoc is the common part of ClusterInfo and MetaClusterInfo.
-type clusterDoc struct {
-	Name      string    `json:"name"`
-	RaftGroup string    `json:"raft_group"`
-	Leader    string    `json:"leader"`
-	Replicas  []peerDoc `json:"replicas"`
-}
-
-type peerDoc struct {
-	Name    string        `json:"name"`
-	Current bool          `json:"current"`
-	Offline bool          `json:"offline"`
-	Active  time.Duration `json:"active"`
-	Lag     uint64        `json:"lag"`
-	Peer    string        `json:"peer"`
-	// Pending: assigned to the group but not a member of its Raft group.
-	Pending bool `json:"pending"`
-}
-
-type raftzGroupDoc struct {
-	State     string `json:"state"`
-	Committed uint64 `json:"committed"`
-	Applied   uint64 `json:"applied"`
-	// CatchingUp is set while the node catches up from a snapshot.
-	CatchingUp bool   `json:"catching_up"`
-	Term       uint64 `json:"term"`
-	// PIndex is the index of the last entry of the node's log.
-	PIndex uint64 `json:"pindex"`
 }
 
 const metaRaftGroup = "_meta_"
@@ -453,27 +384,11 @@ func (c *Collector) fetchNode(ctx context.Context, ep Endpoint) *nodeReport {
 		c.log.Debug().Err(gatewayzErr).Str("node", ep.Name).Msg("gatewayz")
 	}
 
-	r.routes = make([]string, 0, len(rz.Routes))
-	for _, rt := range rz.Routes {
-		if rt.RemoteName != "" && !slices.Contains(r.routes, rt.RemoteName) {
-			r.routes = append(r.routes, rt.RemoteName)
-		}
-	}
-	slices.Sort(r.routes)
-	for name := range gz.Outbound {
-		r.gws = append(r.gws, name)
-	}
-	slices.Sort(r.gws)
-
+	r.setLinks(rz, gz)
 	if r.jsz.Disabled {
 		return r
 	}
-	var accounts []string
-	for _, a := range r.jsz.Accounts {
-		if len(a.Streams) > 0 {
-			accounts = append(accounts, a.ID)
-		}
-	}
+	accounts := r.jsz.streamAccounts()
 	if missed := newRaftFetch(slices.DeleteFunc(slices.Clone(accounts), func(a string) bool {
 		return slices.Contains(known, a)
 	})); len(missed.accounts) > 0 {
@@ -486,6 +401,35 @@ func (c *Collector) fetchNode(ctx context.Context, ep Endpoint) *nodeReport {
 	c.mu.Unlock()
 	r.raft = raft.groups()
 	return r
+}
+
+// setLinks records the names of the servers the node has routes with and
+// of the clusters it has outbound gateways to, sorted, each once.
+func (r *nodeReport) setLinks(rz routezDoc, gz gatewayzDoc) {
+	r.routes = make([]string, 0, len(rz.Routes))
+	for _, rt := range rz.Routes {
+		if rt.RemoteName != "" && !slices.Contains(r.routes, rt.RemoteName) {
+			r.routes = append(r.routes, rt.RemoteName)
+		}
+	}
+	slices.Sort(r.routes)
+	r.gws = nil
+	for name := range gz.Outbound {
+		r.gws = append(r.gws, name)
+	}
+	slices.Sort(r.gws)
+}
+
+// streamAccounts names the accounts with streams on the node: those whose
+// /raftz the collector asks for.
+func (j *jszDoc) streamAccounts() []string {
+	var accounts []string
+	for _, a := range j.Accounts {
+		if len(a.Streams) > 0 {
+			accounts = append(accounts, a.ID)
+		}
+	}
+	return accounts
 }
 
 // raftFetch holds the /raftz documents of one node, one per account ("" is
@@ -540,12 +484,10 @@ func (c *Collector) fetchRaft(ctx context.Context, wg *sync.WaitGroup, ep Endpoi
 	}
 }
 
-var errNotFound = errors.New("not found")
-
 // getJsz reads a node's /jsz with every account, page by page: NATS lists
 // at most a page of accounts per request, sorted by name.
 func (c *Collector) getJsz(ctx context.Context, base string, into *jszDoc) error {
-	q := url.Values{"accounts": {"true"}, "streams": {"true"}, "consumers": {"true"}, "raft": {"true"},
+	q := url.Values{"accounts": {"true"}, "streams": {"true"}, "consumers": {"true"}, "config": {"true"}, "raft": {"true"},
 		"limit": {strconv.Itoa(jszPageSize)}}
 	if err := c.get(ctx, base, "/jsz", q, into); err != nil {
 		return err
@@ -598,6 +540,7 @@ type groupObs struct {
 	key       groupKey
 	raftGroup string
 	cluster   string
+	ephemeral bool
 	leaders   []claim // nodes that report themselves as leader
 	reports   []claim // every node that reports the group
 }
@@ -613,7 +556,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 	}
 
 	obs := map[groupKey]*groupObs{}
-	observe := func(k groupKey, node string, ci *clusterDoc, lastSeq uint64) {
+	observe := func(k groupKey, node string, ci *clusterDoc, lastSeq uint64, ephemeral bool) {
 		if ci == nil {
 			return
 		}
@@ -622,6 +565,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 			o = &groupObs{key: k}
 			obs[k] = o
 		}
+		o.ephemeral = o.ephemeral || ephemeral
 		if o.raftGroup == "" {
 			o.raftGroup = ci.RaftGroup
 		}
@@ -646,16 +590,16 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 		name := r.name()
 		if m := r.jsz.Meta; m != nil {
 			m.RaftGroup = metaRaftGroup
-			observe(groupKey{kind: KindMeta}, name, m, 0)
+			observe(groupKey{kind: KindMeta}, name, m, 0, false)
 		}
 		for ai := range r.jsz.Accounts {
 			a := &r.jsz.Accounts[ai]
 			for si := range a.Streams {
 				s := &a.Streams[si]
-				observe(groupKey{kind: KindStream, account: a.ID, stream: s.Name}, name, s.Cluster, s.State.LastSeq)
+				observe(groupKey{kind: KindStream, account: a.ID, stream: s.Name}, name, s.Cluster, s.State.LastSeq, false)
 				for ci := range s.Consumers {
 					cs := &s.Consumers[ci]
-					observe(groupKey{kind: KindConsumer, account: a.ID, stream: s.Name, consumer: cs.Name}, name, cs.Cluster, 0)
+					observe(groupKey{kind: KindConsumer, account: a.ID, stream: s.Name, consumer: cs.Name}, name, cs.Cluster, 0, cs.ephemeral())
 				}
 			}
 		}
@@ -714,6 +658,7 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 		Stream:    o.key.stream,
 		Consumer:  o.key.consumer,
 		RaftGroup: o.raftGroup,
+		Ephemeral: o.ephemeral,
 	}
 	switch g.Kind {
 	case KindMeta:
@@ -882,4 +827,28 @@ func NodeHash(name string) string {
 		b[i] = digits[int(sum[i]%62)]
 	}
 	return string(b[:])
+}
+
+// SetEndpoints replaces the nodes the collector sweeps, from the next sweep
+// on: in Kubernetes mode the pods come and go and change their IPs, and the
+// collector follows the pod list. It waits for a sweep in flight to end
+// (bounded by ctx). What the collector remembers about a node (Raft
+// positions, slow consumers) is kept by name, so a pod that comes back
+// under a new IP is compared with what it reported before.
+func (c *Collector) SetEndpoints(ctx context.Context, eps []Endpoint) error {
+	if err := c.acquire(ctx); err != nil {
+		return fmt.Errorf("set endpoints: %w", err)
+	}
+	defer c.release()
+	c.o.Endpoints = slices.Clone(eps)
+	return nil
+}
+
+// Endpoints returns the nodes the collector sweeps.
+func (c *Collector) Endpoints(ctx context.Context) ([]Endpoint, error) {
+	if err := c.acquire(ctx); err != nil {
+		return nil, fmt.Errorf("endpoints: %w", err)
+	}
+	defer c.release()
+	return slices.Clone(c.o.Endpoints), nil
 }

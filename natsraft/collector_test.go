@@ -1163,3 +1163,48 @@ func TestReadLimited(t *testing.T) {
 		})
 	}
 }
+
+// TestCollectorSetEndpoints replaces the swept nodes of a running
+// collector.
+func TestCollectorSetEndpoints(t *testing.T) {
+	e := embeddedForTest(t, EmbeddedOptions{})
+	ctx := context.Background()
+	c := NewCollector(CollectorOptions{Logger: zerolog.Nop()})
+	_, err := c.Sweep(ctx)
+	require.Error(t, err, "no endpoints yet")
+
+	all := e.Endpoints()
+	tests := []struct {
+		name string
+		eps  []Endpoint
+		want []string
+	}{
+		{"every node", all, []string{"nats-0", "nats-1", "nats-2"}},
+		{"one left out", slices.DeleteFunc(slices.Clone(all), func(ep Endpoint) bool { return ep.Name == "nats-1" }), []string{"nats-0", "nats-2"}},
+		{"every node again", all, []string{"nats-0", "nats-1", "nats-2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.NoError(t, c.SetEndpoints(ctx, tt.eps))
+			got, err := c.Endpoints(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, tt.eps, got)
+			v, err := c.Sweep(ctx)
+			require.NoError(t, err)
+			var names []string
+			for _, n := range v.Nodes {
+				assert.True(t, n.Reachable, n.Name)
+				names = append(names, n.Name)
+			}
+			assert.Equal(t, tt.want, names)
+		})
+	}
+
+	t.Run("a cancelled context while a sweep runs", func(t *testing.T) {
+		require.NoError(t, c.acquire(ctx))
+		defer c.release()
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, c.SetEndpoints(cctx, nil), context.DeadlineExceeded)
+	})
+}

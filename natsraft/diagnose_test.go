@@ -1,6 +1,7 @@
 package natsraft
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -147,20 +148,26 @@ func causes(fs []Finding) []Cause {
 	return out
 }
 
-func TestDiagnose(t *testing.T) {
+// diagnoseCase is one situation of diagCluster and what its diagnosis
+// says.
+type diagnoseCase struct {
+	name     string
+	mutate   func(v *View)
+	opts     DiagnoseOptions
+	want     []Cause // every finding's cause, in order
+	cause    Cause   // the finding looked at closely
+	severity Severity
+	nodes    []string
+	groups   []string
+	states   map[string]GroupState
+	evidence []string
+}
+
+// diagnoseCases are the situations TestDiagnose checks one by one and
+// TestDiagnoseGolden word for word.
+func diagnoseCases() []diagnoseCase {
 	all3 := []string{MetaGroupName, "s", "s/c"}
-	tests := []struct {
-		name     string
-		mutate   func(v *View)
-		opts     DiagnoseOptions
-		want     []Cause // every finding's cause, in order
-		cause    Cause   // the finding looked at closely
-		severity Severity
-		nodes    []string
-		groups   []string
-		states   map[string]GroupState
-		evidence []string
-	}{
+	return []diagnoseCase{
 		{name: "healthy cluster"},
 		{
 			name:     "one node down, quorum kept",
@@ -426,7 +433,10 @@ func TestDiagnose(t *testing.T) {
 			},
 		},
 	}
-	for _, tt := range tests {
+}
+
+func TestDiagnose(t *testing.T) {
+	for _, tt := range diagnoseCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			v := diagCluster()
 			if tt.mutate != nil {
@@ -491,83 +501,36 @@ func TestDiagnoseBoundsGroups(t *testing.T) {
 	assert.Contains(t, f.Evidence, "250 group(s) affected: 100 degraded (of the 100 listed)")
 }
 
-func TestGroupState(t *testing.T) {
-	all := []string{"n0", "n1", "n2"}
-	tests := []struct {
-		name   string
-		mutate func(g *Group)
-		want   GroupState
-	}{
-		{"healthy", nil, StateHealthy},
-		{"a lag within HealthyLag", func(g *Group) { setPeer(g, "n1", func(p *Peer) { p.Current, p.Lag = false, 5 }) }, StateHealthy},
-		{"one not healthy", func(g *Group) { setPeer(g, "n1", notHealthy) }, StateDegraded},
-		{"two not healthy", func(g *Group) {
-			setPeer(g, "n1", notHealthy)
-			setPeer(g, "n2", notHealthy)
-		}, StateQuorumLost},
-		{"no leader", func(g *Group) { g.Leader = "" }, StateLeaderless},
+// TestDiagnoseClusterPort checks that the remedies name the cluster port
+// the nodes listen on, NATS's default when none is configured.
+func TestDiagnoseClusterPort(t *testing.T) {
+	for _, port := range []int{0, 7422} {
+		want := fmt.Sprint(cmp.Or(port, DefaultClusterPort))
+		for _, tc := range []struct {
+			cause  Cause
+			mutate func(v *View)
+			remedy string
+		}{
+			{CausePartition, func(v *View) { isolate(v, "n2") }, "Check the cluster port (" + want + ") between n2"},
+			{CauseWrongRoutes, func(v *View) {
+				isolate(v, "n2")
+				v.node("n2").ConfiguredRoutes = nil
+			}, "nats-route://<pod>.<headless service>:" + want + " "},
+		} {
+			t.Run(fmt.Sprintf("%s on %s", tc.cause, want), func(t *testing.T) {
+				v := diagCluster()
+				tc.mutate(v)
+				fs := Diagnose(v, DiagnoseOptions{ClusterPort: port})
+				f, ok := findingOf(fs, tc.cause)
+				require.True(t, ok, findingsText(fs))
+				remedy := strings.Join(f.Remedy, "\n")
+				assert.Contains(t, remedy, tc.remedy)
+				if port != 0 {
+					assert.NotContains(t, remedy, fmt.Sprint(DefaultClusterPort))
+				}
+			})
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := diagGroup(KindStream, "s", "n0", all...)
-			if tt.mutate != nil {
-				tt.mutate(&g)
-			}
-			assert.Equal(t, tt.want, g.State())
-		})
-	}
-}
-
-func TestNodeReady(t *testing.T) {
-	tests := []struct {
-		name   string
-		mutate func(v *View)
-		ready  bool
-		why    string
-	}{
-		{name: "healthy", ready: true},
-		{name: "a leader is ready", mutate: func(v *View) {
-			setPeer(v.group("s"), "n0", func(p *Peer) { p.Current = false })
-		}, ready: true},
-		{name: "a small lag heard recently over a route", mutate: func(v *View) {
-			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag = false, ReadyLag })
-		}, ready: true},
-		{name: "behind", mutate: func(v *View) {
-			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag = false, ReadyLag+1 })
-		}, why: "stream s: not current (lag 17"},
-		{name: "small lag but no route to the leader", mutate: func(v *View) {
-			cut(v, "n0", "n2")
-			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag = false, 1 })
-		}, why: "stream s: not current"},
-		{name: "small lag but silent", mutate: func(v *View) {
-			setPeer(v.group("s"), "n2", func(p *Peer) { p.Current, p.Lag, p.Active = false, 1, ActiveThreshold+time.Second })
-		}, why: "stream s: not current"},
-		{name: "a group without leader", mutate: func(v *View) { leaderless(v.group("s/c"), diagAt) },
-			why: "consumer s/c: no leader"},
-		{name: "not in the meta group yet", mutate: func(v *View) {
-			g := v.group(MetaGroupName)
-			g.Peers = g.Peers[:2]
-		}, why: "n2 is not a peer of the meta group"},
-		{name: "JetStream off", mutate: func(v *View) { v.node("n2").JetStream = false }, why: "n2 has JetStream off"},
-		{name: "unreachable", mutate: func(v *View) { down(v, "n2") }, why: "n2 is unreachable: connection refused"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			v := diagCluster()
-			if tt.mutate != nil {
-				tt.mutate(v)
-			}
-			node := "n2"
-			if strings.HasPrefix(tt.name, "a leader") {
-				node = "n0"
-			}
-			ready, why := v.NodeReady(node)
-			assert.Equal(t, tt.ready, ready, why)
-			assert.Contains(t, why, tt.why)
-		})
-	}
-	_, why := (&View{}).NodeReady("x")
-	assert.Equal(t, "x is not in the view", why)
 }
 
 func TestMissingRoutes(t *testing.T) {

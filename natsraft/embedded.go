@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,6 +89,9 @@ type Embedded struct {
 	nodes   []*EmbeddedNode
 	dcs     []string
 	multiDC bool
+	// monitorClient reads the nodes' monitoring endpoints (the gate
+	// fence's link verifier).
+	monitorClient *http.Client
 
 	closeOnce sync.Once
 	closeErr  error
@@ -121,7 +125,7 @@ type EmbeddedNode struct {
 	clientPort int // -1 = random until the first start
 	httpPort   int
 	// confEdit, when set, rewrites the configuration before each start
-	// (fault injection, see faults.go).
+	// (fault injection in the tests, see faults_inject_test.go).
 	confEdit func(string) string
 }
 
@@ -150,7 +154,8 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		}
 	}
 
-	e := &Embedded{log: o.Logger, fab: newFabric(), multiDC: len(topo) > 1}
+	e := &Embedded{log: o.Logger, fab: newFabric(), multiDC: len(topo) > 1,
+		monitorClient: &http.Client{Timeout: monitorRequestTimeout}}
 	if err := e.prepareDirs(o.DataDir); err != nil {
 		return nil, err
 	}
@@ -159,7 +164,7 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		return nil, err
 	}
 
-	ctx, cancel := embeddedDeadline(ctx, embeddedStartTimeout)
+	ctx, cancel := withDefaultDeadline(ctx, embeddedStartTimeout)
 	defer cancel()
 	started := time.Now()
 	if err := e.startAll(ctx); err != nil {
@@ -488,7 +493,7 @@ func (e *Embedded) RestartNode(ctx context.Context, name string) error {
 	if n == nil {
 		return fmt.Errorf("restart node %q: unknown node", name)
 	}
-	ctx, cancel := embeddedDeadline(ctx, embeddedStartTimeout)
+	ctx, cancel := withDefaultDeadline(ctx, embeddedStartTimeout)
 	defer cancel()
 	if err := n.start(ctx); err != nil {
 		return err
@@ -706,31 +711,3 @@ func (a natsLogAdapter) Fatalf(format string, v ...any)  { a.log.Error().Msgf(fo
 func (a natsLogAdapter) Errorf(format string, v ...any)  { a.log.Error().Msgf(format, v...) }
 func (a natsLogAdapter) Debugf(format string, v ...any)  { a.log.Debug().Msgf(format, v...) }
 func (a natsLogAdapter) Tracef(format string, v ...any)  { a.log.Trace().Msgf(format, v...) }
-
-// embeddedDeadline gives ctx a deadline of d unless it already has one.
-func embeddedDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, d)
-}
-
-// pollUntil calls cond now and then every interval until it returns true
-// or ctx ends.
-func pollUntil(ctx context.Context, interval time.Duration, cond func() bool) error {
-	if cond() {
-		return nil
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			if cond() {
-				return nil
-			}
-		}
-	}
-}

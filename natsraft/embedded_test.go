@@ -127,7 +127,7 @@ func TestEmbeddedTopologies(t *testing.T) {
 				assert.Equal(t, n.Name(), n.Server().Name())
 				assert.Equal(t, n.DC(), n.Server().ClusterName())
 				assert.True(t, n.Server().JetStreamEnabled(), n.Name())
-				assert.False(t, n.Fenced())
+				assert.False(t, isFenced(t, n))
 				assert.False(t, n.Quiesced())
 				// /healthz turns 200 once the node's JetStream has caught up
 				// with the meta leader, which may trail the start a little.

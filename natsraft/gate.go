@@ -3,18 +3,14 @@ package natsraft
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"slices"
-	"sort"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
 )
 
@@ -370,164 +366,4 @@ func connectServerID(line []byte) (string, error) {
 		return "", errors.New("CONNECT carries no server id")
 	}
 	return ci.Name, nil
-}
-
-// Fenced reports whether the node is cut off from its peers.
-func (n *EmbeddedNode) Fenced() bool { return n.e.fab.isFenced(n.name) }
-
-// Fence cuts every route and gateway connection to and from the node and
-// refuses new ones, then returns once the cut is verified: no peer's Routez
-// or Gatewayz lists the node any more and the node itself has no route or
-// gateway connection. It is idempotent.
-func (n *EmbeddedNode) Fence(ctx context.Context) error {
-	ctx, cancel := embeddedDeadline(ctx, embeddedOpTimeout)
-	defer cancel()
-	start := time.Now()
-	cut := n.e.fab.fence(n.name)
-	var left []string
-	err := pollUntil(ctx, 5*time.Millisecond, func() bool {
-		left = n.links()
-		return len(left) == 0
-	})
-	if err != nil {
-		return fmt.Errorf("fence %s: still linked to %v: %w", n.name, left, err)
-	}
-	n.log.Info().Int("cut", cut).Dur("took", time.Since(start)).Msg("fenced")
-	return nil
-}
-
-// Unfence lifts the fence and returns once the node has its routes to every
-// running, unfenced peer of its dc back (seen from both ends) and an
-// outbound gateway to every other dc that has such a node. It is
-// idempotent; for a stopped node it only lifts the fence.
-func (n *EmbeddedNode) Unfence(ctx context.Context) error {
-	ctx, cancel := embeddedDeadline(ctx, embeddedOpTimeout)
-	defer cancel()
-	start := time.Now()
-	n.e.fab.unfence(n.name)
-	var missing []string
-	err := pollUntil(ctx, 10*time.Millisecond, func() bool {
-		missing = n.missingLinks()
-		return len(missing) == 0
-	})
-	if err != nil {
-		return fmt.Errorf("unfence %s: still missing %v: %w", n.name, missing, err)
-	}
-	n.log.Info().Dur("took", time.Since(start)).Msg("unfenced")
-	return nil
-}
-
-// links lists what still connects the node to the rest of the cluster:
-// "route a->b" or "gateway a->b" entries, empty once it is isolated.
-func (n *EmbeddedNode) links() []string {
-	var out []string
-	self := n.running()
-	var selfID string
-	if self != nil {
-		selfID = self.ID()
-		for _, r := range routesOf(self) {
-			out = append(out, "route "+n.name+"->"+r)
-		}
-		for _, g := range gatewayConnsOf(self) {
-			out = append(out, "gateway "+n.name+"->"+g.remote)
-		}
-	}
-	for _, p := range n.e.nodes {
-		s := p.running()
-		if p == n || s == nil {
-			continue
-		}
-		for _, r := range routesOf(s) {
-			if r == n.name {
-				out = append(out, "route "+p.name+"->"+n.name)
-			}
-		}
-		if selfID == "" {
-			continue
-		}
-		for _, g := range gatewayConnsOf(s) {
-			if g.serverID == selfID {
-				out = append(out, "gateway "+p.name+"->"+n.name)
-			}
-		}
-	}
-	return out
-}
-
-// missingLinks lists the routes and gateways an unfenced node should have
-// and has not (yet).
-func (n *EmbeddedNode) missingLinks() []string {
-	self := n.running()
-	if self == nil {
-		return nil
-	}
-	var out []string
-	mine := routesOf(self)
-	remoteDCs := map[string]bool{}
-	for _, p := range n.e.nodes {
-		s := p.running()
-		if p == n || s == nil || p.Fenced() {
-			continue
-		}
-		if p.dc != n.dc {
-			remoteDCs[p.dc] = true
-			continue
-		}
-		if !slices.Contains(mine, p.name) {
-			out = append(out, "route "+n.name+"->"+p.name)
-		}
-		if !slices.Contains(routesOf(s), n.name) {
-			out = append(out, "route "+p.name+"->"+n.name)
-		}
-	}
-	if len(remoteDCs) > 0 {
-		gz, err := self.Gatewayz(&server.GatewayzOptions{})
-		for dc := range remoteDCs {
-			if err != nil || gz.OutboundGateways[dc] == nil {
-				out = append(out, "gateway "+n.name+"->"+dc)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// routesOf returns the names of the servers s has a route to.
-func routesOf(s *server.Server) []string {
-	rz, err := s.Routez(&server.RoutezOptions{})
-	if err != nil {
-		return nil
-	}
-	out := make([]string, 0, len(rz.Routes))
-	for _, r := range rz.Routes {
-		out = append(out, r.RemoteName)
-	}
-	return out
-}
-
-type gatewayConn struct {
-	remote   string // the remote gateway (dc) name
-	serverID string // the remote server's id
-}
-
-// gatewayConnsOf returns s's inbound and outbound gateway connections.
-func gatewayConnsOf(s *server.Server) []gatewayConn {
-	gz, err := s.Gatewayz(&server.GatewayzOptions{})
-	if err != nil {
-		return nil
-	}
-	var out []gatewayConn
-	for dc, rg := range gz.OutboundGateways {
-		if rg != nil && rg.Connection != nil {
-			out = append(out, gatewayConn{remote: dc, serverID: rg.Connection.Name})
-		}
-	}
-	for dc, list := range gz.InboundGateways {
-		for _, rg := range list {
-			if rg != nil && rg.Connection != nil {
-				out = append(out, gatewayConn{remote: dc, serverID: rg.Connection.Name})
-			}
-		}
-	}
-	return out
 }

@@ -110,11 +110,11 @@ func TestGateFenceSingleDC(t *testing.T) {
 			isolated := time.Since(start)
 			t.Logf("%s isolated in %s", name, isolated.Round(time.Microsecond))
 			assert.Less(t, isolated, fenceDeadline)
-			assert.True(t, n.Fenced())
+			assert.True(t, isFenced(t, n))
 			assert.Empty(t, routesOf(n.Server()), "the fenced node has no route")
 			for _, p := range peers {
 				assert.False(t, peerSeesNode(p, n), "%s still routes to %s", p.Name(), name)
-				assert.False(t, p.Fenced())
+				assert.False(t, isFenced(t, p))
 				// The peers keep their route to each other.
 				for _, q := range peers {
 					if q != p {
@@ -140,7 +140,7 @@ func TestGateFenceSingleDC(t *testing.T) {
 			start = time.Now()
 			require.NoError(t, n.Unfence(opCtx(t, unfenceDeadline)))
 			t.Logf("%s routes back in %s", name, time.Since(start).Round(time.Millisecond))
-			assert.False(t, n.Fenced())
+			assert.False(t, isFenced(t, n))
 			for _, p := range peers {
 				assert.True(t, peerSeesNode(p, n), "%s routes to %s again", p.Name(), name)
 				assert.Contains(t, routesOf(n.Server()), p.Name())

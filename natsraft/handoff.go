@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,10 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
-
-// Dialer connects to the cluster as a user of the given account, on any
-// node but those named in avoid. Embedded.Dial satisfies it.
-type Dialer func(account string, avoid ...string) (*nats.Conn, error)
 
 // ViewSource gives a recent View of the cluster. *Collector satisfies it.
 type ViewSource interface {
@@ -74,11 +71,16 @@ type HandOff struct {
 // account NATS refuses them with 10039), the meta group from the system
 // account (from any other it is silently ignored), each with a current
 // peer other than node as the preferred new leader, else a healthy one
-// (under a write load a follower is rarely at lag 0). A group none of
-// whose other peers is healthy cannot be handed off: Run returns an error
-// naming it once everything else has moved. Without a deadline in ctx,
-// Run gives up after DefaultHandOffTimeout.
-func (h *HandOff) Run(ctx context.Context, node string) error {
+// (under a write load a follower is rarely at lag 0); peers named in avoid
+// (those on their way into maintenance themselves) are taken only when no
+// other can, so that a leadership does not move twice. A group of one
+// replica has nobody to move to: it stays where it is and goes down with
+// the node (the safety rule has named it). A group none of whose other
+// peers is healthy cannot be handed off: Run returns an error naming it
+// once everything else has moved. Without a deadline in ctx, Run gives up
+// after DefaultHandOffTimeout. Its errors do not repeat the node's name:
+// the caller knows it.
+func (h *HandOff) Run(ctx context.Context, node string, avoid ...string) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultHandOffTimeout)
@@ -86,7 +88,7 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 	}
 	log := h.Logger.With().Str("node", node).Logger()
 	start := time.Now()
-	conns := &connCache{dial: h.Dial, avoid: node}
+	conns := &connCache{dial: h.Dial, avoid: []string{node}}
 	defer conns.close()
 
 	// since is when the state the next view must show began: the start,
@@ -99,25 +101,41 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 	for round := 0; ; round++ {
 		v, err := h.viewSince(ctx, since)
 		if err != nil {
-			return fmt.Errorf("hand off %s: %w", node, err)
+			return err
 		}
 		n, ok := v.Node(node)
 		if !ok {
-			return fmt.Errorf("hand off %s: node not in the view", node)
+			return fmt.Errorf("node %s not in the view", node)
 		}
 		if !n.Reachable {
-			return fmt.Errorf("hand off %s: node unreachable, cannot tell what it leads: %s", node, n.Error)
+			return fmt.Errorf("node %s unreachable, cannot tell what it leads: %s", node, n.Error)
 		}
 
+		// Step downs go through a server that can pass them on: not node,
+		// and not a node fenced or quiesced for maintenance, whose client
+		// port still accepts connections but whose routes are cut.
+		conns.setAvoid(append([]string{node}, outOfReach(v, node)...))
+
 		led := ledBy(v, node)
+		if round == 0 {
+			if kept := singles(v, node); len(kept) > 0 {
+				log.Warn().Strs("groups", kept).Msg("groups of one replica stay on the node")
+			}
+		}
 		if len(led) == 0 {
-			electing := leaderlessAmong(v, moved)
+			electing, orphaned := leaderlessAmong(v, moved, node)
+			if len(orphaned) > 0 {
+				// Nobody but node can win these elections: waiting would
+				// only run out the caller's deadline.
+				return fmt.Errorf("no other healthy peer to take over %s: every other member is unreachable or has JetStream off",
+					strings.Join(orphaned, ", "))
+			}
 			if len(electing) == 0 {
 				log.Info().Dur("took", time.Since(start)).Int("rounds", round).Int("moved", len(moved)).Msg("leads nothing")
 				return nil
 			}
 			if err := sleepCtx(ctx, electionPoll); err != nil {
-				return fmt.Errorf("hand off %s: waiting for the new leader of %s: %w", node, strings.Join(electing, ", "), err)
+				return fmt.Errorf("waiting for the new leader of %s: %w", strings.Join(electing, ", "), err)
 			}
 			since = time.Now()
 			continue
@@ -136,10 +154,9 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 				if last == nil {
 					last = errors.New("NATS answered success each time")
 				}
-				return fmt.Errorf("hand off %s: %s %s still led after %d step downs: %w",
-					node, g.Kind, g.Name, attempts[k], last)
+				return fmt.Errorf("%s %s still led after %d step downs: %w", g.Kind, g.Name, attempts[k], last)
 			}
-			to := preferredPeer(v, g, node, leads)
+			to := preferredPeer(v, g, node, leads, avoid)
 			if to == "" {
 				stuck = append(stuck, fmt.Sprintf("%s %s", g.Kind, g.Name))
 				continue
@@ -150,7 +167,7 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 			steps = append(steps, stepDown{group: g, to: to})
 		}
 		if len(steps) == 0 {
-			return fmt.Errorf("hand off %s: no other healthy peer to take over %s", node, strings.Join(stuck, ", "))
+			return fmt.Errorf("no other healthy peer to take over %s", strings.Join(stuck, ", "))
 		}
 
 		errs := h.stepDownAll(ctx, conns, steps, log)
@@ -162,13 +179,13 @@ func (h *HandOff) Run(ctx context.Context, node string) error {
 			failed = failed || err != nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("hand off %s: %w", node, ctx.Err())
+			return ctx.Err()
 		}
 		if failed {
 			// An error answer comes back at once: pause a little so that
 			// a leader change in flight can settle before the next round.
 			if err := sleepCtx(ctx, time.Duration(round+1)*20*time.Millisecond); err != nil {
-				return fmt.Errorf("hand off %s: %w", node, err)
+				return err
 			}
 		}
 	}
@@ -189,36 +206,75 @@ func (h *HandOff) viewSince(ctx context.Context, since time.Time) (*View, error)
 	return h.Views.View(ctx)
 }
 
-// ledBy returns the groups the named node leads.
+// ledBy returns the groups the named node leads that another member can
+// take over: a group of one replica has nobody to move to.
 func ledBy(v *View, node string) []Group {
 	var out []Group
 	for _, g := range v.Groups {
-		if g.Leader == node {
+		if g.Leader == node && len(g.Peers) > 1 {
 			out = append(out, g)
 		}
 	}
 	return out
 }
 
-// leaderlessAmong names the groups of keys that the view shows without a
-// leader.
-func leaderlessAmong(v *View, keys map[groupKey]bool) []string {
+// singles names the groups of one replica the node leads: they stay on it.
+func singles(v *View, node string) []string {
 	var out []string
-	for i := range v.Groups {
-		g := &v.Groups[i]
-		if g.Leader == "" && keys[keyOf(g)] {
+	for _, g := range v.Groups {
+		if g.Leader == node && len(g.Peers) <= 1 {
 			out = append(out, fmt.Sprintf("%s %s", g.Kind, g.Name))
 		}
 	}
 	return out
 }
 
+// Leads names the groups node leads that it could hand off (see Run), from
+// a fresh view: what a hand-off must still move.
+func (h *HandOff) Leads(ctx context.Context, node string) ([]string, error) {
+	v, err := h.freshView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, g := range ledBy(v, node) {
+		out = append(out, fmt.Sprintf("%s %s", g.Kind, g.Name))
+	}
+	return out, nil
+}
+
+// leaderlessAmong names the groups of keys that the view shows without a
+// leader, and among them those orphaned: no member but node is on a
+// reachable node with JetStream on, so no other member can win the
+// election (a group whose other members went into maintenance meanwhile).
+func leaderlessAmong(v *View, keys map[groupKey]bool, node string) (electing, orphaned []string) {
+	for i := range v.Groups {
+		g := &v.Groups[i]
+		if g.Leader != "" || !keys[keyOf(g)] {
+			continue
+		}
+		name := fmt.Sprintf("%s %s", g.Kind, g.Name)
+		electing = append(electing, name)
+		candidate := false
+		for _, p := range g.Peers {
+			if n, ok := v.Node(p.Name); ok && p.Name != node && n.Reachable && n.JetStream {
+				candidate = true
+				break
+			}
+		}
+		if !candidate {
+			orphaned = append(orphaned, name)
+		}
+	}
+	return electing, orphaned
+}
+
 // preferredPeer picks the peer to take over g from node: a member on a
-// reachable node with JetStream on, current if any is, else healthy (under
-// a write load a follower is rarely at lag 0), and of those the one that
-// leads least so that a hand-off spreads the leaderships. "" when there is
-// none.
-func preferredPeer(v *View, g Group, node string, leads map[string]int) string {
+// reachable node with JetStream on, not in avoid if any other can, current
+// if any is, else healthy (under a write load a follower is rarely at lag
+// 0), and of those the one that leads least so that a hand-off spreads the
+// leaderships. "" when there is none.
+func preferredPeer(v *View, g Group, node string, leads map[string]int, avoid []string) string {
 	best, bestRank := "", 0
 	for _, p := range g.Peers {
 		rank := 0
@@ -231,6 +287,9 @@ func preferredPeer(v *View, g Group, node string, leads map[string]int) string {
 		}
 		if rank == 0 {
 			continue
+		}
+		if !slices.Contains(avoid, p.Name) {
+			rank += 2
 		}
 		if n, ok := v.Node(p.Name); ok && (!n.Reachable || !n.JetStream) {
 			continue
@@ -315,10 +374,23 @@ func (h *HandOff) stepDown(ctx context.Context, conns *connCache, s stepDown) er
 	return nil
 }
 
+// outOfReach names the nodes other than node that the view shows
+// unreachable or with JetStream off: a request sent through them may never
+// reach a leader.
+func outOfReach(v *View, node string) []string {
+	var out []string
+	for _, n := range v.Nodes {
+		if n.Name != node && (!n.Reachable || !n.JetStream) {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
 // connCache holds one connection per account for the length of one Run.
 type connCache struct {
 	dial  Dialer
-	avoid string
+	avoid []string
 
 	mu    sync.Mutex
 	conns map[string]*nats.Conn
@@ -330,15 +402,28 @@ func (c *connCache) get(account string) (*nats.Conn, error) {
 	if nc, ok := c.conns[account]; ok && !nc.IsClosed() {
 		return nc, nil
 	}
-	nc, err := c.dial(account, c.avoid)
+	nc, err := c.dial(account, c.avoid...)
 	if err != nil {
-		return nil, fmt.Errorf("dial account %s avoiding %s: %w", account, c.avoid, err)
+		return nil, fmt.Errorf("dial account %s avoiding %s: %w", account, strings.Join(c.avoid, ", "), err)
 	}
 	if c.conns == nil {
 		c.conns = map[string]*nats.Conn{}
 	}
 	c.conns[account] = nc
 	return nc, nil
+}
+
+// setAvoid sets the servers to avoid; when they change, the connections
+// dialled before are closed so that none stays on a server now avoided.
+func (c *connCache) setAvoid(avoid []string) {
+	slices.Sort(avoid)
+	c.mu.Lock()
+	same := slices.Equal(c.avoid, avoid)
+	c.avoid = avoid
+	c.mu.Unlock()
+	if !same {
+		c.close()
+	}
 }
 
 func (c *connCache) close() {

@@ -82,18 +82,41 @@ func newNetLab(t testing.TB, n int) *netLab {
 	l.ip("-n", l.hub, "addr", "add", netLabHubIP+"/24", "dev", "br0")
 	l.ip("-n", l.hub, "link", "set", "br0", "up")
 	for i := 1; i <= n; i++ {
-		node := labNode{NS: fmt.Sprintf("%sn%d", base, i), IP: netLabSubnet + strconv.Itoa(i)}
-		veth := fmt.Sprintf("veth%d", i)
-		l.ip("netns", "add", node.NS)
-		l.nodes = append(l.nodes, node)
-		l.ip("-n", node.NS, "link", "set", "lo", "up")
-		l.ip("-n", l.hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", node.NS)
-		l.ip("-n", l.hub, "link", "set", veth, "master", "br0")
-		l.ip("-n", l.hub, "link", "set", veth, "up")
-		l.ip("-n", node.NS, "addr", "add", node.IP+"/24", "dev", "eth0")
-		l.ip("-n", node.NS, "link", "set", "eth0", "up")
+		l.nodes = append(l.nodes, labNode{NS: fmt.Sprintf("%sn%d", base, i), IP: netLabSubnet + strconv.Itoa(i)})
+		l.add(i - 1)
 	}
 	return l
+}
+
+// recreate deletes node i's namespace (its veth goes with it, as a pod's
+// sandbox does when the pod is deleted) and makes it again with the same
+// name and address.
+func (l *netLab) recreate(i int) {
+	l.t.Helper()
+	l.ip("netns", "del", l.nodes[i].NS)
+	l.add(i)
+	// The address has a new MAC now: drop what the others remember of the
+	// old one, as a new pod's gratuitous ARP would, instead of waiting for
+	// their neighbour entries to go stale.
+	for _, ns := range append([]string{l.hub}, l.nodeNames()...) {
+		if ns != l.nodes[i].NS {
+			l.ip("-n", ns, "neigh", "flush", "to", l.nodes[i].IP)
+		}
+	}
+}
+
+// add creates node i's namespace and links it to the bridge.
+func (l *netLab) add(i int) {
+	l.t.Helper()
+	node := l.nodes[i]
+	veth := fmt.Sprintf("veth%d", i+1)
+	l.ip("netns", "add", node.NS)
+	l.ip("-n", node.NS, "link", "set", "lo", "up")
+	l.ip("-n", l.hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", node.NS)
+	l.ip("-n", l.hub, "link", "set", veth, "master", "br0")
+	l.ip("-n", l.hub, "link", "set", veth, "up")
+	l.ip("-n", node.NS, "addr", "add", node.IP+"/24", "dev", "eth0")
+	l.ip("-n", node.NS, "link", "set", "eth0", "up")
 }
 
 // ip runs the ip command and fails the test on an error.

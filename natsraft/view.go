@@ -5,7 +5,10 @@
 // maintenance requests or HTTP.
 package natsraft
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // GroupKind tells which layer of JetStream a Raft group belongs to.
 type GroupKind string
@@ -131,7 +134,11 @@ type Group struct {
 	RaftGroup string `json:"raftGroup,omitempty"`
 	// Cluster is the NATS cluster (dc) the group is placed in; empty for meta.
 	Cluster string `json:"cluster,omitempty"`
-	Leader  string `json:"leader,omitempty"`
+	// Ephemeral marks an ephemeral consumer (no durable name): ordered
+	// consumers, KV watchers. Its client makes a new one when it is gone,
+	// so losing it costs no data and refuses no maintenance.
+	Ephemeral bool   `json:"ephemeral,omitempty"`
+	Leader    string `json:"leader,omitempty"`
 	// LeaderlessSince is set while no node claims leadership.
 	LeaderlessSince *time.Time `json:"leaderlessSince,omitempty"`
 	// QuorumLostSince is set while fewer than a quorum of the members are
@@ -213,16 +220,20 @@ func (v *View) Node(name string) (Node, bool) {
 	return Node{}, false
 }
 
-// GroupsOf returns the groups the named node is a member of.
-func (v *View) GroupsOf(name string) []Group {
-	var out []Group
-	for _, g := range v.Groups {
-		for _, p := range g.Peers {
-			if p.Name == name {
-				out = append(out, g)
-				break
-			}
+// WithDCs returns the view with the dc of each named node replaced by the
+// one dcs gives (a Kubernetes mode pod's dc label, say); v itself is shared
+// and left alone. The view's own dcs are the NATS cluster names, which
+// routes and gateways follow; maintenance may group the pods otherwise.
+func (v *View) WithDCs(dcs map[string]string) *View {
+	if v == nil || len(dcs) == 0 {
+		return v
+	}
+	out := *v
+	out.Nodes = slices.Clone(v.Nodes)
+	for i := range out.Nodes {
+		if dc := dcs[out.Nodes[i].Name]; dc != "" {
+			out.Nodes[i].DC = dc
 		}
 	}
-	return out
+	return &out
 }

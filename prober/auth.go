@@ -620,8 +620,7 @@ type SubjectAccessReviewOptions struct {
 	// Namespace of the maintenance ConfigMap, the pod's own; empty means
 	// "default", as for the ConfigMap store.
 	Namespace string
-	// Name of the maintenance ConfigMap; empty means
-	// maintenance.DefaultConfigMapName.
+	// Name of the maintenance ConfigMap; required.
 	Name string
 	// AllowTTL and DenyTTL are how long an allowed and a denied answer is
 	// reused; zero means DefaultAuthAllowTTL and DefaultAuthDenyTTL, a
@@ -662,6 +661,9 @@ type authzResult struct {
 // identity needs create on subjectaccessreviews (ClusterRole
 // system:auth-delegator).
 func NewSubjectAccessReviewAuthorizer(client authorizationv1client.SubjectAccessReviewInterface, o SubjectAccessReviewOptions) *SubjectAccessReviewAuthorizer {
+	if o.Name == "" {
+		panic("prober: NewSubjectAccessReviewAuthorizer needs the name of the maintenance ConfigMap")
+	}
 	rc := reviewCache{AllowTTL: o.AllowTTL, DenyTTL: o.DenyTTL, CacheSize: o.CacheSize, Timeout: o.Timeout, Now: o.Now}
 	rc.complete()
 	a := &SubjectAccessReviewAuthorizer{
@@ -674,9 +676,6 @@ func NewSubjectAccessReviewAuthorizer(client authorizationv1client.SubjectAccess
 	}
 	if a.namespace == "" {
 		a.namespace = "default"
-	}
-	if a.name == "" {
-		a.name = maintenance.DefaultConfigMapName
 	}
 	return a
 }

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/prober-dev/prober/kube"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/prober"
 	"github.com/prober-dev/prober/tools/kubetest"
@@ -68,9 +69,9 @@ func mustKubeAuth(t *testing.T, ctx context.Context) *kubeAuth {
 		"prober-store": {{APIGroups: []string{""}, Resources: []string{"configmaps"},
 			Verbs: []string{"get", "list", "watch", "create", "update"}}},
 		"maintenance-writer": {{APIGroups: []string{""}, Resources: []string{"configmaps"},
-			ResourceNames: []string{maintenance.DefaultConfigMapName}, Verbs: []string{"get", "update"}}},
+			ResourceNames: []string{kube.DefaultConfigMapName}, Verbs: []string{"get", "update"}}},
 		"maintenance-reader": {{APIGroups: []string{""}, Resources: []string{"configmaps"},
-			ResourceNames: []string{maintenance.DefaultConfigMapName}, Verbs: []string{"get"}}},
+			ResourceNames: []string{kube.DefaultConfigMapName}, Verbs: []string{"get"}}},
 	}
 	for name, rules := range roles {
 		_, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{})
@@ -131,7 +132,7 @@ func TestAuthKubernetes(t *testing.T) {
 
 	// The sidecar's wiring: every client is the prober ServiceAccount's.
 	cs := k.clientsetAs(t, "prober")
-	store := maintenance.NewConfigMapStore(cs.CoreV1(), maintenance.ConfigMapStoreOptions{Namespace: kubeAuthNamespace, Logger: log})
+	store := kube.NewConfigMapStore(cs.CoreV1(), kube.ConfigMapStoreOptions{Namespace: kubeAuthNamespace, Logger: log})
 	view := staticView(cluster())
 	srv := prober.NewServer(prober.Options{
 		Addr:    "127.0.0.1:0",
@@ -142,7 +143,7 @@ func TestAuthKubernetes(t *testing.T) {
 			Authenticator: prober.NewTokenReviewAuthenticator(cs.AuthenticationV1().TokenReviews(),
 				prober.TokenReviewOptions{Logger: log}),
 			Authorizer: prober.NewSubjectAccessReviewAuthorizer(cs.AuthorizationV1().SubjectAccessReviews(),
-				prober.SubjectAccessReviewOptions{Namespace: kubeAuthNamespace, Name: maintenance.DefaultConfigMapName, Logger: log}),
+				prober.SubjectAccessReviewOptions{Namespace: kubeAuthNamespace, Name: kube.DefaultConfigMapName, Logger: log}),
 		},
 	})
 	require.NoError(t, srv.Open())
@@ -169,7 +170,7 @@ func TestAuthKubernetes(t *testing.T) {
 	}
 	stored := func(t *testing.T, pod string) (maintenance.Entry, bool) {
 		t.Helper()
-		cm, err := k.admin.CoreV1().ConfigMaps(kubeAuthNamespace).Get(ctx, maintenance.DefaultConfigMapName, metav1.GetOptions{})
+		cm, err := k.admin.CoreV1().ConfigMaps(kubeAuthNamespace).Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
 		require.NoError(t, err)
 		raw, ok := cm.Data["pod."+pod]
 		if !ok {
@@ -179,7 +180,7 @@ func TestAuthKubernetes(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(raw), &e), "pod.%s: %s", pod, raw)
 		return e, true
 	}
-	const forbiddenUpdate = "may not update configmap " + kubeAuthNamespace + "/" + maintenance.DefaultConfigMapName
+	const forbiddenUpdate = "may not update configmap " + kubeAuthNamespace + "/" + kube.DefaultConfigMapName
 
 	for _, tc := range []struct {
 		name         string
@@ -196,7 +197,7 @@ func TestAuthKubernetes(t *testing.T) {
 		{name: "token for another audience", method: "GET", path: "/pods/n0", sa: "vault", status: 401,
 			code: maintenance.EUnauthorized, message: "Unauthorized"},
 		{name: "no binding may not get", method: "GET", path: "/pods/n0", sa: "nobody", status: 403,
-			code: maintenance.EForbidden, message: "may not get configmap " + kubeAuthNamespace + "/" + maintenance.DefaultConfigMapName},
+			code: maintenance.EForbidden, message: "may not get configmap " + kubeAuthNamespace + "/" + kube.DefaultConfigMapName},
 		{name: "reader gets", method: "GET", path: "/pods/n0", sa: "reader", status: 200},
 		{name: "reader reads the config", method: "GET", path: "/config", sa: "reader", status: 200},
 		{name: "reader may not put", method: "PUT", path: "/pods/n0", sa: "reader", status: 403,

@@ -604,7 +604,7 @@ func TestSubjectAccessReviewAuthorizer(t *testing.T) {
 			out.Status = authorizationv1.SubjectAccessReviewStatus{EvaluationError: "webhook timed out"}
 		}
 		return out, nil
-	}), prober.SubjectAccessReviewOptions{Namespace: "nats", Now: clock.Now, Logger: zerolog.New(logs)})
+	}), prober.SubjectAccessReviewOptions{Namespace: "nats", Name: "prober-maintenance", Now: clock.Now, Logger: zerolog.New(logs)})
 	assert.Equal(t, "configmap nats/prober-maintenance", a.Resource())
 
 	type step struct {
@@ -654,6 +654,8 @@ func TestSubjectAccessReviewAuthorizer(t *testing.T) {
 func TestSubjectAccessReviewAuthorizerDefaults(t *testing.T) {
 	a := prober.NewSubjectAccessReviewAuthorizer(nil, prober.SubjectAccessReviewOptions{Name: "custom"})
 	assert.Equal(t, "configmap default/custom", a.Resource())
+	assert.Panics(t, func() { prober.NewSubjectAccessReviewAuthorizer(nil, prober.SubjectAccessReviewOptions{}) },
+		"the ConfigMap's name is a wiring mistake to leave out")
 }
 
 func TestParseStaticTokens(t *testing.T) {

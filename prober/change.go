@@ -16,7 +16,10 @@ type DryRunResponse struct {
 	// Changed tells whether the request would change the stored state.
 	Changed    bool                    `json:"changed"`
 	Violations []maintenance.Violation `json:"violations"`
-	Pods       []maintenance.PodView   `json:"pods"`
+	// Warnings are the ephemeral consumers the pods would take down with
+	// them: no reason to refuse, their clients make new ones.
+	Warnings []maintenance.Violation `json:"warnings,omitempty"`
+	Pods     []maintenance.PodView   `json:"pods"`
 }
 
 func dryRunResponse(res maintenance.Result) DryRunResponse {
@@ -25,6 +28,7 @@ func dryRunResponse(res maintenance.Result) DryRunResponse {
 		Safe:       len(res.Violations) == 0,
 		Changed:    res.Changed,
 		Violations: res.Violations,
+		Warnings:   res.Warnings,
 		Pods:       res.Pods,
 	}
 	if out.Violations == nil {
@@ -102,20 +106,25 @@ func (s *Server) serveEnter(w http.ResponseWriter, r *http.Request,
 }
 
 // serveExit is the body of DELETE /pods/{pod} and /dcs/{dc}: parse the
-// query (a dry run is refused), exit as the caller, answer through answer.
+// query (a dry run is refused; restoreLeaders=false gives no leadership
+// back), exit as the caller, answer through answer.
 func (s *Server) serveExit(w http.ResponseWriter, r *http.Request,
-	exit func(ctx context.Context, by string) (maintenance.Result, error),
+	exit func(ctx context.Context, x maintenance.Exit) (maintenance.Result, error),
 	answer func(maintenance.Result, changeQuery),
 ) {
 	q, err := parseChangeQuery(r)
 	if err == nil {
 		err = noDryRun(q)
 	}
+	restore, given, berr := parseBool(r, "restoreLeaders")
+	if err == nil {
+		err = berr
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := exit(r.Context(), requestedBy(r))
+	res, err := exit(r.Context(), maintenance.Exit{RequestedBy: requestedBy(r), KeepLeadersAway: given && !restore})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

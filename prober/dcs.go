@@ -24,6 +24,8 @@ type DCChange struct {
 	// Forced and Violations tell which groups force overrode.
 	Forced     bool                    `json:"forced,omitempty"`
 	Violations []maintenance.Violation `json:"violations,omitempty"`
+	// Warnings are the ephemeral consumers that go down with the pods.
+	Warnings []maintenance.Violation `json:"warnings,omitempty"`
 }
 
 func (s *Server) registerDCRoutes() {
@@ -59,8 +61,8 @@ func (s *Server) handlePutDC(w http.ResponseWriter, r *http.Request) {
 // handleDeleteDC handles DELETE /dcs/{dc}: bring a dc back.
 func (s *Server) handleDeleteDC(w http.ResponseWriter, r *http.Request) {
 	dc := mux.Vars(r)["dc"]
-	s.serveExit(w, r, func(ctx context.Context, by string) (maintenance.Result, error) {
-		return s.svc.ExitDC(ctx, dc, by)
+	s.serveExit(w, r, func(ctx context.Context, x maintenance.Exit) (maintenance.Result, error) {
+		return s.svc.ExitDCWith(ctx, dc, x)
 	}, func(res maintenance.Result, q changeQuery) {
 		s.answerDC(w, r, dc, res, q, maintenance.Goal{DC: true})
 	})
@@ -71,7 +73,7 @@ func (s *Server) answerDC(w http.ResponseWriter, r *http.Request, dc string, res
 		return s.svc.DC(ctx, dc)
 	}, g)
 	s.answerChange(w, r, "/dcs/"+url.PathEscape(dc), done, DCChange{
-		DC: dc, Pods: nonNil(pods), Changed: res.Changed, Forced: res.Forced, Violations: res.Violations,
+		DC: dc, Pods: nonNil(pods), Changed: res.Changed, Forced: res.Forced, Violations: res.Violations, Warnings: res.Warnings,
 	})
 }
 

@@ -3,7 +3,9 @@ package prober
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -131,6 +133,9 @@ var (
 		"1 when the node's monitoring endpoint answers.", []string{"node", "dc"}, nil)
 	descNodeRoutes = prometheus.NewDesc("prober_nats_node_routes",
 		"Servers the node has a route to.", []string{"node"}, nil)
+	descSkew = prometheus.NewDesc("prober_leader_skew",
+		"Most minus fewest Raft leaderships of a pod among the pods of a dc that can lead (see POST /balance).",
+		[]string{"dc"}, nil)
 	descPhase = prometheus.NewDesc("prober_maintenance_phase",
 		"1 for the maintenance phase each pod is in, 0 for the others.", []string{"pod", "phase"}, nil)
 )
@@ -148,7 +153,7 @@ type clusterCollector struct{ s *Server }
 // Describe implements prometheus.Collector.
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descViewUp, descViewAge, descGroups, descLeaderless, descLag, descTerms,
-		descFindings, descNodeUp, descNodeRoutes, descPhase} {
+		descFindings, descNodeUp, descNodeRoutes, descPhase, descSkew} {
 		ch <- d
 	}
 }
@@ -193,26 +198,30 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descGroups, prometheus.GaugeValue, float64(states[st]),
 			strings.ReplaceAll(string(st), " ", "_"))
 	}
-	dcOf := s.dcOf()
-	for _, n := range v.Nodes {
+	sv := s.serviceView(v)
+	nodes := uniqueNodes(sv.Nodes)
+	for _, n := range nodes {
 		up := 0.0
 		if n.Reachable {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descNodeUp, prometheus.GaugeValue, up, n.Name, dcOf(n))
+		ch <- prometheus.MustNewConstMetric(descNodeUp, prometheus.GaugeValue, up, n.Name, n.DC)
 		ch <- prometheus.MustNewConstMetric(descNodeRoutes, prometheus.GaugeValue, float64(len(n.Routes)), n.Name)
 	}
 
 	doc := s.document(ctx)
 	counts := map[[2]string]int{}
-	for _, f := range natsraft.Diagnose(v, natsraft.DiagnoseOptions{Now: now, Maintenance: outOfService(v, doc, dcOf, now)}) {
+	for _, f := range s.diagnose(v, doc, now) {
 		counts[[2]string{string(f.Cause), string(f.Severity)}]++
 	}
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descFindings, prometheus.GaugeValue, float64(n), k[0], k[1])
 	}
-	for _, n := range v.Nodes {
-		phase := phaseOf(doc, n, dcOf(n), now)
+	for _, sk := range maintenance.LeaderSkew(sv, doc, now) {
+		ch <- prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, float64(sk.Skew), sk.DC)
+	}
+	for _, n := range nodes {
+		phase := doc.Phase(n.Name, n.DC, now)
 		for _, p := range phases {
 			val := 0.0
 			if p == phase {
@@ -261,51 +270,34 @@ func (s *Server) document(ctx context.Context) *maintenance.Document {
 	return d
 }
 
-// dcOf returns the function that gives a node's dc as the maintenance
-// service sees it: Options.DCs where it names one, else the NATS cluster
-// name.
-func (s *Server) dcOf() func(natsraft.Node) string {
-	var dcs map[string]string
-	if s.dcs != nil {
-		dcs = s.dcs()
-	}
-	return func(n natsraft.Node) string {
-		if dc := dcs[n.Name]; dc != "" {
-			return dc
-		}
-		return n.DC
-	}
-}
-
-// outOfService names the nodes that are out on purpose as far as the
-// document says: maintenance desired for them, or their reconciler not yet
-// back to Active.
-func outOfService(v *natsraft.View, d *maintenance.Document, dcOf func(natsraft.Node) string, now time.Time) []string {
-	if d == nil {
-		return nil
-	}
-	var out []string
-	for _, n := range v.Nodes {
-		_, _, desired := d.Desired(n.Name, dcOf(n), now)
-		st, reported := d.Status[n.Name]
-		if desired || (reported && st.Phase != maintenance.PhaseActive) {
-			out = append(out, n.Name)
+// uniqueNodes returns nodes with each name once, the first seen: two
+// endpoints reporting one server name (a misconfiguration /raft shows)
+// would otherwise give a metric twice with one label set, which fails the
+// whole scrape.
+func uniqueNodes(nodes []natsraft.Node) []natsraft.Node {
+	seen := make(map[string]bool, len(nodes))
+	out := make([]natsraft.Node, 0, len(nodes))
+	for _, n := range nodes {
+		if !seen[n.Name] {
+			seen[n.Name] = true
+			out = append(out, n)
 		}
 	}
 	return out
 }
 
-// phaseOf is the pod's phase: as its reconciler reported it, Requested
-// while maintenance is desired and nothing is reported yet, else Active.
-func phaseOf(d *maintenance.Document, n natsraft.Node, dc string, now time.Time) maintenance.Phase {
-	if d == nil {
-		return maintenance.PhaseActive
+// serviceView returns v with each node's dc as the maintenance service
+// sees it: Options.DCs where it names one, else the NATS cluster name.
+func (s *Server) serviceView(v *natsraft.View) *natsraft.View {
+	if s.dcs == nil {
+		return v
 	}
-	if st, ok := d.Status[n.Name]; ok && st.Phase != "" {
-		return st.Phase
-	}
-	if _, _, desired := d.Desired(n.Name, dc, now); desired {
-		return maintenance.PhaseRequested
-	}
-	return maintenance.PhaseActive
+	return v.WithDCs(s.dcs())
+}
+
+// diagnose diagnoses v, telling the diagnosis which pods are out of
+// service on purpose as far as doc says.
+func (s *Server) diagnose(v *natsraft.View, doc *maintenance.Document, now time.Time) []natsraft.Finding {
+	out := maintenance.OutOfService(s.serviceView(v), doc, now)
+	return natsraft.Diagnose(v, natsraft.DiagnoseOptions{Now: now, Maintenance: slices.Sorted(maps.Keys(out)), ClusterPort: s.clusterPort})
 }

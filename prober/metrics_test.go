@@ -300,3 +300,44 @@ func TestMetricsUseTheServiceDCs(t *testing.T) {
 		assert.Contains(t, []string{"east", "west"}, n.DC, "/raft shows NATS cluster names")
 	}
 }
+
+// TestRaftRemedyNamesTheClusterPort checks that /raft's remedies name the
+// route port the server is configured with, not NATS's default.
+func TestRaftRemedyNamesTheClusterPort(t *testing.T) {
+	v := meshed()
+	// n2 answers but routes to nobody, and nobody to it: cut off.
+	for i := range v.Nodes {
+		if v.Nodes[i].Name == "n2" {
+			v.Nodes[i].Routes = nil
+			continue
+		}
+		v.Nodes[i].Routes = slices.DeleteFunc(slices.Clone(v.Nodes[i].Routes), func(r string) bool { return r == "n2" })
+	}
+	ts := mustOpenServer(t, withViews(staticView(v)), func(o *prober.Options, _ *testServer) { o.ClusterPort = 7333 })
+	resp, b := ts.do(t, http.MethodGet, "/raft", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+	var got prober.RaftResponse
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.NotEmpty(t, got.Findings, "a node cut off from its peers is diagnosed")
+	remedies := ""
+	for _, f := range got.Findings {
+		remedies += strings.Join(f.Remedy, "\n")
+	}
+	assert.Contains(t, remedies, "7333")
+	assert.NotContains(t, remedies, "6222")
+}
+
+// TestMetricsWithDuplicateNodeNames checks that two endpoints reporting the
+// same server name (a misconfiguration the collector reports, not hides)
+// still give a scrape: Prometheus refuses a metric twice with one label set.
+func TestMetricsWithDuplicateNodeNames(t *testing.T) {
+	v := meshed()
+	v.Nodes = append(v.Nodes, v.Nodes[0])
+	ts := mustOpenServer(t, withViews(staticView(v)))
+	resp, b := ts.do(t, http.MethodGet, "/metrics", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+	fams := scrape(t, ts)
+	up, ok := sample(fams, "prober_nats_node_up", map[string]string{"node": v.Nodes[0].Name, "dc": v.Nodes[0].DC})
+	assert.True(t, ok)
+	assert.Equal(t, 1.0, up)
+}

@@ -18,6 +18,8 @@ type PodChange struct {
 	// Forced and Violations tell which groups force overrode.
 	Forced     bool                    `json:"forced,omitempty"`
 	Violations []maintenance.Violation `json:"violations,omitempty"`
+	// Warnings are the ephemeral consumers that go down with the pods.
+	Warnings []maintenance.Violation `json:"warnings,omitempty"`
 }
 
 func (s *Server) registerPodRoutes() {
@@ -51,8 +53,8 @@ func (s *Server) handlePutPod(w http.ResponseWriter, r *http.Request) {
 // handleDeletePod handles DELETE /pods/{pod}: bring one pod back.
 func (s *Server) handleDeletePod(w http.ResponseWriter, r *http.Request) {
 	pod := mux.Vars(r)["pod"]
-	s.serveExit(w, r, func(ctx context.Context, by string) (maintenance.Result, error) {
-		return s.svc.ExitPod(ctx, pod, by)
+	s.serveExit(w, r, func(ctx context.Context, x maintenance.Exit) (maintenance.Result, error) {
+		return s.svc.ExitPodWith(ctx, pod, x)
 	}, func(res maintenance.Result, q changeQuery) {
 		s.answerPod(w, r, pod, res, q, maintenance.Goal{})
 	})

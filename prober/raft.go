@@ -2,7 +2,9 @@ package prober
 
 import (
 	"context"
+	"maps"
 	"net/http"
+	"slices"
 
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
@@ -18,6 +20,12 @@ type RaftResponse struct {
 	// Findings lists the diagnosed problems, most severe first; empty when
 	// the cluster is healthy.
 	Findings []natsraft.Finding `json:"findings"`
+	// Draining names the pods draining: routed and serving, leading
+	// nothing while their drain lasts.
+	Draining []string `json:"draining"`
+	// LeaderSkew is, per dc, most minus fewest leaderships of its pods
+	// that can lead (see POST /balance).
+	LeaderSkew []maintenance.DCSkew `json:"leaderSkew"`
 }
 
 func (s *Server) registerRaftRoutes() {
@@ -34,11 +42,19 @@ func (s *Server) Raft(ctx context.Context) (*RaftResponse, error) {
 		return nil, err
 	}
 	now := s.now()
-	findings := natsraft.Diagnose(v, natsraft.DiagnoseOptions{Now: now, Maintenance: outOfService(v, s.document(ctx), s.dcOf(), now)})
+	doc := s.document(ctx)
+	findings := s.diagnose(v, doc, now)
 	if findings == nil {
 		findings = []natsraft.Finding{}
 	}
-	return &RaftResponse{View: v, AgeSeconds: max(0, now.Sub(v.At).Seconds()), Findings: findings}, nil
+	sv := s.serviceView(v)
+	draining := slices.Sorted(maps.Keys(maintenance.Draining(sv, doc, now)))
+	if draining == nil {
+		draining = []string{}
+	}
+	return &RaftResponse{View: v, AgeSeconds: max(0, now.Sub(v.At).Seconds()), Findings: findings,
+		Draining:   draining,
+		LeaderSkew: maintenance.LeaderSkew(sv, doc, now)}, nil
 }
 
 // handleRaft handles GET /raft.

@@ -26,6 +26,14 @@ type enterBody struct {
 	// TTL is a Go duration such as "30m".
 	TTL   string `json:"ttl"`
 	Force bool   `json:"force"`
+	// Evacuate moves the streams of one replica off the pods first;
+	// KeepEvacuated leaves them where they went when the pods come back.
+	Evacuate      bool `json:"evacuate"`
+	KeepEvacuated bool `json:"keepEvacuated"`
+	// Mode is "fence" (the default) or "drain"; RestoreLeaders (default
+	// true) gives the leaderships back on exit.
+	Mode           string `json:"mode"`
+	RestoreLeaders *bool  `json:"restoreLeaders"`
 }
 
 // changeQuery holds the query parameters of PUT and DELETE.
@@ -39,18 +47,11 @@ type changeQuery struct {
 func parseChangeQuery(r *http.Request) (changeQuery, error) {
 	var q changeQuery
 	values := r.URL.Query()
-	if values.Has("dryRun") {
-		v := values.Get("dryRun")
-		if v == "" {
-			q.dryRun = true
-		} else {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return q, maintenance.Errorf(maintenance.EInvalid, "invalid dryRun %q: want true or false", v)
-			}
-			q.dryRun = b
-		}
+	dry, _, err := parseBool(r, "dryRun")
+	if err != nil {
+		return q, err
 	}
+	q.dryRun = dry
 	if v := values.Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
@@ -96,8 +97,31 @@ func parseEnterRequest(w http.ResponseWriter, r *http.Request, q changeQuery) (m
 		}
 		req.TTL = ttl
 	}
+	if body.KeepEvacuated && !body.Evacuate {
+		return req, maintenance.Errorf(maintenance.EInvalid, "keepEvacuated needs evacuate")
+	}
 	req.Reason, req.Force = body.Reason, body.Force
+	req.Evacuate, req.KeepEvacuated = body.Evacuate, body.KeepEvacuated
+	req.Mode, req.RestoreLeaders = body.Mode, body.RestoreLeaders
 	return req, nil
+}
+
+// parseBool reads the bool query parameter name (present without a value
+// means true) and whether it was given.
+func parseBool(r *http.Request, name string) (value, given bool, err error) {
+	values := r.URL.Query()
+	if !values.Has(name) {
+		return false, false, nil
+	}
+	v := values.Get(name)
+	if v == "" {
+		return true, true, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, true, maintenance.Errorf(maintenance.EInvalid, "invalid %s %q: want true or false", name, v)
+	}
+	return b, true, nil
 }
 
 // noDryRun refuses dryRun=true on a DELETE rather than ignore it: a caller

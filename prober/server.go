@@ -27,14 +27,14 @@ import (
 // DefaultAddr is where the API listens when Options.Addr is empty.
 const DefaultAddr = ":8889"
 
-// ShutdownTimeout bounds the graceful shutdown of Run.
-const ShutdownTimeout = 5 * time.Second
-
 // Options configures a Server.
 type Options struct {
 	// Addr is the TCP address to listen on; DefaultAddr when empty. ":0"
 	// picks a free port (see Server.Addr).
 	Addr string
+	// Listener, when set, is served instead of a listener on Addr: one
+	// handed over by the caller (a test that breaks it, say).
+	Listener net.Listener
 	// Service carries out the maintenance requests.
 	Service *maintenance.Service
 	// Views serves /raft; Service.Views when nil.
@@ -46,13 +46,18 @@ type Options struct {
 	// follow; what is desired for a node, and the dc label of its
 	// metrics, use this one. Nil means every dc is the NATS cluster name.
 	DCs func() map[string]string
+	// ClusterPort is the NATS route port, which the diagnosis's remedies
+	// name; 0 means natsraft.DefaultClusterPort.
+	ClusterPort int
 	// Readiness answers /readyz per pod (?pod=<name>) and for every pod;
 	// nil means always ready.
 	Readiness Readiness
 	// Auth says who may call the maintenance routes and /raft; the zero
 	// value serves loopback callers only (see AuthOptions).
-	Auth   AuthOptions
-	Logger zerolog.Logger
+	Auth AuthOptions
+	// PreStop serves POST /local/prestop; nil answers 404 (no local node).
+	PreStop PreStopper
+	Logger  zerolog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -60,15 +65,18 @@ type Options struct {
 // Server is the HTTP API. It owns the router; each resource file registers
 // its routes and handlers.
 type Server struct {
-	svc       *maintenance.Service
-	dcs       func() map[string]string
-	views     maintenance.ViewSource
-	readiness Readiness
-	auth      AuthOptions
-	metrics   *metrics
-	log       zerolog.Logger
-	now       func() time.Time
-	addr      string
+	svc         *maintenance.Service
+	dcs         func() map[string]string
+	views       maintenance.ViewSource
+	readiness   Readiness
+	preStop     PreStopper
+	auth        AuthOptions
+	metrics     *metrics
+	log         zerolog.Logger
+	now         func() time.Time
+	addr        string
+	clusterPort int
+	listener    net.Listener
 
 	router  *mux.Router
 	handler http.Handler
@@ -87,16 +95,19 @@ type Server struct {
 // NewServer builds the server and its routes; Open starts it.
 func NewServer(o Options) *Server {
 	s := &Server{
-		svc:       o.Service,
-		dcs:       o.DCs,
-		views:     o.Views,
-		readiness: o.Readiness,
-		auth:      o.Auth,
-		log:       o.Logger,
-		now:       o.Now,
-		addr:      o.Addr,
-		router:    mux.NewRouter(),
-		closing:   make(chan struct{}),
+		svc:         o.Service,
+		dcs:         o.DCs,
+		views:       o.Views,
+		readiness:   o.Readiness,
+		preStop:     o.PreStop,
+		auth:        o.Auth,
+		log:         o.Logger,
+		now:         o.Now,
+		addr:        o.Addr,
+		clusterPort: o.ClusterPort,
+		listener:    o.Listener,
+		router:      mux.NewRouter(),
+		closing:     make(chan struct{}),
 	}
 	if s.views == nil && s.svc != nil {
 		s.views = s.svc.Views
@@ -108,12 +119,19 @@ func NewServer(o Options) *Server {
 		s.addr = DefaultAddr
 	}
 	s.router.NotFoundHandler = http.HandlerFunc(s.handleNotFound)
+	// A path is matched as sent, never cleaned: gorilla/mux would answer
+	// /pods/.. (or /pods/%2e%2e) with a redirect to /, where a bad name
+	// deserves the same JSON 400 as any other.
+	s.router.SkipClean(true)
 
 	s.registerPodRoutes()
 	s.registerDCRoutes()
 	s.registerConfigRoutes()
+	s.registerRolloutRoutes()
 	s.registerRaftRoutes()
+	s.registerBalanceRoutes()
 	s.registerProbeRoutes()
+	s.registerPreStopRoutes()
 	s.registerOpenAPIRoutes()
 	s.metrics = newMetrics(s)
 	s.registerMetricsRoutes()
@@ -138,7 +156,10 @@ func (s *Server) Open() error {
 	if s.ln != nil {
 		return fmt.Errorf("http server: already open on %s", s.ln.Addr())
 	}
-	ln, err := net.Listen("tcp", s.addr)
+	ln, err := s.listener, error(nil)
+	if ln == nil {
+		ln, err = net.Listen("tcp", s.addr)
+	}
 	if err != nil {
 		return fmt.Errorf("http server: listen on %s: %w", s.addr, err)
 	}
@@ -166,10 +187,6 @@ func (s *Server) Addr() string {
 	}
 	return s.addr
 }
-
-// Handler returns the whole handler (middleware included), for tests and
-// for embedding in another server.
-func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close shuts the server down gracefully: requests waiting for a phase
 // answer at once with what they have, the others finish. When ctx ends
@@ -203,25 +220,6 @@ func (s *Server) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-}
-
-// Run opens the server, serves until ctx ends and closes it within
-// ShutdownTimeout.
-func (s *Server) Run(ctx context.Context) error {
-	if err := s.Open(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	serveErr := s.serveErr
-	s.mu.Unlock()
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
-	defer cancel()
-	return s.Close(cctx)
 }
 
 // methods maps HTTP methods to the handlers of one route.

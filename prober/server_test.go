@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/prober-dev/prober/filestore"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
 	"github.com/prober-dev/prober/prober"
@@ -81,7 +82,7 @@ func (s *syncBuffer) String() string {
 
 type testServer struct {
 	*prober.Server
-	store *maintenance.FileStore
+	store *filestore.Store
 	path  string
 	view  *natsraft.View
 	base  string
@@ -99,7 +100,7 @@ func withViews(v maintenance.ViewSource) serverOption {
 func mustOpenServer(tb testing.TB, opts ...serverOption) *testServer {
 	tb.Helper()
 	ts := &testServer{path: filepath.Join(tb.TempDir(), "maintenance.json"), view: cluster(), logs: &syncBuffer{}}
-	store, err := maintenance.OpenFileStore(ts.path, maintenance.FileStoreOptions{PollInterval: 20 * time.Millisecond})
+	store, err := filestore.Open(ts.path, filestore.Options{PollInterval: 20 * time.Millisecond})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { assert.NoError(tb, store.Close()) })
 	ts.store = store
@@ -280,7 +281,11 @@ func TestRoutes(t *testing.T) {
 		{name: "bad dryRun", method: "PUT", path: "/pods/n0?dryRun=maybe", status: 400, code: maintenance.EInvalid},
 		{name: "dryRun on DELETE", method: "DELETE", path: "/pods/n0?dryRun=true", status: 400, code: maintenance.EInvalid},
 		{name: "force without reason", method: "PUT", path: "/pods/n0", body: `{"force":true}`, status: 400, code: maintenance.EInvalid},
+		{name: "keepEvacuated without evacuate", method: "PUT", path: "/pods/n0", body: `{"keepEvacuated":true}`, status: 400, code: maintenance.EInvalid},
 		{name: "put bad name", method: "PUT", path: "/pods/Nats_1", status: 400, code: maintenance.EInvalid},
+		{name: "put a dot-dot name", method: "PUT", path: "/pods/%2e%2e", status: 400, code: maintenance.EInvalid},
+		{name: "get a dot name", method: "GET", path: "/pods/.", status: 400, code: maintenance.EInvalid},
+		{name: "put a dot-dot dc", method: "PUT", path: "/dcs/..", status: 400, code: maintenance.EInvalid},
 		{name: "body too large", method: "PUT", path: "/pods/n0", body: big, status: 413, code: maintenance.ETooLarge},
 		{name: "put unknown pod", method: "PUT", path: "/pods/n9", status: 404, code: maintenance.ENotFound},
 		{name: "delete unknown pod", method: "DELETE", path: "/pods/n9", status: 404, code: maintenance.ENotFound},
@@ -615,13 +620,42 @@ func TestErrorsAreContained(t *testing.T) {
 
 	t.Run("internal error is only logged", func(t *testing.T) {
 		ts := mustOpenServer(t)
-		require.NoError(t, writeFile(ts.path, "not json"))
+		// A directory where the file was: the store cannot read it.
+		require.NoError(t, os.Remove(ts.path))
+		require.NoError(t, os.Mkdir(ts.path, 0o755))
 		resp, b := ts.do(t, "GET", "/config", "")
 		require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
 		e := decodeError(t, b)
 		assert.Equal(t, "internal error", e.Message)
 		assert.NotContains(t, string(b), ts.path)
 		assert.Contains(t, ts.logs.String(), ts.path)
+	})
+
+	t.Run("stored state unreadable", func(t *testing.T) {
+		for name, content := range map[string]string{
+			"not json":      "not json",
+			"no pod name":   `{"resourceVersion":"3","data":{"pod.Nats_0":"{}"}}`,
+			"bad evacuated": `{"resourceVersion":"3","data":{"status.n1":"{\"phase\":\"Fencing\",\"evacuated\":[\"x\"]}"}}`,
+		} {
+			t.Run(name, func(t *testing.T) {
+				ts := mustOpenServer(t)
+				require.NoError(t, writeFile(ts.path, content))
+				for _, rq := range [][3]string{
+					{"GET", "/config", ""}, {"GET", "/pods/n1", ""}, {"PUT", "/pods/n1", `{"reason":"r"}`},
+					{"DELETE", "/dcs/east", ""}, {"PUT", "/dcs/west?dryRun=true", ""},
+				} {
+					resp, b := ts.do(t, rq[0], rq[1], rq[2])
+					require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s %s: %s", rq[0], rq[1], b)
+					e := decodeError(t, b)
+					assert.Equal(t, maintenance.EUnavailable, e.Code)
+					assert.Contains(t, e.Message, "stored maintenance state is unreadable")
+					assert.NotContains(t, string(b), ts.path)
+				}
+				b, err := os.ReadFile(ts.path)
+				require.NoError(t, err)
+				assert.Equal(t, content, string(b), "never overwritten")
+			})
+		}
 	})
 
 	t.Run("view unavailable", func(t *testing.T) {
@@ -716,8 +750,8 @@ func TestServerLifecycle(t *testing.T) {
 		assert.Equal(t, http.StatusAccepted, <-got)
 	})
 
-	t.Run("run", func(t *testing.T) {
-		store, err := maintenance.OpenFileStore(filepath.Join(t.TempDir(), "m.json"), maintenance.FileStoreOptions{})
+	t.Run("open, wait, close", func(t *testing.T) {
+		store, err := filestore.Open(filepath.Join(t.TempDir(), "m.json"), filestore.Options{})
 		require.NoError(t, err)
 		defer store.Close()
 		s := prober.NewServer(prober.Options{
@@ -725,20 +759,22 @@ func TestServerLifecycle(t *testing.T) {
 			Service: &maintenance.Service{Store: store, Views: staticView(cluster()), Logger: zerolog.Nop()},
 			Logger:  zerolog.Nop(),
 		})
-		ctx, cancel := context.WithCancel(context.Background())
+		require.NoError(t, s.Open())
 		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
+		go func() { done <- s.Wait(context.Background()) }()
 		require.Eventually(t, func() bool { return !strings.HasSuffix(s.Addr(), ":0") }, 5*time.Second, 5*time.Millisecond)
 		resp, err := http.Get("http://" + s.Addr() + "/raft")
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusOK, resp.StatusCode, "Views defaults to the service's")
-		cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, s.Close(ctx))
 		select {
 		case err := <-done:
 			assert.NoError(t, err)
-		case <-time.After(prober.ShutdownTimeout + time.Second):
-			t.Fatal("Run did not return")
+		case <-time.After(6 * time.Second):
+			t.Fatal("Wait did not return")
 		}
 		_, err = http.Get("http://" + s.Addr() + "/livez")
 		assert.Error(t, err, "closed")

@@ -1,6 +1,6 @@
 #!/bin/bash
-# kubeenv-bin.sh — print the directory holding etcd, kube-apiserver and kubectl for the tests,
-# building them first if this machine has not yet (cold: ~6.5 min on 2 cores, 2.4 GB RAM).
+# kubeenv-bin.sh — print the directory holding the Kubernetes binaries the tests run (tools/kubeenv/build.sh),
+# building them first if this machine has not yet (cold: ~21 min on 2 idle cores, 2.7 GB RAM at the peak).
 #
 # The binaries are cached in ${PROBER_KUBEENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prober/kubeenv}/<hash>/
 # where <hash> is the first 16 hex digits of the sha256 of tools/kubeenv/{go.mod,go.sum,build.sh}:
@@ -14,7 +14,7 @@ base=${PROBER_KUBEENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prober/kubeenv}
 hash=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/build.sh" | sha256sum | cut -c1-16)
 dir="$base/$hash"
 
-complete() { [ -x "$1/etcd" ] && [ -x "$1/kube-apiserver" ] && [ -x "$1/kubectl" ]; }
+complete() { local b; for b in etcd kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy coredns helm; do [ -x "$1/$b" ] || return 1; done; }
 
 if ! complete "$dir"; then
 	mkdir -p "$base"
@@ -23,7 +23,7 @@ if ! complete "$dir"; then
 	if ! complete "$dir"; then
 		tmp=$(mktemp -d "$base/.build-$hash.XXXXXX")
 		trap 'rm -rf "$tmp"' EXIT
-		echo "kubeenv: building etcd, kube-apiserver, kubectl into $dir (once per machine, several minutes)" >&2
+		echo "kubeenv: building etcd and the Kubernetes binaries into $dir (once per machine, several minutes)" >&2
 		start=$(date +%s)
 		nice -n 10 "$mod/build.sh" "$tmp" >&2
 		chmod 755 "$tmp"

@@ -14,22 +14,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"sort"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/prober-dev/prober/app"
+	"github.com/prober-dev/prober/bench/internal/gap"
 	"github.com/prober-dev/prober/natsraft"
-	"github.com/prober-dev/prober/prober"
 )
 
 func main() {
@@ -42,15 +39,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-// retryWait is the publisher's pause after "no responders" (nats.go's
-// default is 250ms, which would hide every gap shorter than that).
-const retryWait = 5 * time.Millisecond
-
-// publishTimeout bounds one synchronous publish. A publish in flight at the
-// moment a stream leader steps down can go unanswered (the old leader drops
-// it); the gap then includes this timeout, as it would for any client.
-const publishTimeout = 2 * time.Second
 
 type result struct{ enter, leave []time.Duration }
 
@@ -78,12 +66,12 @@ func run(reps int, settle time.Duration, withC bool, out io.Writer) error {
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "max write gap (min/median/max)", "entering", "leaving")
-	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(0) no-op step (noise floor)", stats(floor.enter), stats(floor.leave))
-	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(a) fence only", stats(a.enter), stats(a.leave))
+	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(0) no-op step (noise floor)", gap.Stats(floor.enter), gap.Stats(floor.leave))
+	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(a) fence only", gap.Stats(a.enter), gap.Stats(a.leave))
 	if withC {
-		fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(c) hand off + fence, no quiesce", stats(c.enter), stats(c.leave))
+		fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(c) hand off + fence, no quiesce", gap.Stats(c.enter), gap.Stats(c.leave))
 	}
-	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(b) hand off + quiesce + fence", stats(full.enter), stats(full.leave))
+	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(b) hand off + quiesce + fence", gap.Stats(full.enter), gap.Stats(full.leave))
 	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "ratio of medians (a)/(b)", ratio(a.enter, full.enter), ratio(a.leave, full.leave))
 	return nil
 }
@@ -139,15 +127,15 @@ func benchDirect(ctx context.Context, seq direct, reps int, settle time.Duration
 	}
 	defer c.Close()
 	for i := 0; i < reps; i++ {
-		leader, err := streamLeader(ctx, c)
+		leader, err := gap.StreamLeader(ctx, c)
 		if err != nil {
 			return res, err
 		}
-		enter, err := measure(ctx, c, leader, settle, func(ctx context.Context) error { return seq.enter(ctx, c, leader) })
+		enter, err := gap.Measure(ctx, c, leader, settle, func(ctx context.Context) error { return seq.enter(ctx, c, leader) })
 		if err != nil {
 			return res, fmt.Errorf("enter: %w", err)
 		}
-		leave, err := measure(ctx, c, leader, settle, func(ctx context.Context) error { return seq.leave(ctx, c, leader) })
+		leave, err := gap.Measure(ctx, c, leader, settle, func(ctx context.Context) error { return seq.leave(ctx, c, leader) })
 		if err != nil {
 			return res, fmt.Errorf("leave: %w", err)
 		}
@@ -168,31 +156,31 @@ func benchFull(ctx context.Context, reps int, settle time.Duration, out io.Write
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	app := &prober.EmbeddedApp{Listen: "127.0.0.1:0", DataDir: dir, ClientPort: 0, MonitorPort: 0, Resync: 5 * time.Second, Logger: zerolog.Nop()}
+	embedded := &app.Embedded{Listen: "127.0.0.1:0", DataDir: dir, ClientPort: 0, MonitorPort: 0, Resync: 5 * time.Second, Logger: zerolog.Nop()}
 	appCtx, stop := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- app.Run(appCtx) }()
+	go func() { errc <- embedded.Run(appCtx) }()
 	defer func() { stop(); <-errc }()
 	select {
-	case <-app.Started():
+	case <-embedded.Started():
 	case err := <-errc:
 		return res, err
 	}
-	c := app.Cluster()
-	base := "http://" + app.Addr()
+	c := embedded.Cluster()
+	base := "http://" + embedded.Addr()
 	for i := 0; i < reps; i++ {
-		leader, err := streamLeader(ctx, c)
+		leader, err := gap.StreamLeader(ctx, c)
 		if err != nil {
 			return res, err
 		}
-		enter, err := measure(ctx, c, leader, settle, func(ctx context.Context) error {
-			return call(ctx, http.MethodPut, base+"/pods/"+leader+"?wait=60s")
+		enter, err := gap.Measure(ctx, c, leader, settle, func(ctx context.Context) error {
+			return gap.Call(ctx, http.MethodPut, base+"/pods/"+leader+"?wait=60s")
 		})
 		if err != nil {
 			return res, fmt.Errorf("enter: %w", err)
 		}
-		leave, err := measure(ctx, c, leader, settle, func(ctx context.Context) error {
-			return call(ctx, http.MethodDelete, base+"/pods/"+leader+"?wait=60s")
+		leave, err := gap.Measure(ctx, c, leader, settle, func(ctx context.Context) error {
+			return gap.Call(ctx, http.MethodDelete, base+"/pods/"+leader+"?wait=60s")
 		})
 		if err != nil {
 			return res, fmt.Errorf("leave: %w", err)
@@ -201,137 +189,6 @@ func benchFull(ctx context.Context, reps int, settle time.Duration, out io.Write
 		res.enter, res.leave = append(res.enter, enter), append(res.leave, leave)
 	}
 	return res, nil
-}
-
-func call(ctx context.Context, method, url string) error {
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, body)
-	}
-	return nil
-}
-
-// measure publishes synchronously through a node other than target while
-// step runs, until writes have flowed for settle after step returned, and
-// returns the longest time between two consecutive acknowledgements.
-func measure(ctx context.Context, c *natsraft.Embedded, target string, settle time.Duration, step func(context.Context) error) (time.Duration, error) {
-	var via string
-	for _, n := range c.Nodes() {
-		if n.Name() != target && n.DC() == c.Node(target).DC() {
-			via = n.ClientURL()
-			break
-		}
-	}
-	nc, err := nats.Connect(via, nats.UserInfo("app", "app"), nats.DontRandomize(), nats.MaxReconnects(-1))
-	if err != nil {
-		return 0, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
-	}
-	var (
-		mu      sync.Mutex
-		last    = time.Now()
-		maxGap  time.Duration
-		stepEnd time.Time
-		acked   int
-	)
-	pubCtx, stopPub := context.WithCancel(ctx)
-	defer stopPub()
-	done := make(chan error, 1)
-	// A short warm-up so the first gap is measured from a flowing stream.
-	go func() {
-		for pubCtx.Err() == nil {
-			pctx, cancel := context.WithTimeout(pubCtx, publishTimeout)
-			_, err := js.Publish(pctx, "demo.bench", []byte("x"),
-				jetstream.WithRetryWait(retryWait), jetstream.WithRetryAttempts(200))
-			cancel()
-			now := time.Now()
-			if err != nil {
-				continue
-			}
-			mu.Lock()
-			if g := now.Sub(last); g > maxGap {
-				maxGap = g
-			}
-			last = now
-			acked++
-			if !stepEnd.IsZero() && now.Sub(stepEnd) > settle {
-				mu.Unlock()
-				done <- nil
-				return
-			}
-			mu.Unlock()
-			time.Sleep(5 * time.Millisecond) // pacing: ~200 msg/s, as in the design's measurements
-		}
-		done <- pubCtx.Err()
-	}()
-	if err := waitAcks(ctx, &mu, &acked, 50); err != nil {
-		return 0, err
-	}
-	mu.Lock()
-	maxGap = 0
-	mu.Unlock()
-	if err := step(ctx); err != nil {
-		return 0, err
-	}
-	mu.Lock()
-	stepEnd = time.Now()
-	mu.Unlock()
-	if err := <-done; err != nil {
-		return 0, err
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return maxGap, nil
-}
-
-func waitAcks(ctx context.Context, mu *sync.Mutex, acked *int, n int) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		mu.Lock()
-		ok := *acked >= n
-		mu.Unlock()
-		if ok {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return errors.New("writes never started")
-}
-
-func streamLeader(ctx context.Context, c *natsraft.Embedded) (string, error) {
-	nc, err := c.Dial(natsraft.AppAccount)
-	if err != nil {
-		return "", err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return "", err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		s, err := js.Stream(ctx, "demo")
-		if err == nil {
-			if info, err := s.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
-				return info.Cluster.Leader, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return "", errors.New("stream demo has no leader")
 }
 
 // waitCurrent waits until every replica of demo, target included, is current.
@@ -347,23 +204,6 @@ func waitCurrent(ctx context.Context, c *natsraft.Embedded, target string) error
 	return fmt.Errorf("%s did not catch up", target)
 }
 
-func stats(ds []time.Duration) string {
-	if len(ds) == 0 {
-		return "-"
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return fmt.Sprintf("%.3f / %.3f / %.3f s", s[0].Seconds(), median(s).Seconds(), s[len(s)-1].Seconds())
-}
-
-func median(sorted []time.Duration) time.Duration {
-	n := len(sorted)
-	if n%2 == 1 {
-		return sorted[n/2]
-	}
-	return (sorted[n/2-1] + sorted[n/2]) / 2
-}
-
 func ratio(a, b []time.Duration) string {
 	if len(a) == 0 || len(b) == 0 {
 		return "-"
@@ -372,9 +212,9 @@ func ratio(a, b []time.Duration) string {
 	sb := append([]time.Duration(nil), b...)
 	sort.Slice(sa, func(i, j int) bool { return sa[i] < sa[j] })
 	sort.Slice(sb, func(i, j int) bool { return sb[i] < sb[j] })
-	mb := median(sb)
+	mb := gap.Median(sb)
 	if mb <= 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.1fx", float64(median(sa))/float64(mb))
+	return fmt.Sprintf("%.1fx", float64(gap.Median(sa))/float64(mb))
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/prober-dev/prober/prober"
+	"github.com/prober-dev/prober/app"
 )
 
 // Main runs the command line args and returns the process exit code.
@@ -29,6 +29,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return runMaintenance(args, stdout, stderr)
 	case "raft":
 		return runRaft(args, stdout, stderr)
+	case "balance":
+		return runBalance(args, stdout, stderr)
+	case "rollout":
+		return runRollout(args, stdout, stderr)
+	case "prestop":
+		return runPreStop(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -49,9 +55,15 @@ commands:
   maintenance  on|off <pod> (or <dc> with --dc): enter or leave maintenance safely and
                follow the phases; --dry-run only asks whether it is safe
   raft         every Raft group: leader, term, commit/applied, peers; and the findings
+  balance      even out Raft leaderships across the pods of a dc (--dc) or all; --dry-run plans
+  rollout      start|status|stop <name>: rolling maintenance, one pod at a time, each turn
+               safety-checked and gated on catch-up
+  prestop      the NATS container's preStop hook: the pod's own sidecar hands off every
+               leadership of its server, quiesces JetStream and moves its clients
+               (--timeout, default 25s); stores nothing
   help         this text
 
-status, maintenance and raft talk to the API at --server (default http://127.0.0.1:8889,
+status, maintenance, raft, balance, rollout and prestop talk to the API at --server (default http://127.0.0.1:8889,
 env PROBER_SERVER) with --token (env PROBER_TOKEN; not needed on loopback).
 "prober <command> -h" lists a command's flags.
 `
@@ -63,7 +75,7 @@ func runEmbedded(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	app := &prober.EmbeddedApp{
+	a := &app.Embedded{
 		Listen:      o.Listen,
 		DataDir:     o.DataDir,
 		Topology:    o.topology,
@@ -74,7 +86,7 @@ func runEmbedded(args []string, stdout, stderr io.Writer) int {
 		Stdout:      stdout,
 		Auth:        o.auth,
 	}
-	if err := app.Run(ctx); err != nil {
+	if err := a.Run(ctx); err != nil {
 		o.logger.Error().Err(err).Msg("prober stopped")
 		return 1
 	}

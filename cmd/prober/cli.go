@@ -72,6 +72,15 @@ type MaintenanceOptions struct {
 	Wait   time.Duration
 	DryRun bool
 	Force  bool
+	// Evacuate and KeepEvacuated ask to move the streams of one replica
+	// off first (and leave them where they went).
+	Evacuate      bool
+	KeepEvacuated bool
+	// Mode is "fence" (the default) or "drain" (on only); NoRestoreLeaders
+	// keeps the leaderships away on exit (on: in the entry; off: this
+	// exit).
+	Mode             string
+	NoRestoreLeaders bool
 
 	// Set by Validate from the positional arguments.
 	on     bool
@@ -87,6 +96,10 @@ func (o *MaintenanceOptions) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Wait, "wait", 5*time.Minute, "follow the phases until done, at most this long; 0 returns once the request is stored")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "only ask whether it is safe; writes nothing (on only)")
 	fs.BoolVar(&o.Force, "force", false, "override the safety rule; needs --reason and is recorded (on only)")
+	fs.BoolVar(&o.Evacuate, "evacuate", false, "move the streams of one replica off first, and back when the pod leaves (on only)")
+	fs.BoolVar(&o.KeepEvacuated, "keep-evacuated", false, "with --evacuate: leave the moved streams where they went (on only)")
+	fs.StringVar(&o.Mode, "mode", "", "fence (default): hand off, quiesce, fence; drain: move every leadership off and keep it off, the pod stays serving (on only)")
+	fs.BoolVar(&o.NoRestoreLeaders, "no-restore-leaders", false, "do not give the pod's leaderships back when it leaves maintenance")
 }
 
 // Validate checks the options and the positional arguments (on|off and
@@ -106,11 +119,18 @@ func (o *MaintenanceOptions) Validate(pos []string) error {
 		o.on, o.target = pos[0] == "on", pos[1]
 	}
 	if len(pos) > 0 && pos[0] == "off" {
-		for name, set := range map[string]bool{"--reason": o.Reason != "", "--ttl": o.TTL != 0, "--dry-run": o.DryRun, "--force": o.Force} {
+		for name, set := range map[string]bool{"--reason": o.Reason != "", "--ttl": o.TTL != 0, "--dry-run": o.DryRun, "--force": o.Force,
+			"--evacuate": o.Evacuate, "--keep-evacuated": o.KeepEvacuated, "--mode": o.Mode != ""} {
 			if set {
 				errs = append(errs, fmt.Errorf("%s applies to on only", name))
 			}
 		}
+	}
+	if o.Mode != "" && o.Mode != maintenance.ModeFence && o.Mode != maintenance.ModeDrain {
+		errs = append(errs, fmt.Errorf("--mode %q: want fence or drain", o.Mode))
+	}
+	if o.KeepEvacuated && !o.Evacuate {
+		errs = append(errs, errors.New("--keep-evacuated needs --evacuate"))
 	}
 	if o.Wait < 0 {
 		errs = append(errs, fmt.Errorf("--wait %s: must not be negative", o.Wait))
@@ -226,10 +246,12 @@ func runView(name, jsonHelp string, show func(*cli, context.Context, bool) error
 func runMaintenance(args []string, stdout, stderr io.Writer) int {
 	var o MaintenanceOptions
 	fs := newFlagSet("prober maintenance",
-		"prober maintenance on|off <pod> [--dc] [--reason R] [--ttl D] [--wait D] [--dry-run] [--force] [--server URL] [--token T]\n\n"+
+		"prober maintenance on|off <pod> [--dc] [--mode fence|drain] [--no-restore-leaders] [--reason R] [--ttl D] [--wait D] [--dry-run] [--force] [--evacuate [--keep-evacuated]] [--server URL] [--token T]\n\n"+
 			"  on   checks the safety rule and puts the pod (or, with --dc, every pod of the dc) into maintenance:\n"+
-			"       hand off Raft leaderships, quiesce JetStream, fence; refused when a Raft group would lose quorum\n"+
-			"  off  brings it back: unfence, resume JetStream, wait for catch-up\n"+
+			"       hand off Raft leaderships, quiesce JetStream, fence; refused when a Raft group would lose quorum.\n"+
+			"       --mode drain only moves every leadership off and keeps it off; the pod stays serving\n"+
+			"  off  brings it back: unfence, resume JetStream, wait for catch-up, give the leaderships back\n"+
+			"       (not with --no-restore-leaders)\n"+
 			"  Both follow the phases until done (--wait). Exit codes: 0 done or safe, 1 refused, unsafe, failed\n"+
 			"  or timed out, 2 usage.", stderr)
 	o.Flags(fs)
@@ -325,9 +347,14 @@ func (x *cli) raft(ctx context.Context, asJSON bool) error {
 
 // enterBody is the body of PUT /pods/{pod} and PUT /dcs/{dc}.
 type enterBody struct {
-	Reason string `json:"reason,omitempty"`
-	TTL    string `json:"ttl,omitempty"`
-	Force  bool   `json:"force,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+	TTL           string `json:"ttl,omitempty"`
+	Force         bool   `json:"force,omitempty"`
+	Evacuate      bool   `json:"evacuate,omitempty"`
+	KeepEvacuated bool   `json:"keepEvacuated,omitempty"`
+	Mode          string `json:"mode,omitempty"`
+	// RestoreLeaders is sent only to say false.
+	RestoreLeaders *bool `json:"restoreLeaders,omitempty"`
 }
 
 // target is what a maintenance command acts on.
@@ -359,8 +386,12 @@ func (x *cli) maintenance(ctx context.Context, o *MaintenanceOptions) int {
 		t.kind = "dc"
 	}
 	var body any
-	if o.on && (o.Reason != "" || o.TTL != 0 || o.Force) {
-		b := enterBody{Reason: o.Reason, Force: o.Force}
+	if o.on && (o.Reason != "" || o.TTL != 0 || o.Force || o.Evacuate || o.Mode != "" || o.NoRestoreLeaders) {
+		b := enterBody{Reason: o.Reason, Force: o.Force, Evacuate: o.Evacuate, KeepEvacuated: o.KeepEvacuated, Mode: o.Mode}
+		if o.NoRestoreLeaders {
+			no := false
+			b.RestoreLeaders = &no
+		}
 		if o.TTL != 0 {
 			b.TTL = o.TTL.String()
 		}
@@ -375,8 +406,12 @@ func (x *cli) maintenance(ctx context.Context, o *MaintenanceOptions) int {
 	if o.on {
 		method = http.MethodPut
 	}
+	var query url.Values
+	if !o.on && o.NoRestoreLeaders {
+		query = url.Values{"restoreLeaders": {"false"}}
+	}
 	var raw json.RawMessage
-	status, err := x.api.call(ctx, method, t.path(), nil, body, &raw)
+	status, err := x.api.call(ctx, method, t.path(), query, body, &raw)
 	if err != nil {
 		if errorCode(err) == maintenance.EUnsafe {
 			x.refused(err)
@@ -586,4 +621,56 @@ func lagSuffix(pv maintenance.PodView) string {
 		return fmt.Sprintf(" (lag %d)", pv.Raft.Lag)
 	}
 	return ""
+}
+
+// BalanceOptions are the flags of "prober balance".
+type BalanceOptions struct {
+	ClientOptions
+	DC     string
+	DryRun bool
+}
+
+func runBalance(args []string, stdout, stderr io.Writer) int {
+	var o BalanceOptions
+	fs := newFlagSet("prober balance", "prober balance [--dc DC] [--dry-run] [--server URL] [--token T]\n\n"+
+		"  evens out Raft leaderships across the healthy pods of a dc (or every pod), one hand-off at a time;\n"+
+		"  --dry-run prints the plan and moves nothing. Exit codes: 0 done, 1 failed, 2 usage.", stderr)
+	o.ClientOptions.Flags(fs)
+	fs.StringVar(&o.DC, "dc", "", "the dc (NATS cluster name) to balance; every pod when empty")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "plan only; move nothing")
+	x, pos, code := startCLI(fs, &o.ClientOptions, args, stdout, stderr)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "prober balance: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	q := url.Values{}
+	if o.DC != "" {
+		q.Set("dc", o.DC)
+	}
+	if o.DryRun {
+		q.Set("dryRun", "true")
+	}
+	var res maintenance.BalanceResult
+	if _, err := x.api.call(ctx, http.MethodPost, "/balance", q, nil, &res); err != nil {
+		return x.fail(ctx, err)
+	}
+	verb := "moved"
+	if res.DryRun {
+		verb = "would move"
+	}
+	failed := false
+	for _, m := range res.Moves {
+		fmt.Fprintf(x.out, "  %s %s %s: %s -> %s%s\n", verb, m.Kind, m.Group, m.From, m.To, messageSuffix(m.Error))
+		failed = failed || m.Error != ""
+	}
+	fmt.Fprintf(x.out, "leader skew %d -> %d (%d move(s))\n", res.SkewBefore, res.SkewAfter, len(res.Moves))
+	if failed {
+		return exitFailed
+	}
+	return exitOK
 }

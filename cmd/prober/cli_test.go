@@ -88,7 +88,7 @@ func statusRow(t *testing.T, out, pod string) string {
 // as a person would: status, raft, a dry run, a pod into maintenance with
 // progress, the refusal of an unsafe second pod, and back.
 func TestCLIWalkthrough(t *testing.T) {
-	a := app(t)
+	a := liveApp(t)
 	server := []string{"--server", a.base}
 	cli := func(args ...string) result { return run(append(args, server...)...) }
 	t.Cleanup(func() {
@@ -276,7 +276,7 @@ func TestCLIWalkthrough(t *testing.T) {
 // TestCLIErrors checks what the command line says when the API refuses a
 // request or cannot be reached; none of them changes anything.
 func TestCLIErrors(t *testing.T) {
-	a := app(t)
+	a := liveApp(t)
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -313,6 +313,38 @@ func TestCLIErrors(t *testing.T) {
 	})
 }
 
+// TestCLIDrainAndBalance drains a pod from the command line, brings it
+// back without giving its leaderships back, then balances the cluster:
+// first a dry run, then for real.
+func TestCLIDrainAndBalance(t *testing.T) {
+	a := liveApp(t)
+	cli := func(args ...string) result { return run(append(args, "--server", a.base)...) }
+
+	r := cli("maintenance", "on", "nats-1", "--mode", "drain", "--reason", "cli drain", "--wait", "60s")
+	require.Equal(t, 0, r.code, r)
+	assert.Contains(t, r.stdout, "pod nats-1 is in maintenance", r)
+	var pv maintenance.PodView
+	a.get(t, "/pods/nats-1", &pv)
+	assert.Equal(t, maintenance.ModeDrain, pv.Mode)
+	assert.Empty(t, pv.Raft.Leads, "a drained pod leads nothing")
+
+	r = cli("maintenance", "off", "nats-1", "--no-restore-leaders", "--wait", "60s")
+	require.Equal(t, 0, r.code, r)
+	a.get(t, "/pods/nats-1", &pv)
+	assert.Empty(t, pv.GivenBack)
+
+	r = cli("balance", "--dc", "dc1", "--dry-run")
+	require.Equal(t, 0, r.code, r)
+	assert.Regexp(t, `(?m)^leader skew \d+ -> [01] \(\d+ move\(s\)\)$`, r.stdout)
+	r = cli("balance")
+	require.Equal(t, 0, r.code, r)
+	assert.Regexp(t, `(?m)^leader skew \d+ -> [01] \(\d+ move\(s\)\)$`, r.stdout)
+
+	r = cli("balance", "--dc", "dc9")
+	assert.Equal(t, 1, r.code, r)
+	assert.Contains(t, r.stderr, "no node of the NATS cluster is in dc dc9 (HTTP 404, not_found)")
+}
+
 // TestCLIUsage checks the command line's own checks, which need no server.
 func TestCLIUsage(t *testing.T) {
 	for _, tc := range []struct {
@@ -335,6 +367,10 @@ func TestCLIUsage(t *testing.T) {
 		{"off with on's flags", []string{"maintenance", "off", "nats-1", "--dry-run", "--reason", "x"}, 2, "", "--dry-run applies to on only\n  --reason applies to on only"},
 		{"bad ttl", []string{"maintenance", "on", "nats-1", "--ttl", "soon"}, 2, "", `invalid value "soon" for flag -ttl`},
 		{"negative wait", []string{"maintenance", "on", "nats-1", "--wait", "-1s"}, 2, "", "--wait -1s: must not be negative"},
+		{"keep without evacuate", []string{"maintenance", "on", "nats-1", "--keep-evacuated"}, 2, "", "--keep-evacuated needs --evacuate"},
+		{"bad mode", []string{"maintenance", "on", "nats-1", "--mode", "cut"}, 2, "", `--mode "cut": want fence or drain`},
+		{"mode on off", []string{"maintenance", "off", "nats-1", "--mode", "drain"}, 2, "", "--mode applies to on only"},
+		{"balance takes no argument", []string{"balance", "dc1"}, 2, "", `prober balance: unexpected argument "dc1"`},
 		{"bad server", []string{"status", "--server", "ftp://x"}, 2, "", `--server "ftp://x": want http://host:port`},
 		{"unknown flag", []string{"raft", "--colour"}, 2, "", "flag provided but not defined: -colour"},
 	} {

@@ -16,8 +16,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/prober-dev/prober/app"
 	"github.com/prober-dev/prober/maintenance"
-	"github.com/prober-dev/prober/prober"
 )
 
 // The client commands and the Postman collection run against one embedded
@@ -25,15 +25,15 @@ import (
 // boots and TestMain stops. Each test leaves it as it found it: nothing in
 // maintenance.
 var shared struct {
-	once sync.Once
-	app  *testApp
-	err  error
+	once    sync.Once
+	liveApp *testApp
+	err     error
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.app != nil {
-		if err := shared.app.stop(); err != nil {
+	if shared.liveApp != nil {
+		if err := shared.liveApp.stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stop embedded app:", err)
 			if code == 0 {
 				code = 1
@@ -56,14 +56,14 @@ func startTestApp() (*testApp, error) {
 	if err != nil {
 		return nil, err
 	}
-	app := &prober.EmbeddedApp{
+	liveApp := &app.Embedded{
 		Listen: "127.0.0.1:0", DataDir: dir, ClientPort: 0, MonitorPort: 0,
 		Resync: 2 * time.Second, Logger: zerolog.Nop(),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &testApp{dir: dir, cancel: cancel, done: make(chan error, 1)}
-	started := app.Started()
-	go func() { a.done <- app.Run(ctx) }()
+	started := liveApp.Started()
+	go func() { a.done <- liveApp.Run(ctx) }()
 	select {
 	case <-started:
 	case err := <-a.done:
@@ -74,7 +74,7 @@ func startTestApp() (*testApp, error) {
 		_ = a.stop()
 		return nil, fmt.Errorf("embedded app did not start within 90s")
 	}
-	a.base = "http://" + app.Addr()
+	a.base = "http://" + liveApp.Addr()
 	return a, nil
 }
 
@@ -91,11 +91,11 @@ func (a *testApp) stop() error {
 
 // app returns the shared embedded default, booted on first use, once it
 // is ready and nothing is in maintenance.
-func app(t *testing.T) *testApp {
+func liveApp(t *testing.T) *testApp {
 	t.Helper()
-	shared.once.Do(func() { shared.app, shared.err = startTestApp() })
+	shared.once.Do(func() { shared.liveApp, shared.err = startTestApp() })
 	require.NoError(t, shared.err)
-	a := shared.app
+	a := shared.liveApp
 	a.waitReady(t)
 	doc := a.config(t)
 	require.Empty(t, doc.Pods, "a previous test left pods in maintenance")

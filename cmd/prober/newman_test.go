@@ -65,7 +65,7 @@ func TestPostmanCollection(t *testing.T) {
 	}
 
 	t.Run("passes against the embedded default", func(t *testing.T) {
-		a := app(t)
+		a := liveApp(t)
 		begin := time.Now()
 		rep, out, err := runNewman(t, a.base)
 		t.Logf("newman took %.1fs", time.Since(begin).Seconds())

@@ -290,10 +290,19 @@ func renderDryRun(w io.Writer, t target, dr *prober.DryRunResponse) {
 			change = "it is already requested: nothing would change"
 		}
 		fmt.Fprintf(w, "dry run: maintenance of %s is safe; %s\n", t, change)
+		renderWarnings(w, dr.Warnings)
 		return
 	}
 	fmt.Fprintf(w, "dry run: maintenance of %s is UNSAFE: %s would lose quorum\n", t, plural(len(dr.Violations), "Raft group"))
 	renderViolations(w, dr.Violations)
+}
+
+// renderWarnings prints the groups that go down or move without costing
+// the request its safety: ephemeral consumers, streams an evacuation moves.
+func renderWarnings(w io.Writer, vs []maintenance.Violation) {
+	for _, v := range vs {
+		fmt.Fprintf(w, "  note: %s\n", v.Reason)
+	}
 }
 
 // renderViolations prints one row per Raft group that would lose quorum.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,9 +18,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/prober-dev/prober/app"
+	"github.com/prober-dev/prober/kube"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
-	"github.com/prober-dev/prober/prober"
 )
 
 // Reload methods of --reload.
@@ -50,6 +50,7 @@ type ServeOptions struct {
 	ConfigInclude  string
 	Reload         string
 	PIDFile        string
+	PreStopBinary  string
 
 	TokenAudiences     string
 	LoopbackNeedsToken bool
@@ -62,6 +63,8 @@ type ServeOptions struct {
 	logger    zerolog.Logger
 	clientset kubernetes.Interface
 	audiences []string
+	selector  labels.Selector
+	reload    func(context.Context) error
 }
 
 // Flags registers the options on fs with their defaults; the pod and its
@@ -72,16 +75,17 @@ func (o *ServeOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Pod, "pod-name", os.Getenv("POD_NAME"), "this pod's name, which is its NATS server name (default $POD_NAME)")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace of the pods and the ConfigMap (default $POD_NAMESPACE)")
 	fs.StringVar(&o.Selector, "selector", "app.kubernetes.io/name=nats", "label selector of the NATS pods")
-	fs.StringVar(&o.ConfigMap, "configmap", maintenance.DefaultConfigMapName, "ConfigMap holding the maintenance state")
-	fs.StringVar(&o.DCLabel, "dc-label", prober.DefaultDCLabel, "pod label that names a pod's dc instead of its NATS cluster name")
-	fs.IntVar(&o.MonitorPort, "monitor-port", prober.DefaultMonitorPort, "NATS monitoring port (a pod's annotation "+prober.MonitorPortAnnotation+" overrides it)")
-	fs.IntVar(&o.ClientPort, "client-port", prober.DefaultClientPort, "NATS client port (a pod's annotation "+prober.ClientPortAnnotation+" overrides it)")
-	fs.IntVar(&o.ClusterPort, "cluster-port", natsraft.DefaultFenceClusterPort, "NATS route port, cut by the fence")
+	fs.StringVar(&o.ConfigMap, "configmap", kube.DefaultConfigMapName, "ConfigMap holding the maintenance state")
+	fs.StringVar(&o.DCLabel, "dc-label", kube.DefaultDCLabel, "pod label that names a pod's dc instead of its NATS cluster name")
+	fs.IntVar(&o.MonitorPort, "monitor-port", kube.DefaultMonitorPort, "NATS monitoring port (a pod's annotation "+kube.MonitorPortAnnotation+" overrides it)")
+	fs.IntVar(&o.ClientPort, "client-port", kube.DefaultClientPort, "NATS client port (a pod's annotation "+kube.ClientPortAnnotation+" overrides it)")
+	fs.IntVar(&o.ClusterPort, "cluster-port", natsraft.DefaultClusterPort, "NATS route port, cut by the fence")
 	fs.IntVar(&o.GatewayPort, "gateway-port", 0, "NATS gateway port, cut by the fence too; 0: no gateways")
 	fs.StringVar(&o.CredentialsDir, "credentials-dir", "/etc/prober/credentials", "folder with a user per NATS account: <ACCOUNT>.creds or <ACCOUNT>/user and <ACCOUNT>/password")
 	fs.StringVar(&o.ConfigInclude, "config-include", "", "file the NATS configuration includes after its jetstream block; the prober writes it to quiesce JetStream (required)")
 	fs.StringVar(&o.Reload, "reload", reloadSystem, "how NATS reloads its configuration: system (a request over the system account) or signal (SIGHUP, needs a shared process namespace)")
 	fs.StringVar(&o.PIDFile, "nats-pid-file", "", "the NATS server's pid_file, for --reload=signal")
+	fs.StringVar(&o.PreStopBinary, "prestop-binary", "", "copy this binary there before NATS starts (a volume the NATS container mounts), so that its preStop hook can run `prober prestop`; empty: no copy")
 	fs.StringVar(&o.TokenAudiences, "token-audiences", "", "comma separated audiences a caller's token must be issued for; default: the API server's")
 	fs.BoolVar(&o.LoopbackNeedsToken, "loopback-needs-token", false, "require a token from loopback callers too (behind a local proxy such as a service mesh)")
 	fs.DurationVar(&o.Resync, "resync", maintenance.DefaultResync, "periodic resync of the reconciler")
@@ -102,10 +106,8 @@ func (o *ServeOptions) Validate() error {
 			}
 		}
 	}
-	if sel, err := labels.Parse(o.Selector); err != nil {
-		errs = append(errs, fmt.Errorf("--selector %q: %w", o.Selector, err))
-	} else if sel.Empty() {
-		errs = append(errs, fmt.Errorf("--selector %q: selects every pod of the namespace", o.Selector))
+	if _, err := kube.ParseSelector(o.Selector); err != nil {
+		errs = append(errs, fmt.Errorf("--selector: %w", err))
 	}
 	if msgs := validation.IsQualifiedName(o.DCLabel); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("--dc-label %q: %s", o.DCLabel, strings.Join(msgs, "; ")))
@@ -126,6 +128,9 @@ func (o *ServeOptions) Validate() error {
 	}
 	if o.CredentialsDir == "" {
 		errs = append(errs, errors.New("--credentials-dir is required"))
+	}
+	if o.PreStopBinary != "" && !filepath.IsAbs(o.PreStopBinary) {
+		errs = append(errs, fmt.Errorf("--prestop-binary %q: an absolute path", o.PreStopBinary))
 	}
 	if o.ConfigInclude == "" {
 		errs = append(errs, errors.New("--config-include is required"))
@@ -149,15 +154,20 @@ func (o *ServeOptions) Validate() error {
 // else the in-cluster config of the pod's ServiceAccount.
 func (o *ServeOptions) Complete(stderr io.Writer) error {
 	o.logger = newLogger(stderr, o.LogFormat, o.LogLevel)
+	routeKlog(o.logger)
+	var err error
+	if o.selector, err = kube.ParseSelector(o.Selector); err != nil {
+		return err
+	}
+	if o.Reload == reloadSignal {
+		o.reload = natsraft.SignalReload(o.PIDFile)
+	}
 	for _, a := range strings.Split(o.TokenAudiences, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			o.audiences = append(o.audiences, a)
 		}
 	}
-	var (
-		cfg *rest.Config
-		err error
-	)
+	var cfg *rest.Config
 	if o.Kubeconfig != "" {
 		cfg, err = loadKubeconfig(o.Kubeconfig)
 	} else {
@@ -185,12 +195,6 @@ func loadKubeconfig(path string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// localURLs are the local NATS server's monitoring and client URLs: the
-// sidecar shares its pod's network namespace.
-func (o *ServeOptions) localURLs() (monitor, client string) {
-	return "http://127.0.0.1:" + strconv.Itoa(o.MonitorPort), "nats://127.0.0.1:" + strconv.Itoa(o.ClientPort)
-}
-
 func runServe(args []string, _, stderr io.Writer) int {
 	var o ServeOptions
 	if code, ok := parseOptions("prober serve", &o, args, stderr); !ok {
@@ -205,82 +209,32 @@ func runServe(args []string, _, stderr io.Writer) int {
 	return 0
 }
 
-// run wires the sidecar: pod discovery, the credentials dialer, the kernel
-// fence over the local server, the auth of the API, and the app.
+// run runs the sidecar the options describe.
 func (o *ServeOptions) run(ctx context.Context) error {
-	log := o.logger.With().Str("pod", o.Pod).Logger()
-	cs := o.clientset
-	disc, err := prober.NewPodDiscovery(cs.CoreV1().Pods(o.Namespace), prober.PodDiscoveryOptions{
-		Selector:    o.Selector,
-		MonitorPort: o.MonitorPort,
-		ClientPort:  o.ClientPort,
-		DCLabel:     o.DCLabel,
-		Logger:      log,
-	})
-	if err != nil {
-		return err
+	return app.RunKernelSidecar(ctx, o.config())
+}
+
+// config is the sidecar the completed options describe.
+func (o *ServeOptions) config() app.KernelSidecarConfig {
+	return app.KernelSidecarConfig{
+		Listen:             o.Listen,
+		Pod:                o.Pod,
+		Namespace:          o.Namespace,
+		Client:             o.clientset,
+		ConfigMap:          o.ConfigMap,
+		Selector:           o.selector,
+		DCLabel:            o.DCLabel,
+		MonitorPort:        o.MonitorPort,
+		ClientPort:         o.ClientPort,
+		ClusterPort:        o.ClusterPort,
+		GatewayPort:        o.GatewayPort,
+		CredentialsDir:     o.CredentialsDir,
+		ConfigInclude:      o.ConfigInclude,
+		PreStopBinary:      o.PreStopBinary,
+		Reload:             o.reload,
+		TokenAudiences:     o.audiences,
+		LoopbackNeedsToken: o.LoopbackNeedsToken,
+		Resync:             o.Resync,
+		Logger:             o.logger,
 	}
-	dialer := &natsraft.CredentialsDialer{Dir: o.CredentialsDir, Servers: disc.ClientURLs, Name: "prober-" + o.Pod}
-	monitorURL, clientURL := o.localURLs()
-	system, err := dialer.DialServer(natsraft.SystemAccount, clientURL)
-	if err != nil {
-		return fmt.Errorf("system account connection to the local server: %w", err)
-	}
-	defer system.Close()
-	var reload func(context.Context) error
-	if o.Reload == reloadSignal {
-		reload = natsraft.SignalReload(o.PIDFile)
-	}
-	fo := natsraft.KernelFenceOptions{
-		ClusterPort:   o.ClusterPort,
-		GatewayPort:   o.GatewayPort,
-		ConfigInclude: o.ConfigInclude,
-		Reload:        reload,
-		System:        system,
-		MonitorURL:    monitorURL,
-		Peers: func(context.Context) ([]string, error) {
-			var urls []string
-			for _, p := range disc.Peers() {
-				if p.Name != o.Pod {
-					urls = append(urls, p.MonitorURL)
-				}
-			}
-			return urls, nil
-		},
-		Logger: log,
-	}
-	if err := fo.Validate(); err != nil {
-		return fmt.Errorf("kernel fence: %w", err)
-	}
-	fence := natsraft.NewKernelFence(fo)
-	// Before the API serves: the startup probe passes only then, and only
-	// then does the kubelet start NATS, which cannot start without it.
-	if err := fence.EnsureInclude(); err != nil {
-		return fmt.Errorf("included NATS configuration: %w", err)
-	}
-	app := &prober.SidecarApp{
-		Listen:        o.Listen,
-		Pod:           o.Pod,
-		Namespace:     o.Namespace,
-		ConfigMaps:    cs.CoreV1(),
-		ConfigMapName: o.ConfigMap,
-		Discovery:     disc,
-		Fence:         fence,
-		Dial:          dialer.Dial,
-		Auth: prober.AuthOptions{
-			Authenticator: prober.NewTokenReviewAuthenticator(cs.AuthenticationV1().TokenReviews(), prober.TokenReviewOptions{
-				Audiences: o.audiences,
-				Logger:    log.With().Str("component", "auth").Logger(),
-			}),
-			Authorizer: prober.NewSubjectAccessReviewAuthorizer(cs.AuthorizationV1().SubjectAccessReviews(), prober.SubjectAccessReviewOptions{
-				Namespace: o.Namespace,
-				Name:      o.ConfigMap,
-				Logger:    log.With().Str("component", "auth").Logger(),
-			}),
-			LoopbackNeedsToken: o.LoopbackNeedsToken,
-		},
-		Resync: o.Resync,
-		Logger: o.logger,
-	}
-	return app.Run(ctx)
 }

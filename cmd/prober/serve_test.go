@@ -110,7 +110,7 @@ func TestServeArgsOfTheInstall(t *testing.T) {
 	require.NoError(t, o.Validate())
 	assert.Equal(t, reloadSignal, o.Reload)
 	assert.Equal(t, "/etc/nats-maintenance/jetstream.conf", o.ConfigInclude)
-	monitor, client := o.localURLs()
+	monitor, client := o.config().LocalURLs()
 	assert.Equal(t, "http://127.0.0.1:8222", monitor)
 	assert.Equal(t, "nats://127.0.0.1:4222", client)
 }

@@ -16,7 +16,7 @@ upstream=$(go mod download -json "k8s.io/kubernetes@v$k8s" | sed -n 's/.*"GoMod"
 gover=$(awk '$1 == "go" { print $2; exit }' "$upstream")
 {
 	printf 'module github.com/prober-dev/prober/tools/kubeenv\n\ngo %s\n\n' "$gover"
-	printf 'tool (\n\tgo.etcd.io/etcd/server/v3\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kubectl\n)\n\n'
+	printf 'tool (\n\tgo.etcd.io/etcd/server/v3\n'; for c in kube-apiserver kube-controller-manager kube-proxy kube-scheduler kubectl kubelet; do printf '\tk8s.io/kubernetes/cmd/%s\n' "$c"; done; printf ')\n\n'
 	printf 'require (\n\tgo.etcd.io/etcd/server/v3 v%s\n\tk8s.io/kubernetes v%s\n)\n\n' "$etcd" "$k8s"
 	echo '// k8s.io/kubernetes requires its staging modules at v0.0.0 + replace => ./staging/...;'
 	echo '// map each to its published v0.X.Y tag.'

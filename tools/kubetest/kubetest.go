@@ -349,12 +349,12 @@ func (e *Env) startAPIServer(ctx context.Context) error {
 	e.apiserver = p
 	e.mu.Unlock()
 	// The serving certificate is generated at start-up; trust it once it is
-	// there.
-	if err := waitFile(ctx, p, e.CAFile); err != nil {
-		return fmt.Errorf("kube-apiserver: %w", err)
-	}
-	client, err := e.httpClient()
-	if err != nil {
+	// there whole (the file appears before its content does).
+	var client *http.Client
+	if err := waitFor(ctx, p, e.CAFile, func() (err error) {
+		client, err = e.httpClient()
+		return err
+	}); err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
 	if err := waitReady(ctx, p, client, e.Host+"/readyz", e.Token); err != nil {
@@ -568,14 +568,16 @@ func waitReady(ctx context.Context, p *proc, client *http.Client, url, token str
 	}
 }
 
-// waitFile polls until path exists, p exits or ctx ends.
-func waitFile(ctx context.Context, p *proc, path string) error {
+// waitFor polls ready until it succeeds, p exits or ctx ends; what names
+// what is waited for.
+func waitFor(ctx context.Context, p *proc, what string, ready func() error) error {
 	for {
-		if _, err := os.Stat(path); err == nil {
+		err := ready()
+		if err == nil {
 			return nil
 		}
-		if err := pause(ctx, p, 50*time.Millisecond); err != nil {
-			return fmt.Errorf("%w waiting for %s", err, path)
+		if perr := pause(ctx, p, 50*time.Millisecond); perr != nil {
+			return fmt.Errorf("%w waiting for %s (last: %v)", perr, what, err)
 		}
 	}
 }

@@ -1,0 +1,134 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/prober-dev/prober/maintenance"
+)
+
+// testSidecarPreStop is a rolling restart of one pod as its sidecar sees
+// it: the preStop hook's POST /local/prestop leaves the node leading
+// nothing, with JetStream off and no maintenance entry stored; the
+// reconciler does not switch JetStream back on while the server stops; the
+// restarted server is ready once caught up, Active, and nothing was held at
+// its boot.
+func testSidecarPreStop(t *testing.T, e *scEnv) {
+	e.requireClean(t)
+	// The pod that leads the most groups, so that there is something to
+	// hand off.
+	count := map[string]int{}
+	for _, g := range groupsFromLeaders(e.cluster) {
+		count[g.Leader]++
+	}
+	pod := "nats-0"
+	for name, n := range count {
+		if n > count[pod] || (n == count[pod] && name < pod) {
+			pod = name
+		}
+	}
+	require.NotZero(t, count[pod], "some pod leads a group")
+	sc := e.sidecars[pod]
+	_, before := e.stored(t)
+
+	// The sidecars of the test need a token on loopback too.
+	code, body := e.call(t, sc, "", http.MethodPost, "/local/prestop", "")
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	code, body = e.call(t, sc, e.operator, http.MethodPost, "/local/prestop?timeout=soon", "")
+	require.Equal(t, http.StatusBadRequest, code, body)
+
+	begin := time.Now()
+	var rep maintenance.PreStopReport
+	e.decode(t, sc, e.operator, http.MethodPost, "/local/prestop?timeout=20s", "", http.StatusOK, &rep)
+	t.Logf("POST /local/prestop answered in %.2fs: %+v", time.Since(begin).Seconds(), rep)
+	assert.Equal(t, pod, rep.Pod)
+	assert.True(t, rep.Complete, "errors: %v", rep.Errors)
+	assert.True(t, rep.HandedOff)
+	assert.Empty(t, rep.Leads)
+	assert.NotNil(t, rep.Leads, "read")
+	assert.True(t, rep.Quiesced)
+	assert.True(t, rep.ClientsMoved)
+
+	node := e.cluster.Node(pod)
+	assert.True(t, node.Quiesced(), "JetStream off")
+	for name, g := range groupsFromLeaders(e.cluster) {
+		assert.NotEqual(t, pod, g.Leader, "group %s", name)
+	}
+	for _, g := range demoGroups {
+		waitFor(t, 15*time.Second, "group "+g+" led by a peer", func() (bool, string) {
+			led, ok := groupsFromLeaders(e.cluster)[g]
+			return ok && led.Leader != pod, fmt.Sprint(led.Leader)
+		})
+	}
+	// A restart is not maintenance: nothing stored, not even a status. (A
+	// give-back report of an earlier subtest may still be there, or may
+	// have expired meanwhile: the reconcilers delete it after a minute.)
+	_, after := e.stored(t)
+	assert.Empty(t, after.Pods, "no entry")
+	assert.Empty(t, after.DCs, "no entry")
+	if st, ok := after.Status[pod]; ok {
+		assert.Equal(t, before.Status[pod], st, "not even a status")
+	}
+	for name, st := range after.Status {
+		assert.Equal(t, maintenance.PhaseActive, st.Phase, "status of %s: only give-back reports", name)
+		assert.Equal(t, before.Status[name], st, "status of %s", name)
+	}
+	_, held := after.HeldAtBoot(pod, "", time.Now())
+	assert.False(t, held, "the new pod boots normally")
+	code, body = e.call(t, sc, "", http.MethodGet, "/readyz", "")
+	assert.Equal(t, http.StatusServiceUnavailable, code, body)
+	assert.Contains(t, body, "stopping")
+
+	// The paused reconciler leaves JetStream off for longer than its
+	// resync (2s) would: the server stops as it is.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for end := time.After(3 * time.Second); ; {
+		require.True(t, node.Quiesced(), "JetStream stays off until the server stops")
+		select {
+		case <-tick.C:
+			continue
+		case <-end:
+		}
+		break
+	}
+
+	// A second call (a retried hook) is harmless and finds the same.
+	var again maintenance.PreStopReport
+	e.decode(t, sc, e.operator, http.MethodPost, "/local/prestop", "", http.StatusOK, &again)
+	assert.True(t, again.Complete, "errors: %v", again.Errors)
+	assert.Empty(t, again.Leads)
+
+	// The server stops and starts again (the container's restart).
+	require.NoError(t, e.cluster.StopNode(pod))
+	ctx, cancel := context.WithTimeout(context.Background(), appStartTimeout)
+	defer cancel()
+	require.NoError(t, e.cluster.RestartNode(ctx, pod))
+	took := waitFor(t, 60*time.Second, "the restarted node is ready", func() (bool, string) {
+		code, body := e.call(t, sc, "", http.MethodGet, "/readyz", "")
+		return code == http.StatusOK, body
+	})
+	t.Logf("%s ready %.2fs after its restart", pod, took.Seconds())
+	ok, detail := currentEverywhere(e.cluster, pod, demoGroups...)
+	assert.True(t, ok, "ready means caught up: %s", detail)
+	assert.False(t, node.Quiesced(), "JetStream on")
+	assert.Equal(t, maintenance.PhaseActive, sc.Reconciler().Phase())
+	var pv maintenance.PodView
+	e.decode(t, e.sidecars[otherPod(pod)], e.viewer, http.MethodGet, "/pods/"+pod, "", http.StatusOK, &pv)
+	assert.False(t, pv.InMaintenance)
+	e.requireClean(t)
+}
+
+// otherPod returns a pod of the demo other than pod.
+func otherPod(pod string) string {
+	pods := []string{"nats-0", "nats-1", "nats-2"}
+	pods = slices.DeleteFunc(pods, func(p string) bool { return p == pod })
+	return pods[0]
+}

@@ -1,0 +1,69 @@
+package app_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prober-dev/prober/natsraft"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReadyzEmbeddedCatchUp restarts a node of the embedded default after
+// it missed writes: /readyz?pod= answers 503 while it is down and turns 200
+// only once an independent sweep finds it caught up; /livez stays 200.
+func TestReadyzEmbeddedCatchUp(t *testing.T) {
+	running := startApp(t, t.TempDir(), nil)
+	c := running.Cluster()
+	waitFor(t, 30*time.Second, "/readyz 200", func() (bool, string) {
+		code, body := running.readyz()
+		return code == http.StatusOK, body
+	})
+	pod := c.Nodes()[2].Name()
+	ready := func() (int, string) {
+		code, _, b := running.do(http.MethodGet, "/readyz?pod="+pod, "")
+		return code, string(b)
+	}
+	live := func() int {
+		code, _, _ := running.do(http.MethodGet, "/livez", "")
+		return code
+	}
+
+	require.NoError(t, c.StopNode(pod))
+	waitFor(t, 10*time.Second, pod+" not ready while stopped", func() (bool, string) {
+		code, body := ready()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "unreachable"), body
+	})
+	assert.Equal(t, http.StatusOK, live())
+	code, body := running.readyz()
+	assert.Equal(t, http.StatusServiceUnavailable, code, body)
+
+	// Writes it misses.
+	nc, err := c.Dial(natsraft.AppAccount, pod)
+	require.NoError(t, err)
+	defer nc.Close()
+	for i := range 200 {
+		_, err := nc.Request("demo.catchup", []byte{byte(i)}, 5*time.Second)
+		require.NoError(t, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, c.RestartNode(ctx, pod))
+	check := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: c.Endpoints(), Logger: zerolog.Nop()})
+	waitFor(t, 60*time.Second, pod+" ready again", func() (bool, string) {
+		require.Equal(t, http.StatusOK, live(), "/livez through the catch-up")
+		code, body := ready()
+		require.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, code, body)
+		return code == http.StatusOK, body
+	})
+	v, err := check.Sweep(t.Context())
+	require.NoError(t, err)
+	ok, why := v.NodeReady(pod)
+	assert.True(t, ok, "readyz said ready, an independent sweep says: %s", why)
+	assert.Equal(t, http.StatusOK, live())
+}

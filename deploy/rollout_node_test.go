@@ -1,0 +1,95 @@
+package deploy_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestNodeRolloutRestart restarts every pod of the StatefulSet, one at a
+// time (`kubectl rollout restart`), under a publisher in a pod: each NATS
+// container's preStop hook has its prober hand off, quiesce and move the
+// clients before lame duck, so that no acknowledged message is lost, every
+// hook succeeds, nothing is left in the maintenance ConfigMap, and every
+// pod is Ready (caught up) at the end.
+func TestNodeRolloutRestart(t *testing.T) {
+	n := sharedNode(t)
+	cs := clientset(t, n)
+	// Earlier tests on the shared node (the Postman collection drains,
+	// rolls and gives leaderships back) must have finished: no entry and
+	// no unfinished rollout stored, every pod Ready.
+	eventually(t, 2*time.Minute, "no maintenance entry or rollout left by earlier tests", func() (bool, string) {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Get(context.Background(), cmName, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for k, v := range cm.Data {
+			if strings.HasPrefix(k, "pod.") || strings.HasPrefix(k, "dc.") ||
+				(strings.HasPrefix(k, "rollout.") && !strings.Contains(v, `"state":"Done"`) && !strings.Contains(v, `"state":"Stopped"`)) {
+				return false, k
+			}
+		}
+		return true, ""
+	})
+	waitAllReady(t, n, ns, selector)
+	nc := natsConn(t, n)
+	js, err := nc.JetStream(nats.MaxWait(10 * time.Second))
+	require.NoError(t, err)
+	_, err = js.AddStream(&nats.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, Replicas: 3,
+		Storage: nats.FileStorage, Duplicates: 5 * time.Minute})
+	require.NoError(t, err)
+	eventually(t, 90*time.Second, "the stream has a leader", func() (bool, string) {
+		info, err := js.StreamInfo("ORDERS")
+		return err == nil && info.Cluster != nil && info.Cluster.Leader != "", fmt.Sprint(err)
+	})
+	before := map[string]string{}
+	for _, p := range []string{"nats-0", "nats-1", "nats-2"} {
+		before[p] = string(pod(t, cs, ns, p).UID)
+	}
+
+	clientPod(t, n, ns, "rollout-publisher", "")
+	pub := startPublisher(t, n, "rollout-publisher", "nats-2", "orders.rollout")
+	pub.waitEvent(t, "publishing")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	begin := time.Now()
+	out, err := n.Kubectl(ctx, "-n", ns, "rollout", "restart", "statefulset/nats")
+	require.NoError(t, err, "%s", out)
+	out, err = n.Kubectl(ctx, "-n", ns, "rollout", "status", "statefulset/nats", "--timeout=9m")
+	require.NoError(t, err, "%s", out)
+	took := time.Since(begin)
+	waitAllReady(t, n, ns, selector)
+	for p, uid := range before {
+		assert.NotEqual(t, uid, string(pod(t, cs, ns, p).UID), "%s was recreated", p)
+	}
+
+	// The pods have new addresses: a new connection to stop the publisher
+	// and read the stream.
+	after := natsConn(t, n)
+	ajs, err := after.JetStream(nats.MaxWait(10 * time.Second))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ajs.DeleteStream("ORDERS") })
+	sum := pub.stop(t, after)
+	figure(t, "publisher in a pod during kubectl rollout restart statefulset/nats (%.0fs, prober preStop): %d acknowledged, max write gap %.3fs, %d failed attempts (retried), servers %v",
+		took.Seconds(), sum.Acked, sum.MaxGap, sum.Failed, sum.Servers)
+	assertKept(t, ajs, "ORDERS", sum)
+
+	evs, err := cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=FailedPreStopHook"})
+	require.NoError(t, err)
+	var failed []string
+	for _, e := range evs.Items {
+		failed = append(failed, e.InvolvedObject.Name+": "+e.Message)
+	}
+	assert.Empty(t, failed, "every preStop hook succeeded (hand-off, quiesce, clients moved):\n%s", strings.Join(failed, "\n"))
+	for _, p := range []string{"nats-0", "nats-1", "nats-2"} {
+		assert.Empty(t, statusPhase(t, cs, ns, "prober-maintenance", p), "a restart is not maintenance: no status of %s", p)
+	}
+}

@@ -1,0 +1,252 @@
+package maintenance_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
+)
+
+// recCluster is a cluster view a test changes while a reconciler reads it:
+// nats-0..2 in recDC, an R3 meta group and an R3 stream.
+type recCluster struct {
+	mu      sync.Mutex
+	offline map[string]bool
+}
+
+func (c *recCluster) set(name string, down bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.offline == nil {
+		c.offline = map[string]bool{}
+	}
+	c.offline[name] = down
+}
+
+func (c *recCluster) View(context.Context) (*natsraft.View, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := &natsraft.View{
+		At:    time.Now(),
+		Nodes: []natsraft.Node{node("nats-0", recDC), node(recPod, recDC), node("nats-2", recDC)},
+		Groups: []natsraft.Group{
+			group(natsraft.KindMeta, natsraft.MetaGroupName, "nats-0", recPod, "nats-2"),
+			group(natsraft.KindStream, "ORDERS", "nats-0", recPod, "nats-2"),
+		},
+	}
+	for name, down := range c.offline {
+		if down {
+			offline(v, name)
+		}
+	}
+	return v, nil
+}
+
+// TestReconcilerHeldBackBySafety checks that the safety rule is judged
+// again for the local pod at each step that takes it away: a peer lost
+// after the request was accepted holds the pod back at Requested, still
+// ready, until the peer is back; a forced entry is not held.
+func TestReconcilerHeldBackBySafety(t *testing.T) {
+	fs := recFileStore(t)
+	cluster := &recCluster{}
+	cluster.set("nats-2", true)
+	node := &recNode{}
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond})
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		d.Pods[recPod] = maintenance.Entry{Reason: "accepted while nats-2 was up", Since: time.Now()}
+	})
+	recWaitFor(t, "held back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseRequested && strings.Contains(st.Message, "held back")
+	})
+	st, _ := recStatus(t, fs)
+	assert.Contains(t, st.Message, natsraft.MetaGroupName)
+	assert.Contains(t, st.Message, "ORDERS")
+	assert.Contains(t, st.Message, "nats-2 offline")
+	assert.Empty(t, node.Calls(), "nothing is done to a held node")
+	ready, why := r.Ready()
+	assert.True(t, ready, "a held node still serves: %s", why)
+	assert.Contains(t, why, "held back")
+
+	cluster.set("nats-2", false)
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	assert.Equal(t, recEnterCalls, node.Calls(), "goes on by itself once safe")
+}
+
+// TestReconcilerHeldBackBeforeFence checks the last look before the fence:
+// a node already quiesced when the cluster turns unsafe gets its JetStream
+// back and waits.
+func TestReconcilerHeldBackBeforeFence(t *testing.T) {
+	fs := recFileStore(t)
+	cluster := &recCluster{}
+	node := &recNode{}
+	node.before = func(_ context.Context, op string, n int) error {
+		if op == recOpMoveClients && n == 1 {
+			cluster.set("nats-0", true) // lost while the pod was on its way
+		}
+		return nil
+	}
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond})
+	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+	recWaitFor(t, "resumed and held back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseRequested && strings.Contains(st.Message, "held back") && node.count(recOpResume) == 1
+	})
+	assert.Zero(t, node.count(recOpFence), "never fenced while unsafe")
+	assert.False(t, node.Quiesced(), "JetStream back on")
+
+	cluster.set("nats-0", false)
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	assert.Equal(t, 2, node.count(recOpHandOff), "the second attempt hands off again")
+}
+
+// TestReconcilerForcedIsNotHeld checks that a forced entry goes on over the
+// safety rule, as the request did.
+func TestReconcilerForcedIsNotHeld(t *testing.T) {
+	fs := recFileStore(t)
+	cluster := &recCluster{}
+	cluster.set("nats-2", true)
+	node := &recNode{}
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond})
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		d.Pods[recPod] = maintenance.Entry{Reason: "disk replaced", Force: true, Since: time.Now()}
+	})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	assert.Equal(t, recEnterCalls, node.Calls())
+}
+
+// TestReconcilerHandOffAvoidsPodsOnTheirWay checks that the hand-off is
+// told to avoid the pods that are out of service as the document says, so
+// that a leadership is not moved twice.
+func TestReconcilerHandOffAvoidsPodsOnTheirWay(t *testing.T) {
+	fs := recFileStore(t)
+	node := &recNode{}
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: &recCluster{}, Resync: time.Second})
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		now := time.Now()
+		d.Pods["nats-0"] = maintenance.Entry{Reason: "forced earlier", Force: true, Since: now}
+		d.Status["nats-0"] = maintenance.Status{Phase: maintenance.PhaseFencing, ObservedAt: now, PhaseSince: now}
+		d.Pods[recPod] = maintenance.Entry{Reason: "also", Force: true, Since: now}
+	})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	node.mu.Lock()
+	defer node.mu.Unlock()
+	require.NotEmpty(t, node.avoided)
+	assert.Equal(t, []string{"nats-0"}, node.avoided[0])
+}
+
+// TestReconcilerHandsOffAgainBeforeQuiesce checks that a node quiesces
+// only once it leads nothing: a leadership regained after the hand-off is
+// handed off again first.
+func TestReconcilerHandsOffAgainBeforeQuiesce(t *testing.T) {
+	fs := recFileStore(t)
+	var mu sync.Mutex
+	regained := true
+	node := &recNode{leads: func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		if regained {
+			regained = false
+			return []string{"stream ORDERS"}
+		}
+		return nil
+	}}
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
+	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	assert.Equal(t, []string{recOpHandOff, recOpHandOff, recOpQuiesce, recOpMoveClients, recOpFence}, node.Calls())
+}
+
+// TestReconcilerFenceUnreadable checks that a fence whose state cannot be
+// read is a failure reported as such, and the node is left as it is: no
+// guess either way.
+func TestReconcilerFenceUnreadable(t *testing.T) {
+	for _, desired := range []bool{true, false} {
+		name := "leaving"
+		if desired {
+			name = "entering"
+		}
+		t.Run(name, func(t *testing.T) {
+			fs := recFileStore(t)
+			node := &recNode{fenced: true, quiesced: true, fenceErr: errors.New("netlink: permission denied")}
+			if desired {
+				recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+			}
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
+			recWaitPhase(t, r, fs, maintenance.PhaseFailed)
+			st, _ := recStatus(t, fs)
+			assert.Contains(t, st.Message, "read the fence of "+recPod)
+			assert.Contains(t, st.Message, "permission denied")
+			assert.Empty(t, node.Calls(), "nothing done on a guess")
+			ready, _ := r.Ready()
+			assert.False(t, ready)
+		})
+	}
+}
+
+// TestReconcilerRecordsTheEntryInForce checks that the status names the
+// entry the node is in maintenance for, which a recreated pod reads before
+// its server can tell its dc.
+func TestReconcilerRecordsTheEntryInForce(t *testing.T) {
+	fs := recFileStore(t)
+	node := &recNode{}
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
+	recUpdate(t, fs, func(d *maintenance.Document) { d.DCs[recDC] = maintenance.Entry{Since: time.Now()} })
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	st, _ := recStatus(t, fs)
+	assert.Equal(t, "dc."+recDC, st.Entry)
+	d, err := fs.Get(context.Background())
+	require.NoError(t, err)
+	key, ok := d.HeldAtBoot(recPod, "", time.Now())
+	assert.True(t, ok, "held at boot though the pod has no dc label")
+	assert.Equal(t, "dc."+recDC, key)
+}
+
+// TestReconcilerEvacuates checks the order of an evacuating entry: the
+// streams of one replica are moved off first, recorded in the status, and
+// moved back once the node has caught up on its way out, unless the entry
+// says to keep them where they went.
+func TestReconcilerEvacuates(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		name := "moved back"
+		if keep {
+			name = "kept where they went"
+		}
+		t.Run(name, func(t *testing.T) {
+			fs := recFileStore(t)
+			node := &recNode{singles: []string{"APP/solo", "APP/scratch"}}
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: &recCluster{}, Resync: time.Second})
+			recUpdate(t, fs, func(d *maintenance.Document) {
+				d.Pods[recPod] = maintenance.Entry{Since: time.Now(), Evacuate: true, KeepEvacuated: keep}
+			})
+			recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+			assert.Equal(t, append([]string{recOpEvacuate}, recEnterCalls...), node.Calls())
+			st, _ := recStatus(t, fs)
+			if keep {
+				assert.Empty(t, st.Evacuated)
+			} else {
+				assert.Equal(t, []string{"APP/solo", "APP/scratch"}, st.Evacuated)
+			}
+
+			recUpdate(t, fs, func(d *maintenance.Document) { delete(d.Pods, recPod) })
+			recWaitPhase(t, r, fs, maintenance.PhaseActive)
+			node.mu.Lock()
+			defer node.mu.Unlock()
+			if keep {
+				assert.NotContains(t, node.calls, recOpRestore)
+				assert.Empty(t, node.restored)
+			} else {
+				assert.Equal(t, []string{"APP/solo", "APP/scratch"}, node.restored)
+				assert.Equal(t, recOpRestore, node.calls[len(node.calls)-1], "after the catch-up")
+			}
+		})
+	}
+}

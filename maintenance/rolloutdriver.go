@@ -1,0 +1,351 @@
+package maintenance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/prober-dev/prober/natsraft"
+)
+
+// Defaults of a RolloutDriver.
+const (
+	DefaultRolloutLease    = 15 * time.Second
+	DefaultRolloutInterval = time.Second
+)
+
+// RolloutDriverOptions configures a RolloutDriver.
+type RolloutDriverOptions struct {
+	// Service gives the store, the cluster view, the clock and the
+	// Restarter.
+	Service *Service
+	// ID names this prober as a rollout's driver: the pod name of a
+	// sidecar, so that the same pod restarted takes its lease up at once.
+	ID string
+	// Lease is how long a driver's hold on a rollout lasts without renewal;
+	// another prober takes the rollout over once it has passed.
+	// DefaultRolloutLease when 0.
+	Lease time.Duration
+	// Interval is how often the driver looks again without a change of the
+	// stored document; DefaultRolloutInterval when 0.
+	Interval time.Duration
+	Logger   zerolog.Logger
+}
+
+// RolloutDriver carries out the unfinished rollout of the stored document,
+// if this prober holds its lease or the lease has passed. Every prober runs
+// one; the lease, taken and renewed in the same compare-and-swap as each
+// step, makes exactly one of them drive. Each sync re-derives the next step
+// from the stored progress, the stored statuses and the cluster view, so a
+// driver killed half-way, or one taking over, goes on where the document
+// says.
+type RolloutDriver struct {
+	svc      *Service
+	id       string
+	lease    time.Duration
+	interval time.Duration
+	log      zerolog.Logger
+}
+
+// NewRolloutDriver returns a driver; Run runs it.
+func NewRolloutDriver(o RolloutDriverOptions) *RolloutDriver {
+	d := &RolloutDriver{svc: o.Service, id: o.ID, lease: o.Lease, interval: o.Interval, log: o.Logger}
+	if d.lease <= 0 {
+		d.lease = DefaultRolloutLease
+	}
+	if d.interval <= 0 {
+		d.interval = DefaultRolloutInterval
+	}
+	return d
+}
+
+// Run syncs on every change of the stored document and every Interval
+// until ctx ends.
+func (r *RolloutDriver) Run(ctx context.Context) error {
+	changes, err := r.svc.Store.Watch(ctx)
+	if err != nil {
+		return fmt.Errorf("rollout driver: watch: %w", err)
+	}
+	tick := time.NewTicker(r.interval)
+	defer tick.Stop()
+	for {
+		if err := r.Sync(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("rollout step failed; retrying")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+		case <-tick.C:
+		}
+	}
+}
+
+// errNotDriving aborts a store update: the rollout is gone, finished or
+// driven by another prober.
+var errNotDriving = errors.New("not driving")
+
+// Sync takes the unfinished rollout one step further, if this prober may
+// drive it.
+func (r *RolloutDriver) Sync(ctx context.Context) error {
+	d, err := r.svc.get(ctx)
+	if err != nil {
+		return err
+	}
+	name, ro, ok := unfinished(d)
+	if !ok || !r.mayDrive(ro, r.svc.now()) {
+		return nil
+	}
+	view, verr := r.svc.view(ctx)
+	if verr != nil {
+		view = nil
+	}
+	// A restart happens outside the store update: it takes a while and
+	// its effect is not in the document. Restarted, stored before it is
+	// first asked for, lets it tell the old instance from the new.
+	back := false
+	if i := ro.current(); i >= 0 && ro.Pods[i].Step == StepRestarting && ro.Pods[i].Restarted != nil &&
+		ro.State != RolloutStopping && r.svc.Restarter != nil {
+		p := ro.Pods[i]
+		var detail string
+		back, detail, err = r.svc.Restarter.Restart(ctx, p.Pod, *p.Restarted)
+		if err != nil {
+			return fmt.Errorf("restart %s: %w", p.Pod, err)
+		}
+		if !back {
+			r.log.Debug().Str("pod", p.Pod).Str("detail", detail).Msg("waiting for the restart")
+		}
+	}
+	var before, after Rollout
+	_, err = r.svc.Store.Update(ctx, func(d *Document) error {
+		ro, ok := d.Rollouts[name]
+		now := r.svc.now()
+		if !ok || ro.State.Finished() || !r.mayDrive(ro, now) {
+			return errNotDriving
+		}
+		before = ro.clone()
+		changed := advance(name, &ro, d, view, now, back)
+		if changed || ro.Driver != r.id || ro.LeaseUntil == nil || ro.LeaseUntil.Sub(now) < r.lease/2 {
+			until := now.Add(r.lease)
+			ro.Driver, ro.LeaseUntil = r.id, &until
+		}
+		d.Rollouts[name] = ro
+		after = ro
+		return nil
+	})
+	if errors.Is(err, errNotDriving) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("rollout %s: %w", name, err)
+	}
+	r.logProgress(name, before, after)
+	return nil
+}
+
+// mayDrive tells whether this prober holds ro's lease or may take it.
+func (r *RolloutDriver) mayDrive(ro Rollout, now time.Time) bool {
+	return ro.Driver == r.id || ro.Driver == "" || ro.LeaseUntil == nil || !now.Before(*ro.LeaseUntil)
+}
+
+func (r *RolloutDriver) logProgress(name string, before, after Rollout) {
+	log := r.log.With().Str("rollout", name).Logger()
+	if before.Driver != after.Driver {
+		log.Info().Str("from", before.Driver).Msg("driving the rollout")
+	}
+	if before.State != after.State || before.PauseReason != after.PauseReason {
+		log.Info().Str("state", string(after.State)).Str("reason", after.PauseReason).Msg("rollout state")
+	}
+	for i, p := range after.Pods {
+		if i < len(before.Pods) && before.Pods[i].Step != p.Step {
+			log.Info().Str("pod", p.Pod).Str("step", string(p.Step)).Msg("rollout step")
+		}
+	}
+}
+
+// unfinished returns the rollout of d that is not finished (there is at
+// most one), by name.
+func unfinished(d *Document) (string, Rollout, bool) {
+	names := make([]string, 0, len(d.Rollouts))
+	for name, ro := range d.Rollouts {
+		if !ro.State.Finished() {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "", Rollout{}, false
+	}
+	slices.Sort(names)
+	return names[0], d.Rollouts[names[0]], true
+}
+
+// advance takes ro one step further on d, the document about to be
+// written, and reports whether it changed anything. back says whether the
+// pod restarting has come back. It is the whole state machine of a
+// rollout, re-derived from what is stored and seen on every call.
+func advance(name string, ro *Rollout, d *Document, view *natsraft.View, now time.Time, back bool) bool {
+	before := ro.clone()
+	step(name, ro, d, view, now, back)
+	return !reflect.DeepEqual(before, *ro)
+}
+
+func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.Time, back bool) {
+	i := ro.current()
+	if ro.State == RolloutStopping {
+		if i < 0 || !ro.Pods[i].Step.inTurn() {
+			ro.State, ro.Finished = RolloutStopped, &now
+			return
+		}
+		p := &ro.Pods[i]
+		if p.Step != StepExiting {
+			exitTurn(name, ro, p, d, now)
+			return
+		}
+		finishTurn(name, ro, p, d, view, now)
+		return
+	}
+	if i < 0 {
+		ro.State, ro.PauseReason, ro.Finished = RolloutDone, "", &now
+		return
+	}
+	p := &ro.Pods[i]
+	switch p.Step {
+	case StepPending:
+		if why := turnBlocked(name, ro, p.Pod, d, view, now); why != "" {
+			ro.State, ro.PauseReason = RolloutPaused, why
+			return
+		}
+		// The rollout's mode goes into the entry here (ro.entry).
+		d.Pods[p.Pod] = ro.entry(name, now)
+		p.Step, p.Entered = StepEntering, &now
+		ro.State, ro.PauseReason = RolloutRunning, ""
+	case StepEntering:
+		if _, ours := ownEntry(name, ro, d, p.Pod); !ours {
+			// Someone removed the entry (DELETE /pods/<pod>): the turn
+			// is over.
+			p.Step, p.Exited = StepExiting, &now
+			return
+		}
+		if d.Phase(p.Pod, dcsOf(view)[p.Pod], now) != PhaseInMaintenance {
+			return
+		}
+		p.InMaintenance = &now
+		if ro.Spec.Restart {
+			p.Step, p.Restarted = StepRestarting, &now
+		} else {
+			p.Step = StepHolding
+		}
+	case StepHolding:
+		if p.InMaintenance == nil || now.Before(p.InMaintenance.Add(ro.Spec.HoldDuration())) {
+			return
+		}
+		exitTurn(name, ro, p, d, now)
+	case StepRestarting:
+		if back {
+			exitTurn(name, ro, p, d, now)
+		}
+	case StepExiting:
+		finishTurn(name, ro, p, d, view, now)
+	}
+}
+
+// exitTurn removes the rollout's entry of the pod: it comes back.
+func exitTurn(name string, ro *Rollout, p *RolloutPod, d *Document, now time.Time) {
+	if _, ours := ownEntry(name, ro, d, p.Pod); ours {
+		delete(d.Pods, p.Pod)
+	}
+	p.Step, p.Exited = StepExiting, &now
+}
+
+// finishTurn ends the pod's turn once it is Active and current again.
+func finishTurn(name string, ro *Rollout, p *RolloutPod, d *Document, view *natsraft.View, now time.Time) {
+	if _, ours := ownEntry(name, ro, d, p.Pod); ours {
+		delete(d.Pods, p.Pod)
+	}
+	if ok, _ := podBack(p.Pod, d, view, now); ok {
+		p.Step, p.Ready = StepDone, &now
+	}
+}
+
+// ownEntry returns the pod's entry and whether the rollout wrote it.
+func ownEntry(name string, ro *Rollout, d *Document, pod string) (Entry, bool) {
+	e, ok := d.Pods[pod]
+	return e, ok && e.RequestedBy == ro.entryBy(name)
+}
+
+// podBack tells whether pod is Active (no status left, nothing desired)
+// and every Raft replica of it current; why says what it waits for.
+func podBack(pod string, d *Document, view *natsraft.View, now time.Time) (bool, string) {
+	if view == nil {
+		return false, "the cluster view is not available"
+	}
+	node, ok := view.Node(pod)
+	if !ok {
+		return false, fmt.Sprintf("pod %s is not in the cluster view", pod)
+	}
+	if ph := d.Phase(pod, node.DC, now); ph != PhaseActive {
+		return false, fmt.Sprintf("pod %s is %s", pod, ph)
+	}
+	pr := podRaft(view, node)
+	switch {
+	case !pr.Reachable:
+		return false, fmt.Sprintf("pod %s does not answer", pod)
+	case !pr.Current:
+		return false, fmt.Sprintf("pod %s is not caught up (lag %d)", pod, pr.Lag)
+	}
+	return true, ""
+}
+
+// turnBlocked says why pod's turn cannot start now, "" when it can: the
+// pod must be back from anything before, kept in maintenance by nobody
+// else, and its maintenance must pass the safety rule, counting every pod
+// out of service.
+func turnBlocked(name string, ro *Rollout, pod string, d *Document, view *natsraft.View, now time.Time) string {
+	if view == nil {
+		return "the cluster view is not available"
+	}
+	node, _ := view.Node(pod)
+	if e, source, ok := d.Desired(pod, node.DC, now); ok && !(source == SourcePod && e.RequestedBy == ro.entryBy(name)) {
+		return fmt.Sprintf("pod %s is in maintenance by another entry (%s %s, requested by %s: %s); its turn waits until that ends",
+			pod, source, orName(source, pod, node.DC), e.RequestedBy, e.Reason)
+	}
+	if ok, why := podBack(pod, d, view, now); !ok {
+		return "waiting for its turn: " + why
+	}
+	busy := OutOfService(view, d, now)
+	delete(busy, pod)
+	others := make([]string, 0, len(busy))
+	for p := range busy {
+		others = append(others, p)
+	}
+	slices.Sort(others)
+	verdict, what := Judge(view, []string{pod}, others), "their quorum"
+	if ro.Spec.Mode == ModeDrain {
+		draining := Draining(view, d, now)
+		delete(draining, pod)
+		verdict, what = JudgeDrain(view, []string{pod}, others, slices.Sorted(maps.Keys(draining))), "every member that can lead"
+	}
+	if v := verdict.Violations; len(v) > 0 {
+		reasons := make([]string, len(v))
+		for i, x := range v {
+			reasons[i] = x.Reason
+		}
+		return fmt.Sprintf("unsafe: the turn of %s would cost %d Raft group(s) %s: %s",
+			pod, len(v), what, strings.Join(reasons, "; "))
+	}
+	return ""
+}
+
+func orName(source, pod, dc string) string {
+	if source == SourceDC {
+		return dc
+	}
+	return pod
+}

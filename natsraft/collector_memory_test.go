@@ -1,0 +1,64 @@
+package natsraft
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestTrackRaftForgetsGroupsGone checks that the collector's memory of a
+// node's Raft positions holds the groups of the latest sweep only: with
+// streams and consumers coming and going (ephemeral consumers above all),
+// a memory of every group ever seen would grow without bound.
+func TestTrackRaftForgetsGroupsGone(t *testing.T) {
+	h := newHealthMemory()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := start.Add(time.Minute)
+	report := func(groups ...string) *nodeReport {
+		r := &nodeReport{raft: map[string]raftzGroupDoc{}}
+		r.varz.Start = start
+		for _, g := range groups {
+			r.raft[g] = raftzGroupDoc{Term: 1, PIndex: 10}
+		}
+		return r
+	}
+	for i := range 100 {
+		at = at.Add(time.Second)
+		h.trackRaft(at, "nats-0", report(metaRaftGroup, fmt.Sprintf("C-ephemeral-%d", i)))
+	}
+	assert.Len(t, h.raft["nats-0"].pos, 2, "the meta group and the one consumer of the last sweep")
+	assert.Contains(t, h.raft["nats-0"].pos, "C-ephemeral-99")
+}
+
+// TestKeepUnreported checks that a group no node reports any more because
+// its members are all down or quiesced stays in the view as unavailable,
+// while one whose member answers with JetStream on and does not report it
+// is gone.
+func TestKeepUnreported(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	node := func(name string, reachable, js bool) Node {
+		return Node{Name: name, Reachable: reachable, JetStream: js}
+	}
+	r1 := func(name, on string) Group {
+		return Group{Kind: KindStream, Account: "APP", Stream: name, Name: name, Leader: on,
+			Peers: []Peer{{Name: on, Leader: true, Current: true, Healthy: true, Own: &MemberState{}}}}
+	}
+	prev := &View{At: at, Nodes: []Node{node("n0", true, true), node("n1", true, true), node("n2", true, true)},
+		Groups: []Group{r1("quiesced", "n0"), r1("crashed", "n1"), r1("deleted", "n2")}}
+	v := &View{At: at.Add(time.Second), Nodes: []Node{node("n0", true, false), node("n1", false, false), node("n2", true, true)}}
+	keepUnreported(v, prev)
+	var names []string
+	for _, g := range v.Groups {
+		names = append(names, g.Name)
+		assert.Empty(t, g.Leader, g.Name)
+		for _, p := range g.Peers {
+			assert.False(t, p.Current, "%s on %s", g.Name, p.Name)
+			assert.False(t, p.Healthy)
+			assert.Nil(t, p.Own)
+		}
+	}
+	assert.Equal(t, []string{"crashed", "quiesced"}, names)
+	assert.True(t, prev.Groups[0].Peers[0].Current, "the previous view is left alone")
+}

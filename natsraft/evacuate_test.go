@@ -1,0 +1,89 @@
+package natsraft
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseStreamRef(t *testing.T) {
+	s, err := ParseStreamRef("APP/orders")
+	require.NoError(t, err)
+	assert.Equal(t, StreamRef{Account: "APP", Name: "orders"}, s)
+	assert.Equal(t, "APP/orders", s.String())
+	for _, bad := range []string{"", "APP", "/orders", "APP/"} {
+		_, err := ParseStreamRef(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+// TestEvacuateAndRestore moves a stream of one replica, with its messages
+// and its durable consumer, off its node and back, on a real cluster.
+func TestEvacuateAndRestore(t *testing.T) {
+	e, c := raftCluster(t)
+	waitView(t, c, 15*time.Second, "a healthy view", healthyDemo)
+	h := &HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+
+	nc, err := e.Dial(AppAccount)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "solo", Subjects: []string{"solo.>"}, Replicas: 1})
+	require.NoError(t, err)
+	const n = 500
+	for i := range n {
+		_, err := js.Publish(ctx, "solo.x", []byte{byte(i)})
+		require.NoError(t, err)
+	}
+	_, err = st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "reader", AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(t, err)
+	v := waitView(t, c, 15*time.Second, "solo led", func(v *View) bool {
+		g, ok := lookupGroup(v, "solo")
+		return ok && g.Leader != ""
+	})
+	owner := groupNamed(t, v, "solo").Leader
+
+	singles, err := h.Singles(ctx, owner)
+	require.NoError(t, err)
+	assert.Contains(t, singles, StreamRef{Account: AppAccount, Name: "solo"})
+
+	moved, err := h.Evacuate(ctx, owner)
+	require.NoError(t, err)
+	assert.Equal(t, []StreamRef{{Account: AppAccount, Name: "solo"}}, moved)
+	info, err := js.Stream(ctx, "solo")
+	require.NoError(t, err)
+	require.NotNil(t, info.CachedInfo().Cluster)
+	away := info.CachedInfo().Cluster.Leader
+	assert.NotEqual(t, owner, away, "moved off")
+	assert.Equal(t, 1, info.CachedInfo().Config.Replicas, "one replica again")
+	assert.Equal(t, uint64(n), info.CachedInfo().State.Msgs, "every message moved with it")
+	again, err := h.Evacuate(ctx, owner)
+	require.NoError(t, err)
+	assert.Empty(t, again, "nothing left to move: idempotent")
+
+	restored, err := h.Restore(ctx, owner, moved)
+	require.NoError(t, err)
+	assert.Equal(t, moved, restored)
+	info, err = js.Stream(ctx, "solo")
+	require.NoError(t, err)
+	assert.Equal(t, owner, info.CachedInfo().Cluster.Leader, "back where it was")
+	assert.Equal(t, 1, info.CachedInfo().Config.Replicas)
+	assert.Equal(t, uint64(n), info.CachedInfo().State.Msgs)
+	cons, err := st.Consumer(ctx, "reader")
+	require.NoError(t, err)
+	ci, err := cons.Info(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(n), ci.NumPending, "the durable consumer followed its stream")
+
+	gone, err := h.Restore(ctx, owner, []StreamRef{{Account: AppAccount, Name: "no-such-stream"}})
+	require.NoError(t, err)
+	assert.Empty(t, gone, "a stream that is gone is not restored")
+}

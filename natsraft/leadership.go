@@ -1,0 +1,326 @@
+package natsraft
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Moving one leadership to a named peer: the give-back after maintenance
+// (the node gets back what it led) and the balance of leaderships across
+// the pods. Both step the current leader down with the peer preferred
+// ({"placement":{"preferred":"<peer>"}}, which nats-server v2.15 honours
+// for the meta group, streams and consumers) and wait until a fresh view
+// shows the peer leading.
+
+// Why a leadership was not given back, as NotGivenBack.Why.
+const (
+	NotBackGone       = "gone"
+	NotBackNotMember  = "no longer a member"
+	NotBackNotHealthy = "not current"
+	NotBackNotAsked   = "restoreLeaders is false"
+)
+
+// giveBackTimeout bounds the move of one leadership back: a give-back that
+// cannot happen (NATS keeps refusing the preferred peer, say) is reported
+// as not given back rather than holding the node's exit up.
+const giveBackTimeout = 10 * time.Second
+
+// ErrGroupGone is returned by MoveLeader when the group no longer exists.
+var ErrGroupGone = errors.New("group gone")
+
+// NotGivenBack is a group whose leadership did not go back to a node, and
+// why.
+type NotGivenBack struct {
+	Group string `json:"group"`
+	Why   string `json:"why"`
+}
+
+// LeaderMove is one leadership moved (or to move) from one peer to another.
+type LeaderMove struct {
+	Group   string    `json:"group"`
+	Kind    GroupKind `json:"kind"`
+	Account string    `json:"account,omitempty"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+}
+
+// Leaders names the groups node leads that a hand-off would move (more than
+// one replica), as the view names them, from a fresh view: the roles
+// snapshot a maintenance takes on entry.
+func (h *HandOff) Leaders(ctx context.Context, node string) ([]string, error) {
+	v, err := h.freshView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, g := range ledBy(v, node) {
+		if !slices.Contains(out, g.Name) {
+			out = append(out, g.Name)
+		}
+	}
+	return out, nil
+}
+
+// MoveLeader moves the leadership of m's group (found by kind, account and
+// name) to m.To and returns once a fresh view shows m.To leading it. It
+// steps the current leader down with m.To preferred and asks again, at most
+// maxStepDownAttempts times, when the election picked another peer. A group
+// that is gone is ErrGroupGone; one already led by m.To needs nothing.
+func (h *HandOff) MoveLeader(ctx context.Context, m LeaderMove) error {
+	ctx, cancel := withDefaultDeadline(ctx, DefaultHandOffTimeout)
+	defer cancel()
+	conns := &connCache{dial: h.Dial}
+	defer conns.close()
+	since := time.Now().Add(-sharedViewAge)
+	var lastErr error
+	for attempt := 0; ; {
+		v, err := h.viewSince(ctx, since)
+		if err != nil {
+			return err
+		}
+		g, ok := findGroup(v, m.Kind, m.Account, m.Group)
+		switch {
+		case !ok:
+			return fmt.Errorf("%s %s: %w", m.Kind, m.Group, ErrGroupGone)
+		case g.Leader == m.To:
+			return nil
+		case !slices.Contains(g.PeerNames(), m.To):
+			return fmt.Errorf("%s %s: %s is not a member", m.Kind, m.Group, m.To)
+		case g.Leader == "":
+			// An election is under way: look again.
+			if err := sleepCtx(ctx, electionPoll); err != nil {
+				return fmt.Errorf("%s %s: waiting for a leader: %w", m.Kind, m.Group, err)
+			}
+			since = time.Now()
+			continue
+		}
+		if attempt >= maxStepDownAttempts {
+			if lastErr == nil {
+				lastErr = fmt.Errorf("led by %s", g.Leader)
+			}
+			return fmt.Errorf("%s %s not led by %s after %d step downs: %w", m.Kind, m.Group, m.To, attempt, lastErr)
+		}
+		attempt++
+		lastErr = h.stepDown(ctx, conns, stepDown{group: g, to: m.To})
+		if lastErr != nil {
+			h.Logger.Debug().Err(lastErr).Str("group", g.Name).Str("to", m.To).Msg("move leader")
+			if err := sleepCtx(ctx, time.Duration(attempt)*20*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		since = time.Now()
+	}
+}
+
+// findGroup returns the group of the view with that kind, account (streams
+// and consumers) and name.
+func findGroup(v *View, kind GroupKind, account, name string) (Group, bool) {
+	for _, g := range v.Groups {
+		if g.Kind == kind && g.Name == name && (kind == KindMeta || g.Account == account) {
+			return g, true
+		}
+	}
+	return Group{}, false
+}
+
+// GiveBack moves the leadership of each named group (as Leaders names
+// them) back to node, one group at a time, and says which went back and
+// which did not: a group that is gone, one node is no longer a member of,
+// or one whose replica on node is not healthy (not caught up) stays where
+// it is. A name several accounts use gives back each such group node is a
+// member of. Only a view that cannot be had is an error.
+func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([]string, []NotGivenBack, error) {
+	v, err := h.freshView(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, ok := v.Node(node)
+	reachable := ok && n.Reachable && n.JetStream
+	var given []string
+	var notGiven []NotGivenBack
+	var moved []Group
+	for _, name := range groups {
+		var found, member bool
+		var why string
+		back := false
+		for _, g := range v.Groups {
+			if g.Name != name {
+				continue
+			}
+			found = true
+			p, isPeer := peerOf(g, node)
+			if !isPeer {
+				continue
+			}
+			member = true
+			switch {
+			case g.Leader == node:
+				back = true
+			case !reachable || p.Offline || p.Pending || !(p.Current || p.Healthy):
+				why = NotBackNotHealthy
+			default:
+				mctx, cancel := context.WithTimeout(ctx, giveBackTimeout)
+				err := h.MoveLeader(mctx, LeaderMove{Group: g.Name, Kind: g.Kind, Account: g.Account, From: g.Leader, To: node})
+				cancel()
+				switch {
+				case errors.Is(err, ErrGroupGone):
+					why = NotBackGone
+				case err != nil:
+					why = err.Error()
+				default:
+					back = true
+					moved = append(moved, g)
+				}
+			}
+		}
+		switch {
+		case back:
+			given = append(given, name)
+		case !found:
+			notGiven = append(notGiven, NotGivenBack{Group: name, Why: NotBackGone})
+		case !member:
+			notGiven = append(notGiven, NotGivenBack{Group: name, Why: NotBackNotMember})
+		default:
+			notGiven = append(notGiven, NotGivenBack{Group: name, Why: why})
+		}
+	}
+	if len(moved) > 0 {
+		h.settle(ctx, moved)
+	}
+	if len(given) > 0 || len(notGiven) > 0 {
+		h.Logger.Info().Str("node", node).Strs("given", given).Int("notGiven", len(notGiven)).Msg("leaderships given back")
+	}
+	return given, notGiven, nil
+}
+
+// settle waits, at most giveBackTimeout, until a fresh view shows every
+// group of moved led and each of its members healthy: a leader that has
+// just taken over has heard from nobody yet, and a safety judgement right
+// after the give-back would count its followers as not current.
+func (h *HandOff) settle(ctx context.Context, moved []Group) {
+	ctx, cancel := context.WithTimeout(ctx, giveBackTimeout)
+	defer cancel()
+	err := pollUntil(ctx, electionPoll, func() bool {
+		v, err := h.freshView(ctx)
+		if err != nil {
+			return false
+		}
+		for _, m := range moved {
+			g, ok := findGroup(v, m.Kind, m.Account, m.Name)
+			if !ok {
+				continue
+			}
+			if g.Leader == "" {
+				return false
+			}
+			for _, p := range g.Peers {
+				if !p.Leader && !p.Healthy {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if err != nil {
+		h.Logger.Info().Err(err).Msg("groups given back not yet settled; going on")
+	}
+}
+
+// LeaderCounts counts the groups each of pods leads in v (every kind; a
+// pod leading nothing counts 0).
+func LeaderCounts(v *View, pods []string) map[string]int {
+	counts := make(map[string]int, len(pods))
+	for _, p := range pods {
+		counts[p] = 0
+	}
+	if v == nil {
+		return counts
+	}
+	for _, g := range v.Groups {
+		if _, ok := counts[g.Leader]; ok && g.Leader != "" {
+			counts[g.Leader]++
+		}
+	}
+	return counts
+}
+
+// Skew is the largest minus the smallest of counts, 0 for none.
+func Skew(counts map[string]int) int {
+	if len(counts) == 0 {
+		return 0
+	}
+	lo, hi := -1, 0
+	for _, n := range counts {
+		hi = max(hi, n)
+		if lo < 0 || n < lo {
+			lo = n
+		}
+	}
+	return hi - lo
+}
+
+// PlanBalance plans the leadership moves that even out the leaderships
+// among pods, one move at a time: each takes a group of more than one
+// replica from a pod leading the most to a healthy peer among pods that
+// leads at least two fewer, the one leading fewest. Every move lowers the
+// sum of squares of the counts, so the plan ends; it stops when no move
+// helps. Groups are taken in a fixed order (meta, streams, consumers, then
+// by account and name), so the plan is deterministic. It returns the moves
+// and the counts they lead to.
+func PlanBalance(v *View, pods []string) ([]LeaderMove, map[string]int) {
+	counts := LeaderCounts(v, pods)
+	if v == nil {
+		return nil, counts
+	}
+	groups := slices.Clone(v.Groups)
+	slices.SortFunc(groups, func(a, b Group) int {
+		return cmp.Or(cmp.Compare(kindRank[a.Kind], kindRank[b.Kind]), cmp.Compare(a.Account, b.Account), cmp.Compare(a.Name, b.Name))
+	})
+	leader := make([]string, len(groups))
+	for i, g := range groups {
+		leader[i] = g.Leader
+	}
+	var moves []LeaderMove
+	for len(moves) <= len(groups)*len(pods) {
+		order := slices.Clone(pods)
+		slices.SortStableFunc(order, func(a, b string) int { return cmp.Or(cmp.Compare(counts[b], counts[a]), cmp.Compare(a, b)) })
+		moved := false
+		for _, from := range order {
+			for i, g := range groups {
+				if leader[i] != from || len(g.Peers) < 2 {
+					continue
+				}
+				to := ""
+				for _, p := range g.Peers {
+					c, ok := counts[p.Name]
+					if !ok || p.Name == from || p.Offline || p.Pending || !(p.Current || p.Healthy) || c > counts[from]-2 {
+						continue
+					}
+					if to == "" || c < counts[to] || (c == counts[to] && p.Name < to) {
+						to = p.Name
+					}
+				}
+				if to == "" {
+					continue
+				}
+				moves = append(moves, LeaderMove{Group: g.Name, Kind: g.Kind, Account: g.Account, From: from, To: to})
+				leader[i] = to
+				counts[from]--
+				counts[to]++
+				moved = true
+				break
+			}
+			if moved {
+				break
+			}
+		}
+		if !moved {
+			break
+		}
+	}
+	return moves, counts
+}

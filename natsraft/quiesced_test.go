@@ -1,0 +1,56 @@
+package natsraft
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestKernelFenceQuiescedNeedsTheInclude: a server whose JetStream is off
+// while the included file says "on" — as in lame-duck mode while its pod
+// terminates, where the server shuts JetStream down itself — is not
+// quiesced; only JetStream off through the "off" file is.
+func TestKernelFenceQuiescedNeedsTheInclude(t *testing.T) {
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: -1, HTTPHost: "127.0.0.1", HTTPPort: -1,
+		JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	}
+	s, err := server.NewServer(opts)
+	require.NoError(t, err)
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	require.True(t, s.ReadyForConnections(10*time.Second))
+	require.Eventually(t, s.JetStreamEnabled, 10*time.Second, 10*time.Millisecond)
+
+	include := filepath.Join(t.TempDir(), "jetstream.conf")
+	f := NewKernelFence(KernelFenceOptions{
+		ConfigInclude: include,
+		MonitorURL:    fmt.Sprintf("http://127.0.0.1:%d", s.MonitorAddr().Port),
+		Reload:        func(context.Context) error { return nil },
+		Logger:        zerolog.Nop(),
+	})
+	require.NoError(t, f.EnsureInclude())
+	assert.False(t, f.Quiesced(), "JetStream on, the file on")
+
+	require.NoError(t, os.WriteFile(include, []byte(quiesceIncludeOff), 0o644))
+	assert.False(t, f.Quiesced(), "the file off but JetStream still on (the reload has not happened)")
+
+	// JetStream off by the server itself, as lame-duck mode does.
+	require.NoError(t, s.DisableJetStream())
+	require.NoError(t, os.WriteFile(include, []byte(quiesceIncludeOn), 0o644))
+	assert.False(t, f.Quiesced(), "JetStream off, but not through the file: nothing to resume")
+
+	require.NoError(t, os.WriteFile(include, []byte(quiesceIncludeOff), 0o644))
+	assert.True(t, f.Quiesced(), "JetStream off through the file")
+
+	require.NoError(t, os.Remove(include))
+	assert.False(t, f.Quiesced(), "no file")
+}

@@ -1,0 +1,207 @@
+package walk_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/prober"
+)
+
+// readStore reads the file store as another process would; ok is false
+// while the file is missing or half written.
+func readStore(path string) (*maintenance.Document, bool) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	var f struct {
+		ResourceVersion string            `json:"resourceVersion"`
+		Data            map[string]string `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, false
+	}
+	d, err := maintenance.DecodeData(f.Data, f.ResourceVersion)
+	return d, err == nil
+}
+
+// fencedIn reports whether the view shows pod fenced for maintenance: its
+// server answers, with JetStream off.
+func fencedIn(v *prober.RaftResponse, pod string) bool {
+	n, ok := v.Node(pod)
+	return ok && n.Reachable && !n.JetStream
+}
+
+// checkConverged polls until every node is in its desired phase (within
+// convergeTimeout) and every group that keeps a quorum has a leader
+// (within leaderTimeout), and requires that no group lost its quorum to a
+// maintenance the rule should have refused. final requires every node
+// Active.
+func (w *walker) checkConverged(final bool) {
+	w.t.Helper()
+	begin := time.Now()
+	for {
+		now := time.Now()
+		d := w.config()
+		v, unavailable := w.tryRaft()
+		if v == nil {
+			if time.Since(begin) > convergeTimeout {
+				w.fail("GET /raft still unavailable %s after the step: %s", convergeTimeout, unavailable)
+			}
+			w.st.raftUnavailable++
+			time.Sleep(100 * time.Millisecond) // polling the API, as below
+			continue
+		}
+		problems := w.phaseProblems(d, v, now)
+		var phases []string
+		// A node catching up (after a forced dc maintenance, first waiting
+		// for its groups to elect) may take up to catchUpTimeout.
+		catchingUp := true
+		for _, p := range problems {
+			phases = append(phases, p.text)
+			catchingUp = catchingUp && p.catchingUp
+		}
+		if diffs := w.m.compareConfig(d, now, true); len(diffs) > 0 {
+			phases = append(phases, "config: "+strings.Join(diffs, "; "))
+			catchingUp = false
+		}
+		stranded, leaderless := w.quorumProblems(d, v, now)
+		if len(stranded) > 0 {
+			w.fail("a Raft group lost its quorum to maintenance the rule should have refused: %s", strings.Join(stranded, "; "))
+		}
+		if len(phases) == 0 && len(leaderless) == 0 {
+			// config + per node (phase, fence) + per group (quorum, leader)
+			w.st.checks += 1 + 2*len(w.m.nodes) + 2*len(w.m.groups)
+			if took := time.Since(begin); took > convergeTimeout {
+				w.t.Logf("step %d: converged after %s, catching up", w.step, took.Round(100*time.Millisecond))
+			}
+			return
+		}
+		elapsed := time.Since(begin)
+		switch {
+		case len(phases) > 0 && elapsed > convergeTimeout && !(catchingUp && elapsed < catchUpTimeout):
+			w.fail("not converged %s after the step: %s", elapsed.Round(time.Second), strings.Join(phases, "; "))
+		case elapsed > leaderTimeout:
+			w.fail("groups that keep a quorum have no leader %s after the step: %s", leaderTimeout, strings.Join(leaderless, "; "))
+		}
+		select {
+		case <-w.ctx.Done():
+			w.fail("converge: %v", w.ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// phaseProblem is a node not in its desired phase.
+type phaseProblem struct {
+	text string
+	// catchingUp is set for a node on its way back, catching up, unfenced.
+	catchingUp bool
+}
+
+// phaseProblems compares each node's phase (GET /pods/<pod>) and fence (the
+// view) with what the model desires for it.
+func (w *walker) phaseProblems(d *maintenance.Document, v *prober.RaftResponse, now time.Time) []phaseProblem {
+	var out []phaseProblem
+	crashes := len(w.m.crashed) > 0
+	for _, n := range w.m.nodes {
+		if _, down := w.m.crashed[n.name]; down {
+			continue
+		}
+		l, forced := w.m.desire(n.name, now)
+		if l == uncertain {
+			continue
+		}
+		var pv maintenance.PodView
+		w.get("/pods/"+n.name, &pv)
+		fenced := fencedIn(v, n.name)
+		switch {
+		case l == live && pv.Phase == maintenance.PhaseInMaintenance && fenced:
+		case l == live && !forced && pv.Phase == maintenance.PhaseRequested && !fenced && (crashes || w.held(n.name, v, now)):
+		case l == expired && pv.Phase == maintenance.PhaseActive && !fenced:
+		case l == expired && crashes && pv.Phase == maintenance.PhaseCatchingUp && !fenced:
+		default:
+			want := "Active, not fenced"
+			if l == live {
+				want = "InMaintenance, fenced"
+			}
+			out = append(out, phaseProblem{
+				catchingUp: l == expired && pv.Phase == maintenance.PhaseCatchingUp && !fenced,
+				text:       fmt.Sprintf("%s is %s (%s), fenced %t; want %s", n.name, pv.Phase, pv.Message, fenced, want),
+			})
+		}
+	}
+	return out
+}
+
+// held says whether the rule holds pod back: its maintenance is desired,
+// but taking it away now would cost a group its quorum.
+func (w *walker) held(pod string, v *prober.RaftResponse, now time.Time) bool {
+	busy := map[string]bool{}
+	for _, n := range w.m.nodes {
+		if n.name == pod {
+			continue
+		}
+		if l, _ := w.m.desire(n.name, now); l != expired || fencedIn(v, n.name) {
+			busy[n.name] = true
+		}
+	}
+	return len(w.m.unsafe([]string{pod}, busy)) > 0
+}
+
+// quorumProblems returns the groups that lost their quorum to maintenance
+// without an excuse (stranded), and those that keep a quorum but have no
+// leader in the view. A loss is excused when a fenced member's maintenance
+// is forced, or when a member crashed after (or within viewLag before) a
+// fenced member was fenced: the rule could not have known.
+func (w *walker) quorumProblems(d *maintenance.Document, v *prober.RaftResponse, now time.Time) (stranded, leaderless []string) {
+	leaders := map[string]string{}
+	for _, g := range v.Groups {
+		leaders[g.Name] = g.Leader
+	}
+	for _, g := range w.m.groups {
+		var fenced, down []string
+		for _, p := range g.peers {
+			if _, crashed := w.m.crashed[p]; crashed {
+				down = append(down, p)
+			} else if fencedIn(v, p) {
+				fenced = append(fenced, p)
+			}
+		}
+		alive := len(g.peers) - len(down)
+		left := alive - len(fenced)
+		switch {
+		case left >= g.quorum():
+			if leaders[g.name] == "" {
+				leaderless = append(leaderless, g.name)
+			}
+		case alive >= g.quorum() && !w.excused(d, fenced, down, now):
+			stranded = append(stranded, fmt.Sprintf("%s (members %v): fenced %v, crashed %v", g.name, g.peers, fenced, down))
+		}
+	}
+	return stranded, leaderless
+}
+
+func (w *walker) excused(d *maintenance.Document, fenced, down []string, now time.Time) bool {
+	for _, p := range fenced {
+		// Forced, or on its way out (the phase check names it if it
+		// stays fenced): not the rule's doing.
+		if l, forced := w.m.desire(p, now); forced || l != live {
+			return true
+		}
+		fencedAt := now
+		if st, ok := d.Status[p]; ok && st.Phase == maintenance.PhaseInMaintenance {
+			fencedAt = st.PhaseSince
+		}
+		for _, dn := range down {
+			if fencedAt.Before(w.m.crashed[dn].Add(viewLag)) {
+				return true
+			}
+		}
+	}
+	return false
+}
