@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -94,7 +95,51 @@ func (a *Sidecar) PreStop(ctx context.Context, timeout time.Duration) (maintenan
 		pause()
 	}
 	log.Info().Dur("timeout", timeout).Msg("pre-stop: reconciler paused, handing off before the server stops")
-	return maintenance.PreStop(ctx, member, !a.PreStopKeepJetStream, log), nil
+	rep := maintenance.PreStop(ctx, member, !a.PreStopKeepJetStream, log)
+	a.recordPreStop(rep, log)
+	return rep, nil
+}
+
+// EventRecorder records a Kubernetes Event on the sidecar's pod (see
+// kube.PodEvents).
+type EventRecorder interface {
+	Record(ctx context.Context, eventType, reason, message string) error
+}
+
+// Event reasons of a pre-stop.
+const (
+	ReasonPreStopHandedOff  = "PreStopHandedOff"
+	ReasonPreStopIncomplete = "PreStopIncomplete"
+)
+
+// preStopEventTimeout bounds the recording of a pre-stop's Event: the
+// server stops right after, and the hook must not wait for an API server
+// that does not answer.
+const preStopEventTimeout = 3 * time.Second
+
+// recordPreStop records rep as an Event on the pod, when a.Events is set.
+func (a *Sidecar) recordPreStop(rep maintenance.PreStopReport, log zerolog.Logger) {
+	if a.Events == nil {
+		return
+	}
+	typ, reason := "Normal", ReasonPreStopHandedOff
+	msg := fmt.Sprintf("ready to stop in %.2fs: leaderships handed off, clients moved", rep.Seconds)
+	if len(rep.Leads) > 0 {
+		msg += fmt.Sprintf("; still leads %s", strings.Join(rep.Leads, ", "))
+	}
+	if !rep.Complete {
+		typ, reason = "Warning", ReasonPreStopIncomplete
+		msg = fmt.Sprintf("not every step succeeded in %.2fs (handed off %t, quiesced %t, clients moved %t): %s",
+			rep.Seconds, rep.HandedOff, rep.Quiesced, rep.ClientsMoved, strings.Join(rep.Errors, "; "))
+		if len(rep.Leads) > 0 {
+			msg += fmt.Sprintf("; still leads %s", strings.Join(rep.Leads, ", "))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), preStopEventTimeout)
+	defer cancel()
+	if err := a.Events.Record(ctx, typ, reason, msg); err != nil {
+		log.Warn().Err(err).Msg("pre-stop: the event was not recorded")
+	}
 }
 
 // preStopHold is a.PreStopHold, else DefaultPreStopHold.

@@ -10,7 +10,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/prober-dev/prober/app"
+	"github.com/prober-dev/prober/kube"
 	"github.com/prober-dev/prober/maintenance"
 )
 
@@ -55,6 +58,19 @@ func testSidecarPreStop(t *testing.T, e *scEnv) {
 	assert.NotNil(t, rep.Leads, "read")
 	assert.True(t, rep.Quiesced)
 	assert.True(t, rep.ClientsMoved)
+
+	// The pod says what its pre-stop did, where operators look (kubectl
+	// describe pod): an Event written as the prober's ServiceAccount.
+	evs, err := e.admin.CoreV1().Events(scNamespace).List(context.Background(), metav1.ListOptions{
+		FieldSelector: "involvedObject.name=" + pod + ",reason=" + app.ReasonPreStopHandedOff})
+	require.NoError(t, err)
+	require.Len(t, evs.Items, 1, "one Event for one pre-stop")
+	ev := evs.Items[0]
+	assert.Equal(t, "Normal", ev.Type)
+	assert.Contains(t, ev.Message, "ready to stop in")
+	assert.Equal(t, "Pod", ev.InvolvedObject.Kind)
+	assert.NotEmpty(t, ev.InvolvedObject.UID, "kubectl describe matches Events by UID")
+	assert.Equal(t, kube.EventSource, ev.Source.Component)
 
 	node := e.cluster.Node(pod)
 	assert.True(t, node.Quiesced(), "JetStream off")

@@ -83,6 +83,12 @@ type Sidecar struct {
 	// maintenance.PreStop): the kernel fence's quiesce deletes the meta
 	// group's log, which a rolling restart must keep.
 	PreStopKeepJetStream bool
+	// Events records, on the pod, what each pre-stop did (Normal
+	// PreStopHandedOff, or Warning PreStopIncomplete with the failed
+	// steps), so that a rolling restart that cost an election says why in
+	// `kubectl describe pod` and `kubectl get events`; nil records
+	// nothing.
+	Events EventRecorder
 
 	serving
 	preStopMu  sync.Mutex // one PreStop at a time
@@ -537,6 +543,12 @@ func RunKernelSidecar(ctx context.Context, c KernelSidecarConfig) error {
 		Resync:               c.Resync,
 		Logger:               c.Logger,
 		PreStopKeepJetStream: true,
+		Events: &kube.PodEvents{
+			Pods:      c.Client.CoreV1().Pods(c.Namespace),
+			Events:    c.Client.CoreV1().Events(c.Namespace),
+			Pod:       c.Pod,
+			Namespace: c.Namespace,
+		},
 	}
 	return sc.Run(ctx)
 }

@@ -321,6 +321,10 @@ func TestRBAC(t *testing.T) {
 		{prober, "delete", "", "pods", "", "default", "nats-0", false},
 		{prober, "create", "", "pods", "exec", namespace, "nats-0", false},
 		{prober, "list", "", "pods", "", "default", "", false},
+		// Events: what a preStop hand-off did, on the pod.
+		{prober, "create", "", "events", "", namespace, "", true},
+		{prober, "create", "", "events", "", "default", "", false},
+		{prober, "delete", "", "events", "", namespace, "", false},
 		// Reviews, cluster-wide.
 		{prober, "create", "authentication.k8s.io", "tokenreviews", "", "", "", true},
 		{prober, "create", "authorization.k8s.io", "subjectaccessreviews", "", "", "", true},

@@ -82,13 +82,28 @@ func TestNodeRolloutRestart(t *testing.T) {
 		took.Seconds(), sum.Acked, sum.MaxGap, sum.Failed, sum.Servers)
 	assertKept(t, ajs, "ORDERS", sum)
 
-	evs, err := cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=FailedPreStopHook"})
+	// Each old pod's prober said what its pre-stop did, on the pod: a
+	// hook that failed names the steps that did.
+	evs, err := cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, err)
 	var failed []string
+	handedOff := map[string]string{}
 	for _, e := range evs.Items {
-		failed = append(failed, e.InvolvedObject.Name+": "+e.Message)
+		old := before[e.InvolvedObject.Name] == string(e.InvolvedObject.UID)
+		switch {
+		case e.Reason == "FailedPreStopHook":
+			failed = append(failed, e.InvolvedObject.Name+": "+e.Message)
+		case e.Reason == "PreStopIncomplete" && old:
+			failed = append(failed, e.InvolvedObject.Name+": "+e.Reason+": "+e.Message)
+		case e.Reason == "PreStopHandedOff" && old:
+			handedOff[e.InvolvedObject.Name] = e.Message
+		}
 	}
-	assert.Empty(t, failed, "every preStop hook succeeded (hand-off, quiesce, clients moved):\n%s", strings.Join(failed, "\n"))
+	assert.Empty(t, failed, "every preStop hook succeeded (hand-off, clients moved):\n%s", strings.Join(failed, "\n"))
+	for p := range before {
+		assert.Contains(t, handedOff, p, "the prober of the old %s recorded its hand-off on the pod", p)
+		t.Logf("%s: PreStopHandedOff: %s", p, handedOff[p])
+	}
 	for _, p := range []string{"nats-0", "nats-1", "nats-2"} {
 		assert.Empty(t, statusPhase(t, cs, ns, "prober-maintenance", p), "a restart is not maintenance: no status of %s", p)
 	}
