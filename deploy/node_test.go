@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -899,14 +898,7 @@ func startPublisher(t *testing.T, n *kubenode.WithDeploy, podName, first, subjec
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			var e events.Event
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				p.events <- e
-			}
-		}
+		_ = events.Read(out, func(e events.Event) { p.events <- e })
 		p.done <- cmd.Wait()
 		close(p.events)
 	}()

@@ -19,9 +19,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -34,21 +32,17 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/prober-dev/prober/bench/internal/nodebench"
 	"github.com/prober-dev/prober/natsraft"
 	"github.com/prober-dev/prober/tools/kubenode"
-	"github.com/prober-dev/prober/tools/kubenode/podclient/events"
 )
 
 const (
-	ns          = kubenode.DeployNamespace
-	stream      = "GAP"
-	subject     = "gap.x"
-	appUser     = "app"
-	appPassword = "change-me-app"
+	ns      = kubenode.DeployNamespace
+	stream  = "GAP"
+	subject = "gap.x"
 	// benchTable is the bare fence's table: not the sidecar's, so that the
 	// sidecar, which reads its own table, leaves it alone.
 	benchTable = "nodegap_fence"
@@ -88,47 +82,23 @@ type bench struct {
 }
 
 func run(reps int, settle time.Duration, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-	defer cancel()
-	root, err := kubenode.RepoRoot()
+	ctx, n, stop, err := nodebench.StartNode("nodegap", "gap", 40*time.Minute)
 	if err != nil {
 		return err
 	}
-	bin, err := kubenode.BinDir(root)
-	if err != nil {
-		return err
-	}
-	imgs, err := os.MkdirTemp("", "nodegap-images-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(imgs)
-	n, err := kubenode.StartWithDeploy(ctx, root, imgs, kubenode.Options{Name: "gap" + strconv.Itoa(os.Getpid()), Bin: bin, Namespace: ns})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := n.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "nodegap:", err)
-		}
-	}()
+	defer stop()
 	fmt.Fprintln(out, "node start (tools/kubenode):")
 	for _, p := range n.Timings {
 		fmt.Fprintf(out, "  %-40s %6.1fs\n", p.Name, p.At.Seconds())
 	}
 	fmt.Fprintf(out, "  images built in %.1fs; deploy/ 3 pods Ready %.1fs after kubectl apply\n", n.Images.Took.Seconds(), n.InstallReady.Seconds())
 
-	b := &bench{n: n, settle: settle, out: out}
-	if b.cs, err = n.Clientset(); err != nil {
+	e, err := nodebench.Open(ctx, n, stream, "gap.>", nats.IgnoreDiscoveredServers())
+	if err != nil {
 		return err
 	}
-	if err := b.connect(ctx); err != nil {
-		return err
-	}
-	defer b.nc.Close()
-	if err := b.clientPod(ctx); err != nil {
-		return err
-	}
+	defer e.NC.Close()
+	b := &bench{n: n, cs: e.CS, nc: e.NC, js: e.JS, settle: settle, out: out}
 	fmt.Fprintf(out, "\nwrite gap of a publisher in a pod (R3 stream %s, sync publishes through a pod that stays up), %d repetitions\n", stream, reps)
 	var bare, full result
 	for i := range reps {
@@ -185,11 +155,12 @@ func (b *bench) measure(ctx context.Context, leader string, do func() error) (ga
 	if err := b.js.PurgeStream(stream); err != nil {
 		return gap{}, fmt.Errorf("purge: %w", err)
 	}
-	p, err := b.publish(ctx, via)
+	p, err := nodebench.Start(b.n, nodebench.Options{Servers: []string{"nats://" + via + ".nats-headless:4222"},
+		Subject: subject, Timeout: 2 * time.Second})
 	if err != nil {
 		return gap{}, fmt.Errorf("publisher: %w", err)
 	}
-	defer p.kill()
+	defer p.Kill()
 	if err := b.flowing(ctx); err != nil {
 		return gap{}, fmt.Errorf("before the step: %w", err)
 	}
@@ -199,11 +170,13 @@ func (b *bench) measure(ctx context.Context, leader string, do func() error) (ga
 	if err := b.flowing(ctx); err != nil {
 		return gap{}, fmt.Errorf("after the step: %w", err)
 	}
-	sum, err := p.stop(b.nc)
+	sum, err := p.Stop(b.nc)
 	if err != nil {
 		return gap{}, fmt.Errorf("stop the publisher: %w", err)
 	}
-	lost, err := b.lost(sum)
+	// Right after a step the stream may be between leaders for a while:
+	// every read is retried until it answers.
+	lost, err := nodebench.Stream{JS: b.js, Name: stream, Retry: retry, Strict: true}.Lost(sum)
 	if err != nil {
 		return gap{}, fmt.Errorf("read the stream: %w", err)
 	}
@@ -277,7 +250,7 @@ func (b *bench) bareFence(ctx context.Context, leader string, entering bool) err
 	}
 	var peers []string
 	for _, p := range []string{"nats-0", "nats-1", "nats-2"} {
-		ip, err := b.podIP(ctx, p)
+		ip, err := nodebench.PodIP(ctx, b.cs, p)
 		if err != nil {
 			return err
 		}
@@ -285,7 +258,7 @@ func (b *bench) bareFence(ctx context.Context, leader string, entering bool) err
 			peers = append(peers, "http://"+ip+":8222")
 		}
 	}
-	ip, err := b.podIP(ctx, leader)
+	ip, err := nodebench.PodIP(ctx, b.cs, leader)
 	if err != nil {
 		return err
 	}
@@ -301,33 +274,6 @@ func (b *bench) bareFence(ctx context.Context, leader string, entering bool) err
 		return f.Fence(ctx)
 	}
 	return f.Unfence(ctx)
-}
-
-// connect connects the bench to NATS through the node's namespace and
-// creates the stream.
-func (b *bench) connect(ctx context.Context) error {
-	var urls []string
-	for _, p := range []string{"nats-0", "nats-1", "nats-2"} {
-		ip, err := b.podIP(ctx, p)
-		if err != nil {
-			return err
-		}
-		urls = append(urls, "nats://"+ip+":4222")
-	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(appUser, appPassword), nats.SetCustomDialer(b.n),
-		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.IgnoreDiscoveredServers())
-	if err != nil {
-		return err
-	}
-	b.nc = nc
-	if b.js, err = nc.JetStream(nats.MaxWait(10 * time.Second)); err != nil {
-		return err
-	}
-	if _, err := b.js.AddStream(&nats.StreamConfig{Name: stream, Subjects: []string{"gap.>"}, Replicas: 3,
-		Storage: nats.FileStorage, Duplicates: 10 * time.Minute}); err != nil {
-		return fmt.Errorf("stream: %w", err)
-	}
-	return nil
 }
 
 // leader returns the stream's leader, once it has one.
@@ -353,46 +299,13 @@ func (b *bench) last() (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
-// lost counts the acknowledged ids missing from the stream.
-func (b *bench) lost(sum events.Event) (int, error) {
-	ids, err := events.ParseRanges(sum.AckedIDs)
-	if err != nil {
-		return 0, err
-	}
-	// Right after a step the stream may be between leaders for a while:
-	// every read is retried until it answers.
-	var info *nats.StreamInfo
-	if err := retry(func() (err error) { info, err = b.js.StreamInfo(stream); return err }); err != nil {
-		return 0, err
-	}
-	stored := map[int]bool{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		var m *nats.RawStreamMsg
-		if err := retry(func() (err error) { m, err = b.js.GetMsg(stream, seq); return err }); err != nil {
-			return 0, fmt.Errorf("message %d: %w", seq, err)
-		}
-		id, err := strconv.Atoi(string(m.Data))
-		if err != nil {
-			return 0, err
-		}
-		stored[id] = true
-	}
-	lost := 0
-	for _, id := range ids {
-		if !stored[id] {
-			lost++
-		}
-	}
-	return lost, nil
-}
-
 // explain returns what each NATS server says of the stream, for an error
 // message.
 func (b *bench) explain(ctx context.Context) string {
 	var out strings.Builder
 	c := b.n.HTTPClient(5 * time.Second)
 	for _, p := range []string{"nats-0", "nats-1", "nats-2"} {
-		ip, err := b.podIP(ctx, p)
+		ip, err := nodebench.PodIP(ctx, b.cs, p)
 		if err != nil {
 			fmt.Fprintf(&out, "%s: %v\n", p, err)
 			continue
@@ -421,104 +334,6 @@ func retry(fn func() error) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func (b *bench) podIP(ctx context.Context, name string) (string, error) {
-	p, err := b.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return "", err
-	}
-	if p.Status.PodIP == "" {
-		return "", fmt.Errorf("pod %s has no IP", name)
-	}
-	return p.Status.PodIP, nil
-}
-
-// clientPod runs the publisher's pod.
-func (b *bench) clientPod(ctx context.Context) error {
-	_, err := b.cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "publisher", Labels: map[string]string{"app": "publisher"}},
-		Spec: corev1.PodSpec{
-			TerminationGracePeriodSeconds: new(int64),
-			Containers: []corev1.Container{{
-				Name: "client", Image: b.n.Images.Refs["podclient"], ImagePullPolicy: corev1.PullNever,
-			}},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return kubenode.WaitPodsReady(wctx, b.cs, ns, "app=publisher", 1)
-}
-
-// publisher is one `kubectl exec … podclient publish`.
-type publisher struct {
-	stopSubject string
-	events      chan events.Event
-	kill        func()
-}
-
-func (b *bench) publish(ctx context.Context, via string) (*publisher, error) {
-	servers := []string{"nats://" + via + ".nats-headless:4222"}
-	p := &publisher{stopSubject: "ctl.stop." + strconv.FormatInt(time.Now().UnixNano(), 36), events: make(chan events.Event, 1024)}
-	cmd := b.n.KubectlCmd(context.Background(), "-n", ns, "exec", "publisher", "--", "/podclient", "publish",
-		"-servers", strings.Join(servers, ","), "-user", appUser, "-password", appPassword,
-		"-subject", subject, "-stop-subject", p.stopSubject, "-rate", "200", "-timeout", "2s")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p.kill = func() { _ = cmd.Process.Kill() }
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		for sc.Scan() {
-			var e events.Event
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				p.events <- e
-			}
-		}
-		_ = cmd.Wait()
-		close(p.events)
-	}()
-	if _, err := p.wait("publishing"); err != nil {
-		p.kill()
-		return nil, err
-	}
-	return p, nil
-}
-
-func (p *publisher) wait(kind string) (events.Event, error) {
-	timeout := time.After(2 * time.Minute)
-	for {
-		select {
-		case e, ok := <-p.events:
-			if !ok {
-				return events.Event{}, fmt.Errorf("the publisher ended before %q", kind)
-			}
-			if e.Event == kind {
-				return e, nil
-			}
-		case <-timeout:
-			return events.Event{}, fmt.Errorf("no %q from the publisher", kind)
-		}
-	}
-}
-
-func (p *publisher) stop(nc *nats.Conn) (events.Event, error) {
-	if err := nc.Publish(p.stopSubject, nil); err != nil {
-		return events.Event{}, err
-	}
-	if err := nc.Flush(); err != nil {
-		return events.Event{}, err
-	}
-	return p.wait("summary")
 }
 
 func stats(gs []gap) string {

@@ -20,38 +20,31 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/prober-dev/prober/bench/internal/nodebench"
 	"github.com/prober-dev/prober/tools/kubenode"
-	"github.com/prober-dev/prober/tools/kubenode/podclient/events"
 )
 
 const (
 	ns          = kubenode.DeployNamespace
 	stream      = "ROLL"
 	consumer    = "ROLLC"
-	appUser     = "app"
-	appPassword = "change-me-app"
 	preStopPath = "/spec/template/spec/containers/0/lifecycle/preStop/exec/command"
 )
-
-var pods = []string{"nats-0", "nats-1", "nats-2"}
 
 // The two hooks compared.
 var (
@@ -87,41 +80,22 @@ type outcome struct {
 }
 
 func run(out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
-	defer cancel()
-	root, err := kubenode.RepoRoot()
+	ctx, n, stop, err := nodebench.StartNode("noderollout", "roll", 60*time.Minute)
 	if err != nil {
 		return err
 	}
-	bin, err := kubenode.BinDir(root)
-	if err != nil {
-		return err
-	}
-	imgs, err := os.MkdirTemp("", "noderollout-images-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(imgs)
-	n, err := kubenode.StartWithDeploy(ctx, root, imgs, kubenode.Options{Name: "roll" + strconv.Itoa(os.Getpid()), Bin: bin, Namespace: ns})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := n.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "noderollout:", err)
-		}
-	}()
+	defer stop()
 	fmt.Fprintf(out, "node up, deploy/ Ready %.1fs after kubectl apply\n", n.InstallReady.Seconds())
-	b := &bench{n: n}
-	if b.cs, err = n.Clientset(); err != nil {
+	// The connection follows the servers the cluster announces, as the pods
+	// get new addresses; a durable consumer beside the stream.
+	e, err := nodebench.Open(ctx, n, stream, "roll.>")
+	if err != nil {
 		return err
 	}
-	if err := b.connect(ctx); err != nil {
-		return err
-	}
-	defer b.nc.Close()
-	if err := b.clientPod(ctx); err != nil {
-		return err
+	defer e.NC.Close()
+	b := &bench{n: n, cs: e.CS, nc: e.NC, js: e.JS}
+	if _, err := b.js.AddConsumer(stream, &nats.ConsumerConfig{Durable: consumer, AckPolicy: nats.AckExplicitPolicy, Replicas: 3}); err != nil {
+		return fmt.Errorf("consumer: %w", err)
 	}
 	var res [2]outcome
 	for i, hook := range [][]string{lameDuckHook, proberHook} {
@@ -185,11 +159,15 @@ func (b *bench) measure(ctx context.Context) (outcome, error) {
 		return outcome{}, err
 	}
 	defer w.stop()
-	p, err := b.publish()
+	var servers []string
+	for _, p := range nodebench.Pods {
+		servers = append(servers, "nats://"+p+".nats-headless:4222")
+	}
+	p, err := nodebench.Start(b.n, nodebench.Options{Servers: servers, Subject: "roll.x", Timeout: 5 * time.Second})
 	if err != nil {
 		return outcome{}, err
 	}
-	defer p.kill()
+	defer p.Kill()
 	begin := time.Now()
 	if out, err := b.n.Kubectl(ctx, "-n", ns, "rollout", "restart", "statefulset/nats"); err != nil {
 		return outcome{}, fmt.Errorf("rollout restart: %v: %s", err, out)
@@ -199,11 +177,11 @@ func (b *bench) measure(ctx context.Context) (outcome, error) {
 	}
 	took := time.Since(begin)
 	time.Sleep(2 * time.Second) // writes after the last pod, as the publisher's tail
-	sum, err := p.stop(b.nc)
+	sum, err := p.Stop(b.nc)
 	if err != nil {
 		return outcome{}, err
 	}
-	lost, err := b.lost(sum)
+	lost, err := nodebench.Stream{JS: b.js, Name: stream}.Lost(sum)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -313,153 +291,4 @@ func (w *watcher) count() (changes, handOffs, elections int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.changes), w.handOffs, len(w.changes) - w.handOffs
-}
-
-// connect connects through the node's namespace (following the servers
-// the cluster announces, as the pods get new addresses) and creates the
-// stream and a durable consumer.
-func (b *bench) connect(ctx context.Context) error {
-	var urls []string
-	for _, p := range pods {
-		pod, err := b.cs.CoreV1().Pods(ns).Get(ctx, p, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		urls = append(urls, "nats://"+pod.Status.PodIP+":4222")
-	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(appUser, appPassword), nats.SetCustomDialer(b.n),
-		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		return err
-	}
-	b.nc = nc
-	if b.js, err = nc.JetStream(nats.MaxWait(10 * time.Second)); err != nil {
-		return err
-	}
-	if _, err := b.js.AddStream(&nats.StreamConfig{Name: stream, Subjects: []string{"roll.>"}, Replicas: 3,
-		Storage: nats.FileStorage, Duplicates: 10 * time.Minute}); err != nil {
-		return fmt.Errorf("stream: %w", err)
-	}
-	if _, err := b.js.AddConsumer(stream, &nats.ConsumerConfig{Durable: consumer, AckPolicy: nats.AckExplicitPolicy, Replicas: 3}); err != nil {
-		return fmt.Errorf("consumer: %w", err)
-	}
-	return nil
-}
-
-func (b *bench) clientPod(ctx context.Context) error {
-	_, err := b.cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "publisher", Labels: map[string]string{"app": "publisher"}},
-		Spec: corev1.PodSpec{
-			TerminationGracePeriodSeconds: new(int64),
-			Containers: []corev1.Container{{
-				Name: "client", Image: b.n.Images.Refs["podclient"], ImagePullPolicy: corev1.PullNever,
-			}},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return kubenode.WaitPodsReady(wctx, b.cs, ns, "app=publisher", 1)
-}
-
-// publisher is one `kubectl exec … podclient publish` through every pod.
-type publisher struct {
-	stopSubject string
-	events      chan events.Event
-	kill        func()
-}
-
-func (b *bench) publish() (*publisher, error) {
-	var servers []string
-	for _, p := range pods {
-		servers = append(servers, "nats://"+p+".nats-headless:4222")
-	}
-	p := &publisher{stopSubject: "ctl.stop." + strconv.FormatInt(time.Now().UnixNano(), 36), events: make(chan events.Event, 1024)}
-	cmd := b.n.KubectlCmd(context.Background(), "-n", ns, "exec", "publisher", "--", "/podclient", "publish",
-		"-servers", strings.Join(servers, ","), "-user", appUser, "-password", appPassword,
-		"-subject", "roll.x", "-stop-subject", p.stopSubject, "-rate", "200", "-timeout", "5s")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p.kill = func() { _ = cmd.Process.Kill() }
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		for sc.Scan() {
-			var e events.Event
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				p.events <- e
-			}
-		}
-		_ = cmd.Wait()
-		close(p.events)
-	}()
-	if _, err := p.wait("publishing"); err != nil {
-		p.kill()
-		return nil, err
-	}
-	return p, nil
-}
-
-func (p *publisher) wait(kind string) (events.Event, error) {
-	timeout := time.After(2 * time.Minute)
-	for {
-		select {
-		case e, ok := <-p.events:
-			if !ok {
-				return events.Event{}, fmt.Errorf("the publisher ended before %q", kind)
-			}
-			if e.Event == kind {
-				return e, nil
-			}
-		case <-timeout:
-			return events.Event{}, fmt.Errorf("no %q from the publisher", kind)
-		}
-	}
-}
-
-func (p *publisher) stop(nc *nats.Conn) (events.Event, error) {
-	if err := nc.Publish(p.stopSubject, nil); err != nil {
-		return events.Event{}, err
-	}
-	if err := nc.Flush(); err != nil {
-		return events.Event{}, err
-	}
-	return p.wait("summary")
-}
-
-// lost counts the acknowledged ids missing from the stream.
-func (b *bench) lost(sum events.Event) (int, error) {
-	ids, err := events.ParseRanges(sum.AckedIDs)
-	if err != nil {
-		return 0, err
-	}
-	info, err := b.js.StreamInfo(stream)
-	if err != nil {
-		return 0, err
-	}
-	stored := map[int]bool{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := b.js.GetMsg(stream, seq)
-		if err != nil {
-			return 0, fmt.Errorf("message %d: %w", seq, err)
-		}
-		if id, err := strconv.Atoi(string(m.Data)); err == nil {
-			stored[id] = true
-		}
-	}
-	lost := 0
-	for _, id := range ids {
-		if !stored[id] {
-			lost++
-		}
-	}
-	return lost, nil
 }

@@ -3,7 +3,10 @@
 package events
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -28,6 +31,25 @@ type Event struct {
 	// AckedIDs are the ids (1, 2, …) of the acknowledged messages, as
 	// ranges "a-b" or single ids.
 	AckedIDs []string `json:"ackedIDs,omitempty"`
+}
+
+// maxLine bounds one line of the publisher: the summary's AckedIDs grow
+// with every gap.
+const maxLine = 64 << 20
+
+// Read reads the publisher's lines from r until it ends and hands each
+// event to fn; a line that is not an event is skipped. It returns r's
+// error, or that of a line longer than 64 MiB.
+func Read(r io.Reader, fn func(Event)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), maxLine)
+	for sc.Scan() {
+		var e Event
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			fn(e)
+		}
+	}
+	return sc.Err()
 }
 
 // Ranges writes ascending ids as ranges.

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -19,4 +20,23 @@ func TestRanges(t *testing.T) {
 		_, err := ParseRanges([]string{bad})
 		assert.Error(t, err, bad)
 	}
+}
+
+func TestRead(t *testing.T) {
+	in := `{"event":"connected","server":"nats-0"}
+kubectl: a line that is not an event
+
+[1,2]
+{"event":"summary","acked":2,"ackedIDs":["1-2"]}`
+	var got []Event
+	require.NoError(t, Read(strings.NewReader(in), func(e Event) { got = append(got, e) }))
+	assert.Equal(t, []Event{
+		{Event: "connected", Server: "nats-0"},
+		{Event: "summary", Acked: 2, AckedIDs: []string{"1-2"}},
+	}, got)
+
+	got = nil
+	long := `{"event":"gap"}` + "\n" + `{"event":"summary","ackedIDs":["` + strings.Repeat("1", maxLine) + `"]}` + "\n" + `{"event":"late"}`
+	assert.Error(t, Read(strings.NewReader(long), func(e Event) { got = append(got, e) }), "a line over the limit")
+	assert.Equal(t, []Event{{Event: "gap"}}, got)
 }
