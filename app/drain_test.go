@@ -149,6 +149,41 @@ func TestDrainGiveBackBalance(t *testing.T) {
 		code, _, b = running.do(http.MethodPost, "/balance?dryRun=maybe", "")
 		assert.Equal(t, http.StatusBadRequest, code, "%s", b)
 	})
+
+	t.Run("balance to a pod moves only to it, until it leads its share", func(t *testing.T) {
+		var done maintenance.BalanceResult
+		waitFor(t, 2*time.Minute, "a share taken by nats-2 from a cluster skewed to nats-0", func() (bool, string) {
+			leadAll(t, mover, col, "nats-0")
+			waitSafe(t, running, pod, `{"mode":"drain"}`)
+			before := leadersByJsz(c)
+			if before["nats-0"] != len(demoGroups) {
+				return false, fmt.Sprintf("not skewed: %v", before)
+			}
+			running.call(http.MethodPost, "/balance?to=nats-2", "", http.StatusOK, &done)
+			after := leadersByJsz(c)
+			return after["nats-1"] == 0 && after["nats-2"] == len(demoGroups)/2 && after["nats-0"] == len(demoGroups)-len(demoGroups)/2,
+				fmt.Sprintf("%v -> %v (answer %+v)", before, after, done)
+		})
+		assert.Equal(t, "nats-2", done.To)
+		require.NotEmpty(t, done.Moves)
+		for _, m := range done.Moves {
+			assert.Equal(t, "nats-2", m.To, "%+v", m)
+			assert.Equal(t, "nats-0", m.From, "%+v", m)
+			assert.Empty(t, m.Error, "move %+v", m)
+		}
+		for _, tc := range []struct {
+			query string
+			code  int
+		}{
+			{"to=", http.StatusBadRequest},
+			{"to=Not_A_Pod", http.StatusBadRequest},
+			{"to=nats-9", http.StatusNotFound},
+			{"to=nats-2&dc=dc9", http.StatusNotFound},
+		} {
+			code, _, b := running.do(http.MethodPost, "/balance?"+tc.query, "")
+			assert.Equal(t, tc.code, code, "%s: %s", tc.query, b)
+		}
+	})
 }
 
 // leadAll moves the leadership of every demo group to pod.

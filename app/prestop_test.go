@@ -136,6 +136,16 @@ func testSidecarPreStop(t *testing.T, e *scEnv) {
 	assert.True(t, ok, "ready means caught up: %s", detail)
 	assert.False(t, node.Quiesced(), "JetStream on")
 	assert.Equal(t, maintenance.PhaseActive, sc.Reconciler().Phase())
+	// Ready after its server's start, the pod takes its share of the
+	// leaderships back (BalanceAfterStart): it led nothing after its
+	// hand-off.
+	waitFor(t, 30*time.Second, pod+" leads its share again", func() (bool, string) {
+		led := map[string]int{}
+		for _, g := range groupsFromLeaders(e.cluster) {
+			led[g.Leader]++
+		}
+		return led[pod] >= 1, fmt.Sprint(led)
+	})
 	var pv maintenance.PodView
 	e.decode(t, e.sidecars[otherPod(pod)], e.viewer, http.MethodGet, "/pods/"+pod, "", http.StatusOK, &pv)
 	assert.False(t, pv.InMaintenance)

@@ -83,6 +83,10 @@ type Sidecar struct {
 	// maintenance.PreStop): the kernel fence's quiesce deletes the meta
 	// group's log, which a rolling restart must keep.
 	PreStopKeepJetStream bool
+	// BalanceAfterStart has the pod take its share of its dc's leaderships
+	// once it is ready after its server's start (see takeShare): after a
+	// rolling restart the leaderships end up balanced.
+	BalanceAfterStart bool
 	// Events records, on the pod, what each pre-stop did (Normal
 	// PreStopHandedOff, or Warning PreStopIncomplete with the failed
 	// steps), so that a rolling restart that cost an election says why in
@@ -178,15 +182,16 @@ func (a *Sidecar) Run(ctx context.Context) error {
 		ID:      a.Pod,
 		Logger:  log.With().Str("component", "rollout").Logger(),
 	})
+	readiness := &prober.ViewReadiness{
+		Local: map[string]func() (bool, string){a.Pod: a.localReady},
+		Views: collector,
+	}
 	srv := prober.NewServer(prober.Options{
-		Addr:    a.Listen,
-		Service: svc,
-		Views:   collector,
-		DCs:     a.Discovery.DCs,
-		Readiness: &prober.ViewReadiness{
-			Local: map[string]func() (bool, string){a.Pod: a.localReady},
-			Views: collector,
-		},
+		Addr:        a.Listen,
+		Service:     svc,
+		Views:       collector,
+		DCs:         a.Discovery.DCs,
+		Readiness:   readiness,
 		Auth:        a.Auth,
 		ClusterPort: a.ClusterPort,
 		PreStop:     a.PreStop,
@@ -210,6 +215,19 @@ func (a *Sidecar) Run(ctx context.Context) error {
 	g.Go("local node", func(ctx context.Context) error {
 		return a.runLocal(ctx, store, member, svc.Views, collector, log)
 	})
+
+	if a.BalanceAfterStart {
+		g.Go("leadership share", func(ctx context.Context) error {
+			return takeShare(ctx, a.Pod, svc, shareInputs{ready: readiness, dc: a.DC, started: func() time.Time {
+				if v := collector.Latest(); v != nil {
+					if n, ok := v.Node(a.Pod); ok && n.Reachable {
+						return n.Started
+					}
+				}
+				return time.Time{}
+			}}, log.With().Str("component", "share").Logger())
+		})
+	}
 
 	a.serving.start(srv)
 	log.Info().Str("addr", srv.Addr()).Str("namespace", a.Namespace).Msg("sidecar serving")
@@ -391,6 +409,8 @@ type KernelSidecarConfig struct {
 	// binary before NATS starts: a volume the NATS container mounts, so
 	// that its preStop hook can run `prober prestop`.
 	PreStopBinary string
+	// BalanceAfterStart: see Sidecar.BalanceAfterStart.
+	BalanceAfterStart bool
 	// Reload makes NATS reload its configuration; nil means over the
 	// system account.
 	Reload func(context.Context) error
@@ -543,6 +563,7 @@ func RunKernelSidecar(ctx context.Context, c KernelSidecarConfig) error {
 		Resync:               c.Resync,
 		Logger:               c.Logger,
 		PreStopKeepJetStream: true,
+		BalanceAfterStart:    c.BalanceAfterStart,
 		Events: &kube.PodEvents{
 			Pods:      c.Client.CoreV1().Pods(c.Namespace),
 			Events:    c.Client.CoreV1().Events(c.Namespace),

@@ -228,6 +228,8 @@ func (e *scEnv) startSidecar(t *testing.T, n *natsraft.EmbeddedNode, token strin
 		Logger: log,
 		Events: &kube.PodEvents{Pods: cs.CoreV1().Pods(scNamespace), Events: cs.CoreV1().Events(scNamespace),
 			Pod: n.Name(), Namespace: scNamespace},
+		// As `prober serve` runs it.
+		BalanceAfterStart: true,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sc := &liveSidecar{Sidecar: running, cancel: cancel, done: make(chan error, 1)}

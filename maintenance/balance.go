@@ -21,6 +21,9 @@ type LeaderMover interface {
 // DC ("" = every pod).
 type BalanceRequest struct {
 	DC string
+	// To, when set, names the only pod leaderships move to: the pod takes
+	// its share (see natsraft.PlanBalanceTo), as a restarted pod does.
+	To string
 	// DryRun plans the moves and performs none.
 	DryRun      bool
 	RequestedBy string
@@ -36,6 +39,7 @@ type BalanceMove struct {
 // BalanceResult is the answer of a balance.
 type BalanceResult struct {
 	DC     string `json:"dc,omitempty"`
+	To     string `json:"to,omitempty"`
 	DryRun bool   `json:"dryRun"`
 	// Pods are the pods balanced among: reachable, JetStream on, neither
 	// out of service nor draining.
@@ -55,7 +59,9 @@ type BalanceResult struct {
 // them; a dry run only plans. A move that fails stops the balance: the
 // answer names it with its error, and what was done stays done. ENotFound
 // for a dc without nodes; EUnavailable without a view, or without a mover
-// for a balance that is not a dry run.
+// for a balance that is not a dry run. With r.To, only moves to that pod
+// are made (ENotFound for a pod the view does not know; no moves when it
+// cannot lead: out of service, draining, JetStream off).
 func (s *Service) Balance(ctx context.Context, r BalanceRequest) (BalanceResult, error) {
 	if r.DC != "" {
 		if err := ValidDCName(r.DC); err != nil {
@@ -72,6 +78,18 @@ func (s *Service) Balance(ctx context.Context, r BalanceRequest) (BalanceResult,
 	if r.DC != "" && len(membersOf(view, r.DC)) == 0 {
 		return BalanceResult{}, unknownDC(r.DC)
 	}
+	if r.To != "" {
+		if err := ValidName(r.To); err != nil {
+			return BalanceResult{}, err
+		}
+		n, ok := view.Node(r.To)
+		if !ok {
+			return BalanceResult{}, unknownPod(r.To)
+		}
+		if r.DC != "" && n.DC != r.DC {
+			return BalanceResult{}, Errorf(EInvalid, "pod %s is in dc %s, not %s", r.To, n.DC, r.DC)
+		}
+	}
 	doc, err := s.get(ctx)
 	if err != nil {
 		return BalanceResult{}, err
@@ -79,9 +97,12 @@ func (s *Service) Balance(ctx context.Context, r BalanceRequest) (BalanceResult,
 	pods := balancePods(view, doc, r.DC, r.DC == "", s.now())
 	before := natsraft.LeaderCounts(view, pods)
 	moves, planned := natsraft.PlanBalance(view, pods)
-	res := BalanceResult{DC: r.DC, DryRun: r.DryRun, Pods: pods, Moves: []BalanceMove{},
+	if r.To != "" {
+		moves, planned = natsraft.PlanBalanceTo(view, pods, r.To)
+	}
+	res := BalanceResult{DC: r.DC, To: r.To, DryRun: r.DryRun, Pods: pods, Moves: []BalanceMove{},
 		SkewBefore: natsraft.Skew(before), LeadersBefore: before, SkewAfter: natsraft.Skew(planned), LeadersAfter: planned}
-	log := s.Logger.With().Str("dc", r.DC).Str("by", r.RequestedBy).Logger()
+	log := s.Logger.With().Str("dc", r.DC).Str("to", r.To).Str("by", r.RequestedBy).Logger()
 	if r.DryRun {
 		for _, m := range moves {
 			res.Moves = append(res.Moves, BalanceMove{LeaderMove: m})

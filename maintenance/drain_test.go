@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/prober-dev/prober/natsraft"
 )
@@ -95,4 +96,46 @@ func TestPlanBalance(t *testing.T) {
 	balanced := leading(safetyView(safetyStream("s1", "a1", "b1"), safetyStream("s2", "b1", "c1"), safetyStream("s3", "c1", "a1")))
 	moves, _ = natsraft.PlanBalance(balanced, pods)
 	assert.Empty(t, moves)
+}
+
+// TestPlanBalanceTo checks that a balance toward one pod (a pod back from
+// a restart, leading nothing) moves only to it, from the pods leading the
+// most, until it leads its share, and that it moves nothing for a pod not
+// among those that can lead.
+func TestPlanBalanceTo(t *testing.T) {
+	pods := []string{"a1", "b1", "c1"}
+	// a1 leads 4, b1 leads 2, c1 (restarted) leads nothing.
+	v := leading(safetyView(safetyMeta("a1", "b1", "c1"), safetyStream("s1", "a1", "b1", "c1"),
+		safetyStream("s2", "a1", "b1", "c1"), safetyStream("s3", "a1", "b1", "c1"),
+		safetyStream("s4", "b1", "a1", "c1"), safetyStream("s5", "b1", "a1", "c1")))
+	moves, after := natsraft.PlanBalanceTo(v, pods, "c1")
+	assert.Equal(t, map[string]int{"a1": 4, "b1": 2, "c1": 0}, natsraft.LeaderCounts(v, pods))
+	assert.Equal(t, map[string]int{"a1": 2, "b1": 2, "c1": 2}, after)
+	require.Len(t, moves, 2)
+	for _, m := range moves {
+		assert.Equal(t, "c1", m.To, "%+v", m)
+		assert.Equal(t, "a1", m.From, "from the pod leading the most: %+v", m)
+	}
+
+	// Toward a pod that already has its share, nothing moves, though the
+	// plain balance would move to b1, which leads nothing.
+	shared := leading(safetyView(safetyStream("s1", "a1", "b1", "c1"), safetyStream("s2", "a1", "b1", "c1"),
+		safetyStream("s3", "a1", "b1", "c1"), safetyStream("s4", "c1", "a1", "b1"), safetyStream("s5", "c1", "a1", "b1")))
+	moves, _ = natsraft.PlanBalanceTo(shared, pods, "c1")
+	assert.Empty(t, moves, "c1 leads 2, a1 3")
+	moves, _ = natsraft.PlanBalance(shared, pods)
+	assert.NotEmpty(t, moves)
+
+	// A pod that cannot lead (not among pods: out of service, draining,
+	// JetStream off) takes nothing.
+	moves, after = natsraft.PlanBalanceTo(v, []string{"a1", "b1"}, "c1")
+	assert.Empty(t, moves)
+	assert.Equal(t, map[string]int{"a1": 4, "b1": 2}, after)
+
+	// Not to a peer that is not current.
+	sick := leading(safetyView(safetyPeer(safetyStream("s1", "a1", "b1", "c1"), "c1", safetyNotCurrent),
+		safetyStream("s2", "a1", "b1", "c1"), safetyStream("s3", "a1", "b1", "c1")))
+	moves, _ = natsraft.PlanBalanceTo(sick, pods, "c1")
+	require.Len(t, moves, 1)
+	assert.NotEqual(t, "s1", moves[0].Group)
 }

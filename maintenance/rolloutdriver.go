@@ -99,7 +99,7 @@ func (r *RolloutDriver) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	name, ro, ok := unfinished(d)
+	name, ro, ok := d.Unfinished()
 	if !ok || !r.mayDrive(ro, r.svc.now()) {
 		return nil
 	}
@@ -170,9 +170,9 @@ func (r *RolloutDriver) logProgress(name string, before, after Rollout) {
 	}
 }
 
-// unfinished returns the rollout of d that is not finished (there is at
+// Unfinished returns the rollout of d that is not finished (there is at
 // most one), by name.
-func unfinished(d *Document) (string, Rollout, bool) {
+func (d *Document) Unfinished() (string, Rollout, bool) {
 	names := make([]string, 0, len(d.Rollouts))
 	for name, ro := range d.Rollouts {
 		if !ro.State.Finished() {

@@ -272,6 +272,24 @@ func Skew(counts map[string]int) int {
 // by account and name), so the plan is deterministic. It returns the moves
 // and the counts they lead to.
 func PlanBalance(v *View, pods []string) ([]LeaderMove, map[string]int) {
+	return planBalance(v, pods, "")
+}
+
+// PlanBalanceTo plans, as PlanBalance does, only the moves that give pod
+// to its share of the leaderships: each takes a group from a pod leading
+// the most while pod leads at least two fewer. A pod that has just
+// restarted, and leads nothing after the hand-offs of a rolling restart,
+// takes its share back this way without moving anything among the others.
+// No moves when pod is not among pods.
+func PlanBalanceTo(v *View, pods []string, pod string) ([]LeaderMove, map[string]int) {
+	if !slices.Contains(pods, pod) {
+		return nil, LeaderCounts(v, pods)
+	}
+	return planBalance(v, pods, pod)
+}
+
+// planBalance is PlanBalance, with every move going to only when it is set.
+func planBalance(v *View, pods []string, only string) ([]LeaderMove, map[string]int) {
 	counts := LeaderCounts(v, pods)
 	if v == nil {
 		return nil, counts
@@ -297,7 +315,7 @@ func PlanBalance(v *View, pods []string) ([]LeaderMove, map[string]int) {
 				to := ""
 				for _, p := range g.Peers {
 					c, ok := counts[p.Name]
-					if !ok || p.Name == from || p.Offline || p.Pending || !(p.Current || p.Healthy) || c > counts[from]-2 {
+					if !ok || p.Name == from || (only != "" && p.Name != only) || p.Offline || p.Pending || !(p.Current || p.Healthy) || c > counts[from]-2 {
 						continue
 					}
 					if to == "" || c < counts[to] || (c == counts[to] && p.Name < to) {

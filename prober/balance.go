@@ -10,9 +10,10 @@ func (s *Server) registerBalanceRoutes() {
 	s.route("/balance", methods{http.MethodPost: s.handleBalance}, s.authenticate)
 }
 
-// handleBalance handles POST /balance?dc=<dc>&dryRun=true: even out the
-// leaderships of the healthy pods of a dc (every pod without dc), one
-// hand-off at a time, and answer the moves and the skew before and after.
+// handleBalance handles POST /balance?dc=<dc>&to=<pod>&dryRun=true: even
+// out the leaderships of the healthy pods of a dc (every pod without dc),
+// one hand-off at a time — with to, only by moves to that pod (it takes its
+// share) — and answer the moves and the skew before and after.
 func (s *Server) handleBalance(w http.ResponseWriter, r *http.Request) {
 	dry, _, err := parseBool(r, "dryRun")
 	if err != nil {
@@ -24,7 +25,11 @@ func (s *Server) handleBalance(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, maintenance.Errorf(maintenance.EInvalid, "invalid dc name: empty (leave dc out to balance every pod)"))
 		return
 	}
-	res, err := s.svc.Balance(r.Context(), maintenance.BalanceRequest{DC: q.Get("dc"), DryRun: dry, RequestedBy: requestedBy(r)})
+	if q.Has("to") && q.Get("to") == "" {
+		s.writeError(w, r, maintenance.Errorf(maintenance.EInvalid, "invalid pod name in to: empty (leave to out to balance among all)"))
+		return
+	}
+	res, err := s.svc.Balance(r.Context(), maintenance.BalanceRequest{DC: q.Get("dc"), To: q.Get("to"), DryRun: dry, RequestedBy: requestedBy(r)})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -627,16 +627,19 @@ func lagSuffix(pv maintenance.PodView) string {
 type BalanceOptions struct {
 	ClientOptions
 	DC     string
+	To     string
 	DryRun bool
 }
 
 func runBalance(args []string, stdout, stderr io.Writer) int {
 	var o BalanceOptions
-	fs := newFlagSet("prober balance", "prober balance [--dc DC] [--dry-run] [--server URL] [--token T]\n\n"+
+	fs := newFlagSet("prober balance", "prober balance [--dc DC] [--to POD] [--dry-run] [--server URL] [--token T]\n\n"+
 		"  evens out Raft leaderships across the healthy pods of a dc (or every pod), one hand-off at a time;\n"+
-		"  --dry-run prints the plan and moves nothing. Exit codes: 0 done, 1 failed, 2 usage.", stderr)
+		"  --to moves only to that pod, until it leads its share; --dry-run prints the plan and moves nothing.\n"+
+		"  Exit codes: 0 done, 1 failed, 2 usage.", stderr)
 	o.ClientOptions.Flags(fs)
 	fs.StringVar(&o.DC, "dc", "", "the dc (NATS cluster name) to balance; every pod when empty")
+	fs.StringVar(&o.To, "to", "", "only move leaderships to this pod, until it leads its share (a pod back from a restart)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "plan only; move nothing")
 	x, pos, code := startCLI(fs, &o.ClientOptions, args, stdout, stderr)
 	if code >= 0 {
@@ -651,6 +654,9 @@ func runBalance(args []string, stdout, stderr io.Writer) int {
 	q := url.Values{}
 	if o.DC != "" {
 		q.Set("dc", o.DC)
+	}
+	if o.To != "" {
+		q.Set("to", o.To)
 	}
 	if o.DryRun {
 		q.Set("dryRun", "true")

@@ -343,6 +343,16 @@ func TestCLIDrainAndBalance(t *testing.T) {
 	r = cli("balance", "--dc", "dc9")
 	assert.Equal(t, 1, r.code, r)
 	assert.Contains(t, r.stderr, "no node of the NATS cluster is in dc dc9 (HTTP 404, not_found)")
+	r = cli("balance", "--to", "nats-2", "--dry-run")
+	require.Equal(t, 0, r.code, r)
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		if strings.HasPrefix(line, "  would move") {
+			assert.True(t, strings.HasSuffix(line, "-> nats-2"), "only moves to nats-2: %q", line)
+		}
+	}
+	r = cli("balance", "--to", "nats-9")
+	assert.Equal(t, 1, r.code, r)
+	assert.Contains(t, r.stderr, "pod nats-9 is not a node of the NATS cluster (HTTP 404, not_found)")
 }
 
 // TestCLIUsage checks the command line's own checks, which need no server.

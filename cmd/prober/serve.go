@@ -51,6 +51,9 @@ type ServeOptions struct {
 	Reload         string
 	PIDFile        string
 	PreStopBinary  string
+	// BalanceAfterStart: the pod takes its share of the leaderships once
+	// ready after the sidecar's start (after a rolling restart).
+	BalanceAfterStart bool
 
 	TokenAudiences     string
 	LoopbackNeedsToken bool
@@ -86,6 +89,7 @@ func (o *ServeOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Reload, "reload", reloadSystem, "how NATS reloads its configuration: system (a request over the system account) or signal (SIGHUP, needs a shared process namespace)")
 	fs.StringVar(&o.PIDFile, "nats-pid-file", "", "the NATS server's pid_file, for --reload=signal")
 	fs.StringVar(&o.PreStopBinary, "prestop-binary", "", "copy this binary there before NATS starts (a volume the NATS container mounts), so that its preStop hook can run `prober prestop`; empty: no copy")
+	fs.BoolVar(&o.BalanceAfterStart, "balance-after-start", true, "once this pod is ready after the sidecar's start, move to it its share of its dc's leaderships (POST /balance?to=<pod>): after a rolling restart's hand-offs the leaderships end up balanced")
 	fs.StringVar(&o.TokenAudiences, "token-audiences", "", "comma separated audiences a caller's token must be issued for; default: the API server's")
 	fs.BoolVar(&o.LoopbackNeedsToken, "loopback-needs-token", false, "require a token from loopback callers too (behind a local proxy such as a service mesh)")
 	fs.DurationVar(&o.Resync, "resync", maintenance.DefaultResync, "periodic resync of the reconciler")
@@ -231,6 +235,7 @@ func (o *ServeOptions) config() app.KernelSidecarConfig {
 		CredentialsDir:     o.CredentialsDir,
 		ConfigInclude:      o.ConfigInclude,
 		PreStopBinary:      o.PreStopBinary,
+		BalanceAfterStart:  o.BalanceAfterStart,
 		Reload:             o.reload,
 		TokenAudiences:     o.audiences,
 		LoopbackNeedsToken: o.LoopbackNeedsToken,
