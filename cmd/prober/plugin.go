@@ -238,7 +238,7 @@ func asksHelp(args []string) bool {
 func (p *plugin) remote(c command) func(args []string, stdout, stderr io.Writer) int {
 	return func(args []string, stdout, stderr io.Writer) int {
 		if asksHelp(args) {
-			return c.run(args, stdout, stderr)
+			return pluginHelp(c, args, stdout, stderr)
 		}
 		fw, code := p.open()
 		if fw == nil {
@@ -255,6 +255,31 @@ func (p *plugin) remote(c command) func(args []string, stdout, stderr io.Writer)
 		}
 		return code
 	}
+}
+
+// pluginHelp prints the flags of the CLI command c (args ask for them) as
+// kubectl prober runs it: under its name, --server being the forward's.
+func pluginHelp(c command, args []string, stdout, stderr io.Writer) int {
+	var out, errOut strings.Builder
+	code := c.run(args, &out, &errOut)
+	fix := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		s = strings.ReplaceAll(s, "prober "+c.name, "kubectl prober "+c.name)
+		s = strings.ReplaceAll(s, " [--server URL]", "")
+		lines := strings.Split(s, "\n")
+		for i := 0; i < len(lines); i++ {
+			if strings.HasPrefix(lines[i], "  -server ") && i+1 < len(lines) {
+				lines = slices.Delete(lines, i, i+2) // the flag and its text
+				i--
+			}
+		}
+		return strings.Join(lines, "\n") + "  (kubectl prober sets --server to its port-forward; -n, -l, --pod and the kube flags: kubectl prober -h)\n"
+	}
+	fmt.Fprint(stdout, fix(out.String()))
+	fmt.Fprint(stderr, fix(errOut.String()))
+	return code
 }
 
 // ui is "kubectl prober ui": the status page's URL through the forward,
