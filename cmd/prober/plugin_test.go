@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
 )
 
 // natsPod is a pod of the StatefulSet in namespace "nats" in phase, Ready
@@ -365,4 +367,25 @@ func (w writes) waitWrite(t *testing.T, want string) string {
 			t.Fatalf("no write with %q within 10s", want)
 		}
 	}
+}
+
+// TestLineSink checks that the errors of forwarded connections are one line
+// each, and that nothing else is written.
+func TestLineSink(t *testing.T) {
+	var b bytes.Buffer
+	log := logr.New(&lineSink{w: &b, prefix: "kubectl-prober: port-forward to nats/nats-0:8889: "})
+	log.Info("Handling connection")
+	log.V(4).Info("dialing")
+	log.Error(errors.New("error forwarding port 8889 to pod abc:\n  connection refused"), "An error occurred forwarding", "localPort", 40000)
+	log.Error(nil, "")
+	assert.Equal(t, "kubectl-prober: port-forward to nats/nats-0:8889: an error occurred forwarding: error forwarding port 8889 to pod abc: connection refused\n"+
+		"kubectl-prober: port-forward to nats/nats-0:8889: <nil>\n", b.String())
+}
+
+// TestForwardError checks the one line a failed or lost forward gets.
+func TestForwardError(t *testing.T) {
+	assert.Equal(t, "the connection to the pod was lost (the pod went away?)", forwardError(portforward.ErrLostConnectionToPod))
+	assert.Equal(t, "the connection to the pod was lost (the pod went away?)", forwardError(nil))
+	assert.Equal(t, `pods "nats-0" is forbidden: User "bob" cannot create resource "pods/portforward"`,
+		forwardError(errors.New("error upgrading connection: pods \"nats-0\" is forbidden:\n User \"bob\" cannot create resource \"pods/portforward\"")))
 }

@@ -103,5 +103,8 @@ func (s *lineSink) Info(int, string, ...any)       {}
 func (s *lineSink) WithValues(...any) logr.LogSink { return s }
 func (s *lineSink) WithName(string) logr.LogSink   { return s }
 func (s *lineSink) Error(err error, msg string, _ ...any) {
-	fmt.Fprintf(s.w, "%s%s: %s\n", s.prefix, strings.ToLower(msg[:1])+msg[1:], strings.Join(strings.Fields(err.Error()), " "))
+	if msg != "" {
+		msg = strings.ToLower(msg[:1]) + msg[1:] + ": "
+	}
+	fmt.Fprintf(s.w, "%s%s%s\n", s.prefix, msg, strings.Join(strings.Fields(fmt.Sprint(err)), " "))
 }
