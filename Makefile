@@ -93,9 +93,10 @@ bench:
 	$(GO) run ./bench/evacuate $(EVACUATE_ARGS)
 	$(GO) run ./bench/drain $(DRAIN_ARGS)
 
-## build: the prober binary in bin/
+## build: the prober binary in bin/, and bin/kubectl-prober (the kubectl plugin) linked to it
 build:
 	$(GO) build -o bin/prober ./cmd/prober
+	ln -sf prober bin/kubectl-prober
 
 ## lint: gofmt + go vet
 lint:
