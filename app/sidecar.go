@@ -414,6 +414,10 @@ type KernelSidecarConfig struct {
 	// Reload makes NATS reload its configuration; nil means over the
 	// system account.
 	Reload func(context.Context) error
+	// Restart stops the NATS server so that its container starts it again
+	// (natsraft.SignalRestart); nil: a server that started quiesced is
+	// resumed by a reload (see natsraft.KernelFence.Resume).
+	Restart func(ctx context.Context) error
 	// TokenAudiences are the audiences a caller's token must be issued
 	// for; empty means the API server's.
 	TokenAudiences []string
@@ -509,6 +513,7 @@ func RunKernelSidecar(ctx context.Context, c KernelSidecarConfig) error {
 		GatewayPort:   c.GatewayPort,
 		ConfigInclude: c.ConfigInclude,
 		Reload:        c.Reload,
+		Restart:       c.Restart,
 		System:        system,
 		MonitorURL:    monitorURL,
 		Peers: func(context.Context) ([]string, error) {

@@ -86,6 +86,11 @@ type KernelFenceOptions struct {
 	// the system account (System); SignalReload sends SIGHUP instead, which
 	// needs a shared process namespace.
 	Reload func(ctx context.Context) error
+	// Restart makes the NATS server stop so that its container starts it
+	// again (SignalRestart); Resume needs it for a server that started
+	// quiesced (see Resume). Nil: such a server is resumed by a reload,
+	// with the NATS flaw Resume describes.
+	Restart func(ctx context.Context) error
 	// System is a connection to the local NATS server, and only to it
 	// (connect with nats.IgnoreDiscoveredServers), as a user of the system
 	// account. MoveClients needs it, and so does the default Reload: over
@@ -313,12 +318,96 @@ func (f *KernelFence) Quiesce(ctx context.Context) error {
 // The file is rewritten even when JetStream runs, so that a quiesce
 // interrupted between writing the file and the reload cannot switch
 // JetStream off at the server's next start.
+//
+// A server that started quiesced (the file said "off" at its start: a pod
+// recreated in maintenance, or a container restarted during one) is
+// restarted instead, when Restart is set: NATS records a server among the
+// JetStream servers it knows only at its start with JetStream on, so one
+// switched on later by a reload never knows itself. Once it leads the meta
+// group it then counts itself as unknown and offline: its /jsz names no
+// meta leader, and stream placement leaves it out (a new R3 stream of a
+// cluster of three finds too few servers). Started again with the file
+// saying "on", it knows itself.
 func (f *KernelFence) Resume(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
 	defer cancel()
+	if f.o.Restart != nil {
+		started, bootedOff, err := f.startedQuiesced(ctx)
+		if err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		if bootedOff {
+			if err := f.restartOn(ctx, started); err != nil {
+				return fmt.Errorf("resume: %w", err)
+			}
+			return nil
+		}
+	}
 	if err := f.switchJetStream(ctx, true); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
+	return nil
+}
+
+// startedQuiesced reports the local server's start time and whether it
+// started quiesced: JetStream off, with the included file saying "off"
+// since before the start (a quiesce by reload writes it after the start).
+func (f *KernelFence) startedQuiesced(ctx context.Context) (time.Time, bool, error) {
+	var varz struct {
+		Start time.Time `json:"start"`
+	}
+	if err := getDoc(ctx, f.o.HTTPClient, f.o.MonitorURL, "/varz", nil, &varz); err != nil {
+		return time.Time{}, false, err
+	}
+	on, err := f.jetStreamOn(ctx)
+	if err != nil || on {
+		return varz.Start, false, err
+	}
+	b, err := os.ReadFile(f.o.ConfigInclude)
+	if err != nil {
+		return varz.Start, false, fmt.Errorf("included configuration file: %w", err)
+	}
+	fi, err := os.Stat(f.o.ConfigInclude)
+	if err != nil {
+		return varz.Start, false, fmt.Errorf("included configuration file: %w", err)
+	}
+	return varz.Start, string(b) == quiesceIncludeOff && fi.ModTime().Before(varz.Start), nil
+}
+
+// restartOn writes the "on" content to the included file, stops the local
+// server (Restart) and returns once a server started after started runs
+// JetStream and, when not fenced, has its links back.
+func (f *KernelFence) restartOn(ctx context.Context, started time.Time) error {
+	if err := ensureFileContent(f.o.ConfigInclude, []byte(quiesceIncludeOn), kernelFenceIncludeFileMode); err != nil {
+		return fmt.Errorf("included configuration file: %w", err)
+	}
+	begin := time.Now()
+	f.log.Info().Time("started", started).Msg("the server started quiesced: restarting it with JetStream on (a reload would leave it not knowing itself as a JetStream server)")
+	if err := f.o.Restart(ctx); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	var lastErr error
+	err := pollUntil(ctx, kernelFencePollInterval, func() bool {
+		var varz struct {
+			Start time.Time `json:"start"`
+		}
+		if lastErr = getDoc(ctx, f.o.HTTPClient, f.o.MonitorURL, "/varz", nil, &varz); lastErr != nil || !varz.Start.After(started) {
+			return false
+		}
+		on, err := f.jetStreamOn(ctx)
+		lastErr = err
+		return err == nil && on
+	})
+	if err != nil {
+		return fmt.Errorf("the server did not come back with JetStream on after its restart (last error: %v): %w", lastErr, err)
+	}
+	// Unfenced already, it must have its links back, as after Unfence.
+	if fenced, err := f.Fenced(); err == nil && !fenced {
+		if missing, err := f.links.awaitLinks(ctx, kernelFencePollInterval, f.killSockets); err != nil {
+			return fmt.Errorf("restarted, still missing %v: %w", missing, err)
+		}
+	}
+	f.log.Info().Dur("took", time.Since(begin)).Msg("server restarted with JetStream on")
 	return nil
 }
 
@@ -405,6 +494,12 @@ func (f *KernelFence) jetStreamOn(ctx context.Context) (bool, error) {
 // on every call, as the pid changes when the server restarts. It needs a
 // process namespace shared with the server.
 func SignalReload(pidFile string) func(ctx context.Context) error {
+	return signalPIDFile(pidFile, syscall.SIGHUP)
+}
+
+// signalPIDFile returns a function that sends sig to the process whose pid
+// the file at pidFile holds, read on every call.
+func signalPIDFile(pidFile string, sig syscall.Signal) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -417,11 +512,26 @@ func SignalReload(pidFile string) func(ctx context.Context) error {
 		if err != nil || pid <= 0 {
 			return fmt.Errorf("pid file %s: no pid in %q", pidFile, b)
 		}
-		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		if err := syscall.Kill(pid, sig); err != nil {
 			return fmt.Errorf("signal pid %d: %w", pid, err)
 		}
 		return nil
 	}
+}
+
+// SignalRestart returns a Restart that sends SIGTERM to the NATS server
+// whose pid the file at pidFile holds: the server shuts down, and its
+// container (restartPolicy Always) starts it again. It needs a process
+// namespace shared with the server.
+func SignalRestart(pidFile string) func(ctx context.Context) error {
+	return signalPIDFile(pidFile, syscall.SIGTERM)
+}
+
+// SignalLameDuck returns a function that sends SIGUSR2 to the NATS server
+// whose pid the file at pidFile holds: lame-duck mode, what `nats-server
+// --signal ldm=<pid file>` does.
+func SignalLameDuck(pidFile string) func(ctx context.Context) error {
+	return signalPIDFile(pidFile, syscall.SIGUSR2)
 }
 
 // systemReload asks the local server to reload its configuration over the

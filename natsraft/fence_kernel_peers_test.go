@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -115,6 +116,23 @@ func TestKernelFenceHoldAtBoot(t *testing.T) {
 	// afresh, then holds the node.
 	require.NoError(t, os.Remove(x.include))
 	f = c.fence(x, SignalReload(x.pidFile), nil, zerolog.Nop())
+	// The container's restart: the server stops on SIGTERM, and starts
+	// again.
+	restarts := 0
+	f.o.Restart = func(ctx context.Context) error {
+		if err := SignalRestart(x.pidFile)(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-x.exited:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		restarts++
+		x.exited = make(chan struct{})
+		c.start(t, x)
+		return nil
+	}
 	require.NoError(t, f.EnsureInclude())
 	require.NoError(t, f.HoldAtBoot())
 	assert.True(t, isFenced(t, f), "the table is up before the server starts")
@@ -138,9 +156,30 @@ func TestKernelFenceHoldAtBoot(t *testing.T) {
 	}
 	assert.Never(t, linked, 3*time.Second, 100*time.Millisecond, "a server held at boot never joins its peers")
 
+	var before varzDoc
+	require.NoError(t, c.get(x, "/varz", &before))
 	require.NoError(t, f.Unfence(ctx))
 	require.NoError(t, f.Resume(ctx))
+	assert.Equal(t, 1, restarts, "a server that started quiesced is restarted, not reloaded, to resume")
+	var after varzDoc
+	require.NoError(t, c.get(x, "/varz", &after))
+	assert.True(t, after.Start.After(before.Start), "started again: %v -> %v", before.Start, after.Start)
+	assert.False(t, f.Quiesced(), "JetStream on")
 	c.assertMesh(t)
 	assert.Eventually(t, func() bool { return c.metaLeader(x) != "" }, 30*time.Second, 50*time.Millisecond,
 		"back in the meta group")
+
+	// Leading the meta group, it knows itself: its /jsz names it as the
+	// leader (a server switched on by a reload names nobody, and leaves
+	// itself out of stream placement).
+	sys := c.connect(t, procSysUser, c.procs[:2], nats.IgnoreDiscoveredServers())
+	body := []byte(`{"placement":{"preferred":"` + x.name + `"}}`)
+	require.Eventually(t, func() bool {
+		if c.metaLeader(c.procs[0]) != x.name {
+			_, _ = sys.Request(metaStepDownSubject, body, 2*time.Second)
+		}
+		return c.metaLeader(x) == x.name
+	}, time.Minute, 500*time.Millisecond, "%s leads the meta group and its /jsz says so", x.name)
+	require.NoError(t, f.Resume(ctx))
+	assert.Equal(t, 1, restarts, "a server already resumed is left alone")
 }

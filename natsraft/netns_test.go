@@ -93,6 +93,10 @@ func newNetLab(t testing.TB, n int) *netLab {
 // name and address.
 func (l *netLab) recreate(i int) {
 	l.t.Helper()
+	// The kernel frees a deleted namespace, and the veth pair in it,
+	// asynchronously: delete the pair first, which is synchronous, so that
+	// its name is free for the new one.
+	l.ip("-n", l.hub, "link", "del", fmt.Sprintf("veth%d", i+1))
 	l.ip("netns", "del", l.nodes[i].NS)
 	l.add(i)
 	// The address has a new MAC now: drop what the others remember of the

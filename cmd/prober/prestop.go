@@ -8,13 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
 )
 
 // preStopSlack is how much longer than --timeout the command waits for the
@@ -64,7 +61,7 @@ func runPreStop(args []string, stdout, stderr io.Writer) int {
 	}
 	if lameDuck != "" {
 		// Whatever the sidecar did: the server must still leave gracefully.
-		if lerr := signalLameDuck(lameDuck); lerr != nil {
+		if lerr := natsraft.SignalLameDuck(lameDuck)(context.Background()); lerr != nil {
 			err = errors.Join(err, lerr)
 		} else {
 			fmt.Fprintln(stderr, "prober: lame-duck mode signalled")
@@ -74,21 +71,4 @@ func runPreStop(args []string, stdout, stderr io.Writer) int {
 		return x.fail(context.Background(), fmt.Errorf("prestop: %w", err))
 	}
 	return exitOK
-}
-
-// signalLameDuck sends SIGUSR2 (lame-duck mode) to the NATS server whose
-// pid the file at pidFile holds.
-func signalLameDuck(pidFile string) error {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return fmt.Errorf("lame duck: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return fmt.Errorf("lame duck: %s does not hold a pid", pidFile)
-	}
-	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
-		return fmt.Errorf("lame duck: signal %d: %w", pid, err)
-	}
-	return nil
 }

@@ -68,6 +68,7 @@ type ServeOptions struct {
 	audiences []string
 	selector  labels.Selector
 	reload    func(context.Context) error
+	restart   func(context.Context) error
 }
 
 // Flags registers the options on fs with their defaults; the pod and its
@@ -165,6 +166,7 @@ func (o *ServeOptions) Complete(stderr io.Writer) error {
 	}
 	if o.Reload == reloadSignal {
 		o.reload = natsraft.SignalReload(o.PIDFile)
+		o.restart = natsraft.SignalRestart(o.PIDFile)
 	}
 	for _, a := range strings.Split(o.TokenAudiences, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -237,6 +239,7 @@ func (o *ServeOptions) config() app.KernelSidecarConfig {
 		PreStopBinary:      o.PreStopBinary,
 		BalanceAfterStart:  o.BalanceAfterStart,
 		Reload:             o.reload,
+		Restart:            o.restart,
 		TokenAudiences:     o.audiences,
 		LoopbackNeedsToken: o.LoopbackNeedsToken,
 		Resync:             o.Resync,
