@@ -51,7 +51,8 @@ commands:
                store and the API on :8889 (also what "prober" alone does)
   serve        Kubernetes mode: the sidecar of one NATS pod (ConfigMap state, peers by
                label selector, kernel fence); see deploy/README.md
-  status       every pod: dc, role and leaderships, maintenance phase, since, reason, expiry
+  status       every pod: dc, role and leaderships, maintenance phase, since, reason, expiry;
+               --watch prints it again after every change until Ctrl-C
   maintenance  on|off <pod> (or <dc> with --dc): enter or leave maintenance safely and
                follow the phases; --dry-run only asks whether it is safe
   raft         every Raft group: leader, term, commit/applied, peers; and the findings
