@@ -182,6 +182,19 @@ func (s *Service) Pod(ctx context.Context, pod string) (PodView, error) {
 	return podView(view, node, doc, s.now()), nil
 }
 
+// Pods returns the view of every pod of the cluster view, sorted by name.
+func (s *Service) Pods(ctx context.Context) ([]PodView, error) {
+	view, err := s.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := s.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return PodViews(view, doc, s.now()), nil
+}
+
 // DC returns the views of every pod whose NATS cluster is dc (exact match),
 // sorted by name; ENotFound when no node is in that dc.
 func (s *Service) DC(ctx context.Context, dc string) ([]PodView, error) {

@@ -169,6 +169,7 @@ func TestOpenAPIFields(t *testing.T) {
 		v      any
 		input  bool // a request body: every field is optional
 	}{
+		{schema: "PodList", v: PodList{}},
 		{schema: "PodView", v: maintenance.PodView{}},
 		{schema: "PodRaft", v: maintenance.PodRaft{}},
 		{schema: "PodChange", v: PodChange{}},

@@ -144,6 +144,7 @@ func NewServer(o Options) *Server {
 	s.registerRolloutRoutes()
 	s.registerRaftRoutes()
 	s.registerEventRoutes()
+	s.registerPageRoutes()
 	s.registerBalanceRoutes()
 	s.registerProbeRoutes()
 	s.registerPreStopRoutes()
