@@ -7,6 +7,9 @@
 (function () {
   const TOKEN_KEY = "prober.token";
   const REFRESH_DELAY = 150; // ms: events close together cost one reload
+  // POLL_INTERVAL: lag and peer health change without an event; the pods
+  // and the Raft view are reloaded this often as well.
+  const POLL_INTERVAL = 3000;
   const state = { pods: [], config: null, raft: null, since: {}, lastId: "", retry: 2000 };
   let streamAbort = null;
   let tokenWaiters = [];
@@ -122,7 +125,7 @@
           pv.via = data.via;
           renderPods();
         }
-        scheduleRefresh("pods", "config");
+        scheduleRefresh("pods", "config", "raft");
         break;
       }
       case "state":
@@ -266,7 +269,7 @@
     const since = phaseSince(pv);
     const entry = pv.inMaintenance ? [pv.via === "dc" ? "dc entry" : "pod entry", pv.reason ? ": " + pv.reason : ""].join("") : "";
     return el("tr", { id: "pod-" + pv.pod, "data-pod": pv.pod },
-      el("td", {}, pv.pod),
+      el("td", { class: "pod" }, pv.pod),
       el("td", { class: "phase phase-" + pv.phase, title: pv.message || "" }, pv.phase, pv.message ? el("div", { class: "muted" }, pv.message) : null),
       el("td", {}, pv.mode || "—"),
       el("td", { title: leads.join(", ") }, leads.length ? leads.length + ": " + leads.join(", ") : "0"),
@@ -284,8 +287,8 @@
     const fs = (state.raft && state.raft.findings) || [];
     if (!state.raft) { box.replaceChildren(el("p", { class: "muted" }, "No cluster view yet.")); return; }
     if (!fs.length) { box.replaceChildren(el("p", { class: "ok" }, "No findings: the cluster is healthy.")); return; }
-    box.replaceChildren(...fs.map((f) => el("div", { class: "finding " + f.severity },
-      el("div", {}, el("span", { class: f.severity === "critical" ? "bad" : "warn" }, f.severity), " ", el("strong", {}, f.cause), " — ", f.summary),
+    box.replaceChildren(...fs.map((f) => el("div", { class: "finding " + f.severity, "data-cause": f.cause },
+      el("div", {}, el("span", { class: { critical: "bad", warning: "warn" }[f.severity] || "muted" }, f.severity), " ", el("strong", {}, f.cause), " — ", f.summary),
       (f.nodes || []).length ? el("div", { class: "muted" }, "nodes: " + f.nodes.join(", ")) : null,
       (f.evidence || []).length ? el("ul", {}, f.evidence.map((e) => el("li", {}, e))) : null,
       (f.remedy || []).length ? el("div", {}, "Remedy:", el("ol", {}, f.remedy.map((r) => el("li", {}, r)))) : null)));
@@ -420,6 +423,7 @@
     $("token-clear").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); needToken(""); if (streamAbort) streamAbort.abort(); });
     if (token()) $("token-form").hidden = false;
     setInterval(tick, 1000);
+    setInterval(() => { if (!document.hidden && $("conn").dataset.state === "live") scheduleRefresh("pods", "raft"); }, POLL_INTERVAL);
     run();
   }
 
