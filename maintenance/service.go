@@ -670,6 +670,18 @@ func membersOf(view *natsraft.View, dc string) []natsraft.Node {
 	return out
 }
 
+// PodViews returns the view of every node of view, by name, as the API
+// shows them: the desired state of d at now, the reported phase and the
+// Raft standing.
+func PodViews(view *natsraft.View, d *Document, now time.Time) []PodView {
+	if view == nil {
+		return nil
+	}
+	nodes := slices.Clone(view.Nodes)
+	slices.SortFunc(nodes, func(a, b natsraft.Node) int { return strings.Compare(a.Name, b.Name) })
+	return podViews(view, nodes, d, now)
+}
+
 func podViews(view *natsraft.View, nodes []natsraft.Node, d *Document, now time.Time) []PodView {
 	out := make([]PodView, 0, len(nodes))
 	for _, n := range nodes {
