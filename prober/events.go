@@ -85,7 +85,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetReadDeadline(time.Time{})
 	var buf bytes.Buffer
 	send := func() bool {
-		_ = rc.SetWriteDeadline(s.now().Add(eventsWriteTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(eventsWriteTimeout))
 		_, err := w.Write(buf.Bytes())
 		buf.Reset()
 		if err == nil {

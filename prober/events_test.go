@@ -305,3 +305,26 @@ func TestEventsCloseEndsStreams(t *testing.T) {
 		assert.ErrorIs(t, err, io.EOF)
 	}
 }
+
+// TestEventsMetrics: a stream counts as a request, with no latency (it
+// lasts as long as its client).
+func TestEventsMetrics(t *testing.T) {
+	h := events.NewHub(events.HubOptions{})
+	ts := mustOpenServer(t, withEvents(h, time.Hour))
+	s := openEvents(t, ts, "", nil)
+	_, err := s.next(t)
+	require.NoError(t, err)
+	require.NoError(t, s.resp.Body.Close())
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := ts.do(t, http.MethodGet, "/metrics", "")
+		text := string(body)
+		if strings.Contains(text, `prober_http_requests_total{code="200",method="GET",route="/events"} 1`) {
+			assert.NotContains(t, text, `prober_http_request_duration_seconds_count{method="GET",route="/events"}`)
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "no request of /events counted:\n%s", text)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
