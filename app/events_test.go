@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,18 +24,27 @@ type appStream struct {
 	cancel context.CancelFunc
 }
 
-// openStream opens GET /events with Last-Event-ID lastID (none when "").
-func (a *liveApp) openStream(lastID string) *appStream {
-	a.tb.Helper()
+// openStream opens GET /events of the API at base with token ("" for
+// none) and Last-Event-ID lastID (none when ""). It ends with the test.
+func openStream(tb testing.TB, base, token, lastID string) *appStream {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/events", nil)
-	require.NoError(a.tb, err)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events", nil)
+	require.NoError(tb, err)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := (&http.Client{}).Do(req)
-	require.NoError(a.tb, err)
-	require.Equal(a.tb, http.StatusOK, resp.StatusCode)
+	require.NoError(tb, err)
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		cancel()
+		require.FailNow(tb, "GET /events", "%d %s", resp.StatusCode, b)
+	}
 	s := &appStream{frames: make(chan events.Frame, 1024), done: make(chan error, 1), cancel: cancel}
 	go func() {
 		defer resp.Body.Close()
@@ -49,7 +59,7 @@ func (a *liveApp) openStream(lastID string) *appStream {
 			s.frames <- f
 		}
 	}()
-	a.tb.Cleanup(cancel)
+	tb.Cleanup(cancel)
 	return s
 }
 
@@ -113,7 +123,7 @@ func requirePhaseChain(t *testing.T, got []events.PhaseChange, from maintenance.
 func TestAppEvents(t *testing.T) {
 	running := startApp(t, t.TempDir(), nil)
 	running.requireClean()
-	s := running.openStream("")
+	s := openStream(t, running.base, "", "")
 
 	running.call(http.MethodPut, "/pods/nats-1", `{"reason":"events"}`, http.StatusAccepted, nil)
 	entering, all := s.phasesUntil(t, "nats-1", maintenance.PhaseInMaintenance, 60*time.Second)
@@ -141,7 +151,7 @@ func TestAppEvents(t *testing.T) {
 
 	t.Run("resume replays the rest in order", func(t *testing.T) {
 		first := all[0].ID
-		r := running.openStream(first)
+		r := openStream(t, running.base, "", first)
 		var replayed []string
 		deadline := time.After(10 * time.Second)
 		for len(replayed) < len(all)-1 {
@@ -176,4 +186,34 @@ func TestAppEvents(t *testing.T) {
 		t.Fatal("the stream did not end with the app")
 	}
 	t.Logf("app with an open stream stopped in %.1fs", time.Since(begin).Seconds())
+}
+
+// testSidecarEvents: a sidecar's /events asks what /raft asks (a token
+// allowed to get the maintenance ConfigMap), and streams the phases of
+// another pod, whose own sidecar does the work, through to InMaintenance
+// and back.
+func testSidecarEvents(t *testing.T, e *scEnv) {
+	const pod = "nats-1"
+	e.requireClean(t)
+	via := e.sidecars["nats-0"]
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {e.stranger, http.StatusForbidden}} {
+		code, body := e.call(t, via, tc.token, http.MethodGet, "/events", "")
+		assert.Equal(t, tc.want, code, body)
+	}
+	s := openStream(t, via.base, e.viewer, "")
+
+	e.call(t, via, e.operator, http.MethodPut, "/pods/"+pod, `{"reason":"events"}`)
+	entering, _ := s.phasesUntil(t, pod, maintenance.PhaseInMaintenance, 60*time.Second)
+	requirePhaseChain(t, entering, maintenance.PhaseActive, []maintenance.Phase{
+		maintenance.PhaseRequested, maintenance.PhaseHandingOff, maintenance.PhaseFencing, maintenance.PhaseInMaintenance,
+	})
+	e.call(t, via, e.operator, http.MethodDelete, "/pods/"+pod, "")
+	leaving, _ := s.phasesUntil(t, pod, maintenance.PhaseActive, 60*time.Second)
+	requirePhaseChain(t, leaving, maintenance.PhaseInMaintenance, []maintenance.Phase{
+		maintenance.PhaseInMaintenance, maintenance.PhaseUnfencing, maintenance.PhaseCatchingUp, maintenance.PhaseActive,
+	})
+	e.requireClean(t)
 }
