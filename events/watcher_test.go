@@ -265,3 +265,24 @@ func TestEventsWatcherRun(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsWatcherDCs: with the pods' dc labels, a dc's entry moves the
+// pods of that dc as the maintenance service sees them, not of the NATS
+// cluster name.
+func TestEventsWatcherDCs(t *testing.T) {
+	e := newWatcherEnv(t)
+	w := events.NewWatcher(events.WatcherOptions{
+		Hub: e.hub, Store: e.store, Latest: e.cluster.latest, Logger: zerolog.Nop(),
+		DCs: func() map[string]string { return map[string]string{"nats-1": "east"} },
+	})
+	ctx := context.Background()
+	w.Step(ctx)
+	e.update(t, func(d *maintenance.Document) {
+		d.DCs = map[string]maintenance.Entry{"east": {Reason: "rack", Since: time.Now()}}
+	})
+	w.Step(ctx)
+	phases := ofType(e.drain(), events.TypePhase)
+	require.Len(t, phases, 1)
+	assert.Equal(t, events.PhaseChange{Pod: "nats-1", DC: "east", Phase: maintenance.PhaseRequested, Previous: maintenance.PhaseActive,
+		InMaintenance: true, Via: maintenance.SourceDC}, decode[events.PhaseChange](t, phases[0]))
+}

@@ -278,6 +278,12 @@ func TestEventsBadRequests(t *testing.T) {
 			assert.Contains(t, e.Error.Message, "event id")
 		})
 	}
+	t.Run("HEAD answers the headers only", func(t *testing.T) {
+		resp, body := ts.do(t, http.MethodHead, "/events", "")
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+		assert.Empty(t, body)
+	})
 	t.Run("no hub", func(t *testing.T) {
 		ts := mustOpenServer(t)
 		resp, body := ts.do(t, http.MethodGet, "/events", "")
