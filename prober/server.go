@@ -1,8 +1,9 @@
 // Package prober is the HTTP API of the prober on :8889: the maintenance
 // routes (/pods, /dcs, /config), the cluster's Raft health (/raft), the
-// event stream (/events) and the probes (/livez, /readyz). Handlers only parse requests and render answers;
-// the use cases live in maintenance.Service and the cluster view in the
-// natsraft collector.
+// event stream (/events) and the probes (/livez, /readyz). Handlers only
+// parse requests and render answers; the use cases live in
+// maintenance.Service, the cluster view in the natsraft collector and the
+// events in package events.
 package prober
 
 import (
