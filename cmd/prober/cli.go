@@ -27,7 +27,8 @@ const (
 	exitInterrupted = 130
 )
 
-// pollInterval is how often a waiting command looks at the phases again.
+// pollInterval is how often a waiting command looks at the phases again
+// when it cannot follow the event stream (see changes).
 const pollInterval = 100 * time.Millisecond
 
 // stillEvery is how often a waiting command says that nothing moved.
@@ -586,7 +587,7 @@ func (x *cli) follow(ctx context.Context, t target, pods []maintenance.PodView, 
 		next, err := x.fetch(ctx, t)
 		if err != nil {
 			// The API may be briefly unavailable (for example while the
-			// cluster view is rebuilt): say so once and keep polling.
+			// cluster view is rebuilt): say so once and keep following.
 			if ctx.Err() == nil && (lastErr == nil || lastErr.Error() != err.Error()) {
 				fmt.Fprintf(x.out, "  %7s  (%v)\n", elapsed(x.now().Sub(start)), err)
 			}
