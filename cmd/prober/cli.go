@@ -27,8 +27,8 @@ const (
 	exitInterrupted = 130
 )
 
-// pollInterval is how often a waiting command looks at the phases again
-// when it cannot follow the event stream (see changes).
+// pollInterval is how often a waiting command polls: rollout's, and
+// --wait's when it cannot follow the event stream (see changes).
 const pollInterval = 100 * time.Millisecond
 
 // stillEvery is how often a waiting command says that nothing moved.
