@@ -101,7 +101,8 @@ func (s *appStream) phasesUntil(t *testing.T, pod string, phase maintenance.Phas
 // requirePhaseChain checks that each phase event names the one before it
 // as its previous phase, and that the phases come in the order given (a
 // subsequence of it: Requested may be too quick to be seen; a phase may
-// come again with another message, or as the entry goes).
+// come again with another message, or as the entry comes or goes — the
+// pod's phase stays the reported one until its reconciler moves).
 func requirePhaseChain(t *testing.T, got []events.PhaseChange, from maintenance.Phase, order []maintenance.Phase) {
 	t.Helper()
 	require.NotEmpty(t, got)
@@ -128,7 +129,7 @@ func TestAppEvents(t *testing.T) {
 	running.call(http.MethodPut, "/pods/nats-1", `{"reason":"events"}`, http.StatusAccepted, nil)
 	entering, all := s.phasesUntil(t, "nats-1", maintenance.PhaseInMaintenance, 60*time.Second)
 	requirePhaseChain(t, entering, maintenance.PhaseActive, []maintenance.Phase{
-		maintenance.PhaseRequested, maintenance.PhaseHandingOff, maintenance.PhaseFencing, maintenance.PhaseInMaintenance,
+		maintenance.PhaseActive, maintenance.PhaseRequested, maintenance.PhaseHandingOff, maintenance.PhaseFencing, maintenance.PhaseInMaintenance,
 	})
 	for _, pc := range entering {
 		assert.True(t, pc.InMaintenance)
@@ -208,7 +209,7 @@ func testSidecarEvents(t *testing.T, e *scEnv) {
 	e.call(t, via, e.operator, http.MethodPut, "/pods/"+pod, `{"reason":"events"}`)
 	entering, _ := s.phasesUntil(t, pod, maintenance.PhaseInMaintenance, 60*time.Second)
 	requirePhaseChain(t, entering, maintenance.PhaseActive, []maintenance.Phase{
-		maintenance.PhaseRequested, maintenance.PhaseHandingOff, maintenance.PhaseFencing, maintenance.PhaseInMaintenance,
+		maintenance.PhaseActive, maintenance.PhaseRequested, maintenance.PhaseHandingOff, maintenance.PhaseFencing, maintenance.PhaseInMaintenance,
 	})
 	e.call(t, via, e.operator, http.MethodDelete, "/pods/"+pod, "")
 	leaving, _ := s.phasesUntil(t, pod, maintenance.PhaseActive, 60*time.Second)
