@@ -101,9 +101,10 @@ screenshots: deps
 	@mkdir -p docs
 	PROBER_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run '^TestStatusPage$$' -v ./app/
 
-## build: the prober binary in bin/
+## build: the prober binary in bin/, and bin/kubectl-prober (the kubectl plugin) linked to it
 build:
 	$(GO) build -o bin/prober ./cmd/prober
+	ln -sf prober bin/kubectl-prober
 
 ## lint: gofmt + go vet
 lint:

@@ -223,6 +223,11 @@ type raftView struct {
 		JetStream bool     `json:"jetstream"`
 		Routes    []string `json:"routes"`
 	} `json:"nodes"`
+	LeaderSkew []struct {
+		DC      string         `json:"dc"`
+		Skew    int            `json:"skew"`
+		Leaders map[string]int `json:"leaders"`
+	} `json:"leaderSkew"`
 	Findings []struct {
 		Cause    string   `json:"cause"`
 		Summary  string   `json:"summary"`

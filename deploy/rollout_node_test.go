@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,21 @@ func TestNodeRolloutRestart(t *testing.T) {
 		assert.Contains(t, handedOff, p, "the prober of the old %s recorded its hand-off on the pod", p)
 		t.Logf("%s: PreStopHandedOff: %s", p, handedOff[p])
 	}
+	// Each restarted pod took its share of the leaderships once ready
+	// (serve --balance-after-start): the last one restarted, which the
+	// hand-offs left leading nothing, too.
+	a := forward(t, n, ns, "nats-1")
+	eventually(t, time.Minute, "leaderships spread over the restarted pods", func() (bool, string) {
+		var rv raftView
+		a.json(t, http.MethodGet, "/raft", "", http.StatusOK, &rv)
+		for _, s := range rv.LeaderSkew {
+			if s.Skew > 1 {
+				return false, fmt.Sprintf("dc %s: skew %d: %v", s.DC, s.Skew, s.Leaders)
+			}
+		}
+		t.Logf("leader skew after the rollout: %+v", rv.LeaderSkew)
+		return len(rv.LeaderSkew) > 0, "no dc"
+	})
 	for _, p := range []string{"nats-0", "nats-1", "nats-2"} {
 		assert.Empty(t, statusPhase(t, cs, ns, "prober-maintenance", p), "a restart is not maintenance: no status of %s", p)
 	}

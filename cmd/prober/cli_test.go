@@ -393,6 +393,48 @@ func TestCLIUsage(t *testing.T) {
 	}
 }
 
+// TestCLIHelp checks the first contact: -h, --help and help print the
+// table of commands (not the embedded default's flags), and a command's
+// -h, or help <command>, its flags.
+func TestCLIHelp(t *testing.T) {
+	want := run("help")
+	require.Equal(t, 0, want.code, want)
+	for _, c := range commands {
+		assert.Regexp(t, `(?m)^  `+c.name+` +\S`, want.stdout, "the usage lists %s", c.name)
+	}
+	assert.NotContains(t, want.stdout, "-listen", "no embedded flags in the list of commands")
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		r := run(arg)
+		assert.Equal(t, 0, r.code, r)
+		assert.Equal(t, want.stdout, r.stdout, "prober %s prints what prober help prints", arg)
+		assert.Empty(t, r.stderr)
+	}
+
+	for _, tc := range []struct {
+		name         string
+		args         []string
+		code         int
+		out, errOut  string // a part of each
+		notInAnyText string
+	}{
+		{"a command's -h", []string{"status", "-h"}, 0, "", "-json", "embedded     run"},
+		{"a command's --help", []string{"rollout", "--help"}, 0, "", "-hold", "embedded     run"},
+		{"help of a command on stdout", []string{"help", "maintenance"}, 0, "usage: prober maintenance on|off", "", "embedded     run"},
+		{"the embedded default's flags", []string{"embedded", "-h"}, 0, "", "-listen", "embedded     run"},
+		{"help of help", []string{"help", "help"}, 0, "embedded     run", "", "-listen"},
+		{"help of an unknown command", []string{"help", "nodes"}, 2, "", `prober: unknown command "nodes"`, "-listen"},
+		{"help of two commands", []string{"help", "status", "raft"}, 2, "", "prober help: one command at a time, got status raft", "-listen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(tc.args...)
+			assert.Equal(t, tc.code, r.code, r)
+			assert.Contains(t, r.stdout, tc.out, r)
+			assert.Contains(t, r.stderr, tc.errOut, r)
+			assert.NotContains(t, r.stdout+r.stderr, tc.notInAnyText, r)
+		})
+	}
+}
+
 // TestCLIToken checks that the token and the server come from the flags or
 // the environment, and that a token goes out as a bearer token.
 func TestCLIToken(t *testing.T) {

@@ -91,7 +91,9 @@ func parseOptions(name string, o options, args []string, stderr io.Writer) (code
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o.Flags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0, false // asked for: the flags are printed
+	} else if err != nil {
 		return 2, false
 	}
 	if err := o.Validate(); err != nil {
