@@ -63,6 +63,10 @@ func TestStatusPageAssets(t *testing.T) {
 			assert.Equal(t, http.StatusNotModified, again.Code)
 			assert.Empty(t, again.Body.Bytes())
 
+			ranged := serve(http.MethodGet, tc.path, http.Header{"Range": {"bytes=0-9"}})
+			assert.Equal(t, http.StatusOK, ranged.Code, "always the whole file")
+			assert.Equal(t, rec.Body.String(), ranged.Body.String())
+
 			head := serve(http.MethodHead, tc.path, nil)
 			assert.Equal(t, http.StatusOK, head.Code)
 			assert.Equal(t, tc.contentType, head.Header().Get("Content-Type"))

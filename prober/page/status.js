@@ -360,7 +360,7 @@
       const reason = $("force-reason").value.trim();
       if (!reason) return;
       $("dialog").close();
-      await force(reason);
+      await force(reason).catch((e) => dialog("Request failed", [el("p", {}, String(e))]));
     } : null;
     if (!$("dialog").open) $("dialog").showModal();
   }
@@ -399,11 +399,14 @@
     if (!b) return;
     const pod = b.dataset.pod;
     const reason = $("reason").value.trim();
+    let done;
     switch (b.dataset.action) {
-      case "on": change("PUT", pod, false, reason ? { reason } : {}); break;
-      case "off": change("DELETE", pod, false); break;
-      case "dry": change("PUT", pod, true, reason ? { reason } : {}); break;
+      case "on": done = change("PUT", pod, false, reason ? { reason } : {}); break;
+      case "off": done = change("DELETE", pod, false); break;
+      case "dry": done = change("PUT", pod, true, reason ? { reason } : {}); break;
+      default: return;
     }
+    done.catch((e) => dialog("Request failed", [el("p", {}, String(e))]));
   }
 
   function start() {
