@@ -6,7 +6,7 @@ ARGS     ?=
 CM_SOAK  ?= 60s
 PKGS     := ./...
 
-.PHONY: run test fuzz bench bench-node bench-rollout build lint clean deps kubeenv soak newman node node-down
+.PHONY: run test fuzz bench bench-node bench-rollout build lint clean deps kubeenv soak newman node node-down screenshots
 
 ## run: the embedded default — a 3-node JetStream cluster in-process, file store, API on :8889
 run:
@@ -42,12 +42,14 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg; \
 	done
 
-## deps: Debian packages the tests use as root: iproute2 (the kernel fence's network namespaces) and what the
-## real node runs (containerd, runc, the CNI plugins, nftables, iptables, conntrack); installed only when missing
-NODE_DEBS := iproute2 containerd runc containernetworking-plugins nftables iptables conntrack
+## deps: Debian packages the tests use as root: iproute2 (the kernel fence's network namespaces), what the
+## real node runs (containerd, runc, the CNI plugins, nftables, iptables, conntrack) and the headless browser
+## that tests the status page (chromium); installed only when missing
+NODE_DEBS    := iproute2 containerd runc containernetworking-plugins nftables iptables conntrack
+BROWSER_DEBS := chromium
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v dpkg >/dev/null 2>&1; then \
-	  missing=""; for p in $(NODE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  missing=""; for p in $(NODE_DEBS) $(BROWSER_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then echo "deps: apt-get install$$missing"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi; fi
 
@@ -92,6 +94,12 @@ bench:
 	$(GO) run ./bench/health $(HEALTH_ARGS)
 	$(GO) run ./bench/evacuate $(EVACUATE_ARGS)
 	$(GO) run ./bench/drain $(DRAIN_ARGS)
+
+## screenshots: docs/status-page.png and docs/status-page-409.png (the dry-run/409 dialog), taken by the status
+## page's browser test (TestStatusPage) from a real run of the embedded default
+screenshots: deps
+	@mkdir -p docs
+	PROBER_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run '^TestStatusPage$$' -v ./app/
 
 ## build: the prober binary in bin/, and bin/kubectl-prober (the kubectl plugin) linked to it
 build:

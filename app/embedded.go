@@ -116,11 +116,14 @@ func (a *Embedded) Run(ctx context.Context) error {
 			Logger: log.With().Str("pod", n.Name()).Logger(),
 		})
 	}
+	feed := newEventFeed(log)
+	defer feed.hub.Close()
 	srv := prober.NewServer(prober.Options{
 		Addr:      a.Listen,
 		Service:   svc,
 		Views:     collector,
 		Readiness: readiness(reconcilers, collector),
+		Events:    feed.hub,
 		Auth:      a.Auth,
 		Logger:    log.With().Str("component", "http").Logger(),
 		Now:       time.Now,
@@ -132,6 +135,7 @@ func (a *Embedded) Run(ctx context.Context) error {
 	g := newRunGroup(ctx)
 	g.Go("http server", srv.Wait)
 	g.Go("collector", collector.Run)
+	g.Go("event watcher", feed.watcher(store, collector, nil, srv).Run)
 	g.Go("rollout driver", driver.Run)
 	for name, r := range reconcilers {
 		g.Go("reconciler "+name, r.Run)

@@ -54,6 +54,13 @@ type liveApp struct {
 // test unless Stop was called.
 func startApp(tb testing.TB, dir string, topology []int) *liveApp {
 	tb.Helper()
+	return startAppWith(tb, dir, topology, nil)
+}
+
+// startAppWith is startApp with configure applied to the Embedded before it
+// runs (its auth, say).
+func startAppWith(tb testing.TB, dir string, topology []int, configure func(*app.Embedded)) *liveApp {
+	tb.Helper()
 	log := zerolog.Nop()
 	if os.Getenv(appLogEnv) != "" {
 		log = zerolog.New(zerolog.ConsoleWriter{Out: tbWriter{tb}, NoColor: true, PartsExclude: []string{zerolog.TimestampFieldName}})
@@ -72,6 +79,9 @@ func startApp(tb testing.TB, dir string, topology []int) *liveApp {
 		dir:    dir,
 		client: &http.Client{Timeout: 2 * time.Minute},
 		done:   make(chan error, 1),
+	}
+	if configure != nil {
+		configure(a.Embedded)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel

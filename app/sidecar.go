@@ -186,6 +186,8 @@ func (a *Sidecar) Run(ctx context.Context) error {
 		Local: map[string]func() (bool, string){a.Pod: a.localReady},
 		Views: collector,
 	}
+	feed := newEventFeed(log)
+	defer feed.hub.Close()
 	srv := prober.NewServer(prober.Options{
 		Addr:        a.Listen,
 		Service:     svc,
@@ -195,6 +197,7 @@ func (a *Sidecar) Run(ctx context.Context) error {
 		Auth:        a.Auth,
 		ClusterPort: a.ClusterPort,
 		PreStop:     a.PreStop,
+		Events:      feed.hub,
 		Logger:      log.With().Str("component", "http").Logger(),
 		Now:         now,
 	})
@@ -211,6 +214,7 @@ func (a *Sidecar) Run(ctx context.Context) error {
 	g.Go("http server", srv.Wait)
 	g.Go("discovery", a.Discovery.Run)
 	g.Go("rollout driver", driver.Run)
+	g.Go("event watcher", feed.watcher(store, collector, a.Discovery.DCs, srv).Run)
 	g.Go("peers", func(ctx context.Context) error { return a.followPeers(ctx, collector, g.Go) })
 	g.Go("local node", func(ctx context.Context) error {
 		return a.runLocal(ctx, store, member, svc.Views, collector, log)

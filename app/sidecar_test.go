@@ -337,6 +337,7 @@ func TestSidecar(t *testing.T) {
 	t.Run("every sidecar sees every pod", func(t *testing.T) { testSidecarViews(t, e) })
 	t.Run("auth", func(t *testing.T) { testSidecarAuth(t, e) })
 	t.Run("walkthrough", func(t *testing.T) { testSidecarWalkthrough(t, e) })
+	t.Run("events", func(t *testing.T) { testSidecarEvents(t, e) })
 	t.Run("dc label", func(t *testing.T) { testSidecarDCLabel(t, e) })
 	t.Run("pods follow the pod list", func(t *testing.T) { testSidecarPodList(t, e) })
 	t.Run("a restarted node is ready once caught up", func(t *testing.T) { testSidecarRestart(t, e) })

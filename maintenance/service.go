@@ -182,6 +182,19 @@ func (s *Service) Pod(ctx context.Context, pod string) (PodView, error) {
 	return podView(view, node, doc, s.now()), nil
 }
 
+// Pods returns the view of every pod of the cluster view, sorted by name.
+func (s *Service) Pods(ctx context.Context) ([]PodView, error) {
+	view, err := s.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := s.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return PodViews(view, doc, s.now()), nil
+}
+
 // DC returns the views of every pod whose NATS cluster is dc (exact match),
 // sorted by name; ENotFound when no node is in that dc.
 func (s *Service) DC(ctx context.Context, dc string) ([]PodView, error) {
@@ -668,6 +681,18 @@ func membersOf(view *natsraft.View, dc string) []natsraft.Node {
 	}
 	slices.SortFunc(out, func(a, b natsraft.Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// PodViews returns the view of every node of view, by name, as the API
+// shows them: the desired state of d at now, the reported phase and the
+// Raft standing.
+func PodViews(view *natsraft.View, d *Document, now time.Time) []PodView {
+	if view == nil {
+		return nil
+	}
+	nodes := slices.Clone(view.Nodes)
+	slices.SortFunc(nodes, func(a, b natsraft.Node) int { return strings.Compare(a.Name, b.Name) })
+	return podViews(view, nodes, d, now)
 }
 
 func podViews(view *natsraft.View, nodes []natsraft.Node, d *Document, now time.Time) []PodView {

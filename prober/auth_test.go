@@ -207,6 +207,8 @@ func TestAuthMiddleware(t *testing.T) {
 			authorization: bearer(readerToken), status: 200, verbs: []string{"get"}},
 		{name: "reader reads /raft", method: "GET", path: "/raft", remote: remoteAddr,
 			authorization: bearer(readerToken), status: 200, verbs: []string{"get"}},
+		{name: "reader lists /pods", method: "GET", path: "/pods", remote: remoteAddr,
+			authorization: bearer(readerToken), status: 200, verbs: []string{"get"}},
 		{name: "reader may send the bare PUT /config, which only reads", method: "PUT", path: "/config", remote: remoteAddr,
 			authorization: bearer(readerToken), status: 200, verbs: []string{"get"}},
 		{name: "reader may not put", method: "PUT", path: "/pods/n0", remote: remoteAddr,
@@ -299,7 +301,7 @@ func TestAuthForbiddenDetails(t *testing.T) {
 
 func TestAuthOpenPaths(t *testing.T) {
 	ts := mustOpenServer(t, withAuth((&fakeAuth{}).options()))
-	for _, path := range []string{"/livez", "/readyz", "/metrics", "/openapi.json"} {
+	for _, path := range []string{"/livez", "/readyz", "/metrics", "/openapi.json", "/", "/page/status.js", "/page/status.css"} {
 		for _, authorization := range []string{"", "Bearer " + garbageToken} {
 			t.Run(path+" "+fmt.Sprint(authorization != ""), func(t *testing.T) {
 				rec := serve(ts, "GET", path, remoteAddr, authorization, "")

@@ -53,7 +53,7 @@ func newMetrics(s *Server) *metrics {
 		}, []string{"method", "route", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "prober_http_request_duration_seconds",
-			Help:    "API request latency by method and route template.",
+			Help:    "API request latency by method and route template; not of /events, a stream that lasts as long as its client.",
 			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"method", "route"}),
 	}
@@ -88,7 +88,10 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		}
 		method := metricMethod(r.Method)
 		s.metrics.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
-		s.metrics.latency.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
+		if route != eventsPath {
+			// A stream lasts as long as its client stays: no latency.
+			s.metrics.latency.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
+		}
 	})
 }
 

@@ -1,6 +1,7 @@
 package prober_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -76,6 +77,33 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 	do(http.MethodPut, "/config", "", 200)
 	do(http.MethodPut, "/config", `{"pods":{}}`, 400)
 	do(http.MethodGet, "/raft", "", 200)
+	openStream := func(query string) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events"+query, nil)
+		require.NoError(t, err)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		// The stream stays open: its first frame is the answer checked.
+		frame, err := readFrame(bufio.NewReader(resp.Body))
+		require.NoError(t, err)
+		assert.Contains(t, frame, "id: ")
+		assert.NoError(t, d.ValidateAnswer(http.MethodGet, "/events", resp.StatusCode, resp.Header, []byte(frame)))
+		if op, ok := d.Find(http.MethodGet, "/events"); ok {
+			covered[op] = true
+		}
+	}
+	openStream("")
+	openStream("?lastEventId=1")
+	do(http.MethodGet, "/events?lastEventId=soon", "", 400)
+	do(http.MethodGet, "/pods", "", 200)
+	do(http.MethodGet, "/", "", 200)
+	do(http.MethodHead, "/", "", 200)
+	do(http.MethodGet, "/page/status.js", "", 200)
+	do(http.MethodGet, "/page/status.css", "", 200)
 	do(http.MethodGet, "/pods/nats-1", "", 200)
 	do(http.MethodGet, "/pods/nats-9", "", 404)
 	do(http.MethodGet, "/pods/Bad_Name", "", 400)
@@ -153,6 +181,21 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 	}
 	slices.Sort(missing)
 	assert.Empty(t, missing, "documented operations the walk did not exercise")
+}
+
+// readFrame reads one frame of a text/event-stream, up to its blank line.
+func readFrame(rd *bufio.Reader) (string, error) {
+	var b strings.Builder
+	for {
+		line, err := rd.ReadString('\n')
+		b.WriteString(line)
+		if err != nil {
+			return b.String(), err
+		}
+		if line == "\n" {
+			return b.String(), nil
+		}
+	}
 }
 
 // openAPIStartApp boots the embedded default on loopback with free ports

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/prober-dev/prober/events"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
 )
@@ -120,6 +121,14 @@ func TestOpenAPIDocument(t *testing.T) {
 			severities = append(severities, string(s))
 		}
 		assert.Equal(t, severities, d.enum(t, "#/components/schemas/Finding/properties/severity"))
+		assert.Equal(t, events.Types, d.enum(t, "#/components/schemas/EventType"))
+		xTypes, err := d.pointer("#/paths/~1events/get/responses/200/x-event-types")
+		require.NoError(t, err)
+		var documented []string
+		for typ := range xTypes.(map[string]any) {
+			documented = append(documented, typ)
+		}
+		assert.ElementsMatch(t, events.Types, documented, "x-event-types of GET /events")
 	})
 
 	t.Run("error statuses follow the code table", func(t *testing.T) {
@@ -160,6 +169,7 @@ func TestOpenAPIFields(t *testing.T) {
 		v      any
 		input  bool // a request body: every field is optional
 	}{
+		{schema: "PodList", v: PodList{}},
 		{schema: "PodView", v: maintenance.PodView{}},
 		{schema: "PodRaft", v: maintenance.PodRaft{}},
 		{schema: "PodChange", v: PodChange{}},
@@ -183,6 +193,12 @@ func TestOpenAPIFields(t *testing.T) {
 		{schema: "RaftRegression", v: natsraft.RaftRegression{}},
 		{schema: "Group", v: natsraft.Group{}},
 		{schema: "Peer", v: natsraft.Peer{}},
+		{schema: "PhaseEvent", v: events.PhaseChange{}},
+		{schema: "StateEvent", v: events.StateChange{}},
+		{schema: "FindingEvent", v: events.FindingChange{}},
+		{schema: "LeaderEvent", v: events.LeaderChange{}},
+		{schema: "ResetEvent", v: events.Reset{}},
+		{schema: "DroppedEvent", v: events.Dropped{}},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			raw, err := d.pointer("#/components/schemas/" + tc.schema)

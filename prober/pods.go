@@ -22,12 +22,29 @@ type PodChange struct {
 	Warnings []maintenance.Violation `json:"warnings,omitempty"`
 }
 
+// PodList is the answer to GET /pods: every pod of the cluster view.
+type PodList struct {
+	Pods []maintenance.PodView `json:"pods"`
+}
+
 func (s *Server) registerPodRoutes() {
+	s.route("/pods", methods{http.MethodGet: s.handleListPods}, s.authenticate)
 	s.route("/pods/{pod}", methods{
 		http.MethodGet:    s.handleGetPod,
 		http.MethodPut:    s.handlePutPod,
 		http.MethodDelete: s.handleDeletePod,
 	}, s.authenticate)
+}
+
+// handleListPods handles GET /pods: the view of every pod, by name, as
+// GET /pods/{pod} shows each (the status page loads them in one request).
+func (s *Server) handleListPods(w http.ResponseWriter, r *http.Request) {
+	pods, err := s.svc.Pods(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, PodList{Pods: nonNil(pods)})
 }
 
 // handleGetPod handles GET /pods/{pod}.

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
@@ -55,6 +56,13 @@ func (s *Server) Raft(ctx context.Context) (*RaftResponse, error) {
 	return &RaftResponse{View: v, AgeSeconds: max(0, now.Sub(v.At).Seconds()), Findings: findings,
 		Draining:   draining,
 		LeaderSkew: maintenance.LeaderSkew(sv, doc, now)}, nil
+}
+
+// Diagnose returns the findings of v as GET /raft shows them: the pods out
+// of service by doc at now are in maintenance, not lost. The event watcher
+// compares them from one view to the next.
+func (s *Server) Diagnose(v *natsraft.View, doc *maintenance.Document, now time.Time) []natsraft.Finding {
+	return s.diagnose(v, doc, now)
 }
 
 // handleRaft handles GET /raft.

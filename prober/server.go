@@ -1,8 +1,9 @@
 // Package prober is the HTTP API of the prober on :8889: the maintenance
-// routes (/pods, /dcs, /config), the cluster's Raft health (/raft) and the
-// probes (/livez, /readyz). Handlers only parse requests and render answers;
-// the use cases live in maintenance.Service and the cluster view in the
-// natsraft collector.
+// routes (/pods, /dcs, /config), the cluster's Raft health (/raft), the
+// event stream (/events) and the probes (/livez, /readyz). Handlers only
+// parse requests and render answers; the use cases live in
+// maintenance.Service, the cluster view in the natsraft collector and the
+// events in package events.
 package prober
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/rs/zerolog"
 
+	"github.com/prober-dev/prober/events"
 	"github.com/prober-dev/prober/maintenance"
 )
 
@@ -57,7 +59,12 @@ type Options struct {
 	Auth AuthOptions
 	// PreStop serves POST /local/prestop; nil answers 404 (no local node).
 	PreStop PreStopper
-	Logger  zerolog.Logger
+	// Events serves GET /events; nil answers 503 (no event stream).
+	Events *events.Hub
+	// Heartbeat is how often an idle event stream sends a comment line;
+	// DefaultHeartbeat when 0.
+	Heartbeat time.Duration
+	Logger    zerolog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -70,6 +77,8 @@ type Server struct {
 	views       maintenance.ViewSource
 	readiness   Readiness
 	preStop     PreStopper
+	events      *events.Hub
+	heartbeat   time.Duration
 	auth        AuthOptions
 	metrics     *metrics
 	log         zerolog.Logger
@@ -100,6 +109,8 @@ func NewServer(o Options) *Server {
 		views:       o.Views,
 		readiness:   o.Readiness,
 		preStop:     o.PreStop,
+		events:      o.Events,
+		heartbeat:   o.Heartbeat,
 		auth:        o.Auth,
 		log:         o.Logger,
 		now:         o.Now,
@@ -115,6 +126,9 @@ func NewServer(o Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = DefaultHeartbeat
+	}
 	if s.addr == "" {
 		s.addr = DefaultAddr
 	}
@@ -129,6 +143,8 @@ func NewServer(o Options) *Server {
 	s.registerConfigRoutes()
 	s.registerRolloutRoutes()
 	s.registerRaftRoutes()
+	s.registerEventRoutes()
+	s.registerPageRoutes()
 	s.registerBalanceRoutes()
 	s.registerProbeRoutes()
 	s.registerPreStopRoutes()

@@ -51,7 +51,8 @@ func init() {
 			"store and the API on :8889 (also what \"prober\" alone does)"},
 		{name: "serve", run: runServe, summary: "Kubernetes mode: the sidecar of one NATS pod (ConfigMap state, peers by\n" +
 			"label selector, kernel fence); see deploy/README.md"},
-		{name: "status", run: runStatus, remote: true, summary: "every pod: dc, role and leaderships, maintenance phase, since, reason, expiry"},
+		{name: "status", run: runStatus, remote: true, summary: "every pod: dc, role and leaderships, maintenance phase, since, reason, expiry;\n" +
+			"--watch prints it again after every change until Ctrl-C"},
 		{name: "maintenance", run: runMaintenance, remote: true, summary: "on|off <pod> (or <dc> with --dc): enter or leave maintenance safely and\n" +
 			"follow the phases; --dry-run only asks whether it is safe"},
 		{name: "raft", run: runRaft, remote: true, summary: "every Raft group: leader, term, commit/applied, peers; and the findings"},

@@ -27,7 +27,8 @@ const (
 	exitInterrupted = 130
 )
 
-// pollInterval is how often a waiting command looks at the phases again.
+// pollInterval is how often a waiting command polls: rollout's, and
+// --wait's when it cannot follow the event stream (see changes).
 const pollInterval = 100 * time.Millisecond
 
 // stillEvery is how often a waiting command says that nothing moved.
@@ -212,21 +213,37 @@ func (x *cli) fail(ctx context.Context, err error) int {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	return runView("status", "print the pods as JSON instead of a table", (*cli).status, args, stdout, stderr)
+	var watch bool
+	flags := func(fs *flag.FlagSet) {
+		fs.BoolVar(&watch, "watch", false, "print the status again after every change (the API's event stream) until Ctrl-C")
+	}
+	show := func(x *cli, ctx context.Context, asJSON bool) error {
+		if watch {
+			return x.watchStatus(ctx, asJSON)
+		}
+		return x.status(ctx, asJSON)
+	}
+	return runView("status", "print the pods as JSON instead of a table", " [--watch]", flags, show, args, stdout, stderr)
 }
 
 func runRaft(args []string, stdout, stderr io.Writer) int {
-	return runView("raft", "print the API's answer as JSON instead of tables", (*cli).raft, args, stdout, stderr)
+	return runView("raft", "print the API's answer as JSON instead of tables", "", nil, (*cli).raft, args, stdout, stderr)
 }
 
 // runView runs a read-only command that takes no arguments and prints
-// either tables or, with --json, the API's answer.
-func runView(name, jsonHelp string, show func(*cli, context.Context, bool) error, args []string, stdout, stderr io.Writer) int {
+// either tables or, with --json, the API's answer; flags, when not nil,
+// registers the command's own flags, which synopsis names.
+func runView(name, jsonHelp, synopsis string, flags func(*flag.FlagSet), show func(*cli, context.Context, bool) error,
+	args []string, stdout, stderr io.Writer,
+) int {
 	var o ClientOptions
 	var asJSON bool
-	fs := newFlagSet("prober "+name, "prober "+name+" [--server URL] [--token T] [--json]", stderr)
+	fs := newFlagSet("prober "+name, "prober "+name+" [--server URL] [--token T] [--json]"+synopsis, stderr)
 	o.Flags(fs)
 	fs.BoolVar(&asJSON, "json", false, jsonHelp)
+	if flags != nil {
+		flags(fs)
+	}
 	x, pos, code := startCLI(fs, &o, args, stdout, stderr)
 	if code >= 0 {
 		return code
@@ -513,9 +530,11 @@ func (g goal) done() string {
 	return "is back: Active and caught up"
 }
 
-// follow polls the target's pods until every one has reached g, printing
-// each phase change with the time since the start, and a line every
-// stillEvery while nothing moves. It gives up after wait.
+// follow reads the target's pods again after each of their phase events
+// (polling every pollInterval a server without an event stream) until
+// every one has reached g, printing each phase change with the time since
+// the start, and a line every stillEvery while nothing moves. It gives up
+// after wait.
 func (x *cli) follow(ctx context.Context, t target, pods []maintenance.PodView, g goal, wait time.Duration) error {
 	start := x.now()
 	deadline := start.Add(wait)
@@ -542,8 +561,15 @@ func (x *cli) follow(ctx context.Context, t target, pods []maintenance.PodView, 
 		}
 	}
 	show(pods)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
+	names := make([]string, 0, len(pods))
+	for _, pv := range pods {
+		names = append(names, pv.Pod)
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	changes := x.changes(watchCtx, names, pollInterval)
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
 	var lastErr error
 	for !g.All(pods) {
 		if !x.now().Before(deadline) {
@@ -554,12 +580,14 @@ func (x *cli) follow(ctx context.Context, t target, pods []maintenance.PodView, 
 		case <-ctx.Done():
 			fmt.Fprintf(x.errOut, "prober: stopped following; the request stands and the reconciler goes on (prober status)\n")
 			return ctx.Err()
-		case <-tick.C:
+		case <-timeout.C:
+			continue
+		case <-changes:
 		}
 		next, err := x.fetch(ctx, t)
 		if err != nil {
 			// The API may be briefly unavailable (for example while the
-			// cluster view is rebuilt): say so once and keep polling.
+			// cluster view is rebuilt): say so once and keep following.
 			if ctx.Err() == nil && (lastErr == nil || lastErr.Error() != err.Error()) {
 				fmt.Fprintf(x.out, "  %7s  (%v)\n", elapsed(x.now().Sub(start)), err)
 			}
