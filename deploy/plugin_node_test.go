@@ -46,8 +46,10 @@ func kubectlPlugin(t *testing.T, n *kubenode.WithDeploy, dir string, timeout tim
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := n.KubectlCmd(ctx, append([]string{"prober"}, args...)...)
-	cmd.Env = append(cmd.Env, "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	// kubectl takes no flag of its own before a plugin's name: the
+	// kubeconfig goes by KUBECONFIG, which the plugin reads as kubectl does.
+	cmd := exec.CommandContext(ctx, filepath.Join(n.Bin(), "kubectl"), append([]string{"prober"}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+n.Kubeconfig, "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
