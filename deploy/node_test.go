@@ -458,7 +458,8 @@ func TestNodePostman(t *testing.T) {
 		t.Errorf("%s: %s: %s", f.Source.Name, f.Error.Test, f.Error.Message)
 	}
 	require.NoError(t, err, "newman:\n%s", out)
-	assert.Equal(t, postmanRequests(t), rep.Run.Stats["requests"].Total, "every request ran")
+	// Requests that poll (postman.setNextRequest) run more than once.
+	assert.GreaterOrEqual(t, rep.Run.Stats["requests"].Total, postmanRequests(t), "every request ran")
 	assert.Zero(t, rep.Run.Stats["assertions"].Failed)
 	t.Logf("newman: %d requests, %d assertions through kubectl port-forward", rep.Run.Stats["requests"].Total, rep.Run.Stats["assertions"].Total)
 	waitAllReady(t, n, ns, selector)
