@@ -88,12 +88,14 @@ bench-node: deps kubeenv
 bench-rollout: deps kubeenv
 	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" $(GO) run ./bench/noderollout
 
-## bench: speed goals, printed side by side (not part of `make test`)
+## bench: speed goals, printed side by side (not part of `make test`); API_ARGS: the length of each API attack
+API_ARGS ?= -d 5s
 bench:
 	$(GO) run ./bench/writegap $(WRITEGAP_ARGS)
 	$(GO) run ./bench/health $(HEALTH_ARGS)
 	$(GO) run ./bench/evacuate $(EVACUATE_ARGS)
 	$(GO) run ./bench/drain $(DRAIN_ARGS)
+	$(GO) run ./bench/api $(API_ARGS)
 
 ## screenshots: docs/status-page.png and docs/status-page-409.png (the dry-run/409 dialog), taken by the status
 ## page's browser test (TestStatusPage) from a real run of the embedded default

@@ -60,9 +60,28 @@ type Store struct {
 	seenStat stamp  // stat of the file when seenRV was read
 	closed   bool
 
+	// cacheMu guards cached: the document Get last decoded and the stamp
+	// of the file it came from, so that a Get of an unchanged file costs a
+	// stat(2) and a copy rather than an open, a read and a strict decode.
+	cacheMu sync.Mutex
+	cached  *cachedDoc
+
 	stop chan struct{}
 	done chan struct{}
 }
+
+// cachedDoc is a decoded document and the stamp of the very file read.
+type cachedDoc struct {
+	doc *maintenance.Document
+	st  stamp
+}
+
+// racyWindow is how much older than its reading a file must be for Get to
+// keep its document: a file changed again within the filesystem's
+// timestamp granularity of a write could keep its stamp (an edit in place
+// of the same size), so a file that new is read again each time, as git
+// treats a "racily clean" entry.
+const racyWindow = 2 * time.Second
 
 // stamp is what the poller compares to skip reading an unchanged file.
 type stamp struct {
@@ -147,14 +166,33 @@ func (s *Store) init() error {
 	return nil
 }
 
-// Get returns the document as currently stored. Reads take no lock: the
-// file is only ever replaced whole.
+// Get returns the document as currently stored, a copy of its own for the
+// caller. Reads take no lock: the file is only ever replaced whole. A file
+// whose stamp (inode, size, mtime) is the one last decoded, and old enough
+// (see racyWindow), is not read again.
 func (s *Store) Get(ctx context.Context) (*maintenance.Document, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("file store %s: get: %w", s.path, err)
 	}
-	d, _, err := s.read()
-	return d, err
+	if st, err := s.stat(); err == nil {
+		s.cacheMu.Lock()
+		c := s.cached
+		s.cacheMu.Unlock()
+		if c != nil && c.st == st {
+			return c.doc.Clone(), nil
+		}
+	}
+	began := time.Now()
+	f, st, err := s.readFile()
+	if err != nil {
+		return nil, err
+	}
+	if began.UnixNano()-st.mtime >= int64(racyWindow) {
+		s.cacheMu.Lock()
+		s.cached = &cachedDoc{doc: f.doc.Clone(), st: st}
+		s.cacheMu.Unlock()
+	}
+	return f.doc, nil
 }
 
 // Update reads the document, applies fn to a private copy and, if fn

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -468,4 +469,75 @@ func BenchmarkFileStoreUpdate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestFileStoreGetCache: Get keeps the document of a file whose stamp has
+// not changed and that is older than racyWindow, and reads again any file
+// whose stamp changed, and a file that new even when its stamp did not (an
+// edit in place of the same size within the mtime's granularity). Each Get
+// hands out a copy of its own.
+func TestFileStoreGetCache(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.json")
+	s := fsOpen(t, path, time.Hour)
+	_, err := s.Update(ctx, func(d *maintenance.Document) error {
+		d.Pods["nats-0"] = maintenance.Entry{Reason: "aaaa", Since: t0}
+		return nil
+	})
+	require.NoError(t, err)
+	original, err := os.ReadFile(path)
+	require.NoError(t, err)
+	sameSize := []byte(strings.Replace(string(original), "aaaa", "bbbb", 1))
+	require.NotEqual(t, original, sameSize)
+	reason := func() string {
+		t.Helper()
+		d, err := s.Get(ctx)
+		require.NoError(t, err)
+		return d.Pods["nats-0"].Reason
+	}
+	// writeInPlace rewrites the file (same inode) and sets its mtime.
+	writeInPlace := func(b []byte, mtime time.Time) {
+		t.Helper()
+		require.NoError(t, os.WriteFile(path, b, 0o644))
+		require.NoError(t, os.Chtimes(path, mtime, mtime))
+	}
+
+	// A new file is read every time, even when an edit kept its stamp.
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, "aaaa", reason())
+	writeInPlace(sameSize, fi.ModTime())
+	assert.Equal(t, "bbbb", reason(), "a file within the racy window is read again")
+
+	// An older file is kept while its stamp holds: a change that kept the
+	// stamp is not read (what the cache saves), one that moved it is.
+	old := time.Now().Add(-time.Hour)
+	writeInPlace(original, old)
+	assert.Equal(t, "aaaa", reason())
+	writeInPlace(sameSize, old)
+	assert.Equal(t, "aaaa", reason(), "an unchanged stamp is answered from the cache")
+	writeInPlace(sameSize, old.Add(time.Millisecond))
+	assert.Equal(t, "bbbb", reason(), "a new mtime is read")
+	writeInPlace([]byte(strings.Replace(string(original), "aaaa", "aaaaa", 1)), old.Add(time.Millisecond))
+	assert.Equal(t, "aaaaa", reason(), "a new size is read")
+
+	// Each Get is a copy: changing one changes neither the cache nor the file.
+	d, err := s.Get(ctx)
+	require.NoError(t, err)
+	d.Pods["nats-0"] = maintenance.Entry{Reason: "changed by a caller", Since: t0}
+	delete(d.Pods, "nats-0")
+	assert.Equal(t, "aaaaa", reason())
+
+	// A write of the store's own replaces the file: the next Get sees it.
+	_, err = s.Update(ctx, func(d *maintenance.Document) error {
+		d.Pods["nats-0"] = maintenance.Entry{Reason: "cccc", Since: t0}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "cccc", reason())
+
+	// A corrupt file is reported, never hidden behind the cache.
+	writeInPlace([]byte("not json"), old.Add(2*time.Millisecond))
+	_, err = s.Get(ctx)
+	assert.Equal(t, maintenance.EUnavailable, maintenance.ErrorCode(err), "%v", err)
 }
