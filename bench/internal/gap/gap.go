@@ -36,7 +36,8 @@ func Call(ctx context.Context, method, url string) error {
 	return err
 }
 
-// Send sends method url with body and wants 200; it returns the answer.
+// Send sends method url with body and wants a 2xx answer (201 for a new
+// rollout); it returns the answer.
 func Send(ctx context.Context, method, url, body string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
@@ -48,7 +49,7 @@ func Send(ctx context.Context, method, url, body string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		return nil, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, b)
 	}
 	return b, nil
