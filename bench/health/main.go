@@ -24,12 +24,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -42,6 +40,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/prober-dev/prober/bench/internal/proc"
 	"github.com/prober-dev/prober/natsraft"
 )
 
@@ -217,21 +216,8 @@ type sweepResult struct {
 // process and sweeps it.
 func benchSweep(ctx context.Context, out io.Writer, kind string, streams, consumers, sweeps int) (*sweepResult, error) {
 	fmt.Fprintf(out, "sweep: child process with a %s 3-node cluster of %d R3 streams × %d R3 consumers\n", kind, streams, consumers)
-	self, err := os.Executable()
+	cmd, stdin, stdout, err := proc.StartSelf(ctx, "-serve", kind, "-streams", strconv.Itoa(streams), "-consumers", strconv.Itoa(consumers))
 	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, self, "-serve", kind, "-streams", strconv.Itoa(streams), "-consumers", strconv.Itoa(consumers))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -307,29 +293,11 @@ func benchSweep(ctx context.Context, out io.Writer, kind string, streams, consum
 	slices.Sort(allocs)
 	res.allocPerSweep = median(allocs)
 	res.peakHeap = peakHeap.Load()
-	res.peakRSS, err = peakRSS()
+	res.peakRSS, err = proc.PeakRSS()
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
-}
-
-// peakRSS reads this process's peak resident set size from /proc.
-func peakRSS() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, fmt.Errorf("peak memory: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("peak memory: %w", err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, errors.New("peak memory: no VmHWM in /proc/self/status")
 }
 
 // serveCluster runs the large cluster: 3 nodes, streams × (1 + consumers)
