@@ -94,6 +94,7 @@ bench:
 	$(GO) run ./bench/health $(HEALTH_ARGS)
 	$(GO) run ./bench/evacuate $(EVACUATE_ARGS)
 	$(GO) run ./bench/drain $(DRAIN_ARGS)
+	$(GO) run ./bench/exit $(EXIT_ARGS)
 	$(GO) run ./bench/watch $(WATCH_ARGS)
 
 ## screenshots: docs/status-page.png and docs/status-page-409.png (the dry-run/409 dialog), taken by the status
