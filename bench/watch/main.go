@@ -4,7 +4,8 @@
 // and what each sidecar spends (CPU, peak resident set) when every sidecar
 // sweeps every server, as the sidecars do today (app/sidecar.go: one
 // natsraft.Collector per pod with every pod's endpoint, one sweep a
-// second).
+// second, and between sweeps a look every 250 ms whether a server went
+// down or came up).
 //
 // The servers are synthetic (package synth: nats-server's own document
 // types, rendered once and served as they are, R3 streams spread over the
@@ -109,9 +110,11 @@ type options struct {
 // row is one configuration's measure.
 type row struct {
 	pods, groups int
-	// reqPerServer is the monitoring requests per second each server
-	// answered (mean over the servers); bytesPerServer the bytes.
-	reqPerServer, bytesPerServer float64
+	// reqPerServer is the monitoring requests per second of the sweeps
+	// each server answered (mean over the servers); bytesPerServer their
+	// bytes; watchPerServer the requests of the collectors' watch between
+	// sweeps (GET /healthz?js-server-only=true, a few bytes each).
+	reqPerServer, bytesPerServer, watchPerServer float64
 	// sweepsPerSidecar is the sweeps per second each sidecar completed.
 	sweepsPerSidecar float64
 	// cpu is each sidecar's CPU time per second (mean); cpuPerSweep per
@@ -133,14 +136,14 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	}
 	fmt.Fprintf(out, "\ndesign: every sidecar sweeps every server (today); interval %s, window %s, %d cores\n",
 		o.interval, o.window, runtime.NumCPU())
-	fmt.Fprintf(out, "%-5s %-7s %-14s %-14s %-16s %-14s %-14s %-14s %s\n", "pods", "groups", "req/s/server",
-		"wanted req/s", "MiB/s/server", "sweeps/s/pod", "CPU/sidecar", "CPU/sweep", "peak RSS/sidecar")
+	fmt.Fprintf(out, "%-5s %-7s %-14s %-14s %-14s %-14s %-14s %-14s %-14s %s\n", "pods", "groups", "sweep req/s",
+		"wanted", "watch req/s", "MiB/s/server", "sweeps/s/pod", "CPU/sidecar", "CPU/sweep", "peak RSS/sidecar")
 	for _, r := range rows {
-		fmt.Fprintf(out, "%-5d %-7d %-14.1f %-14d %-16.1f %-14.2f %-14s %-14s %.1f MiB\n", r.pods, r.groups,
-			r.reqPerServer, r.pods*requestsPerSweep, r.bytesPerServer/(1<<20), r.sweepsPerSidecar,
+		fmt.Fprintf(out, "%-5d %-7d %-14.1f %-14d %-14.1f %-14.1f %-14.2f %-14s %-14s %.1f MiB\n", r.pods, r.groups,
+			r.reqPerServer, r.pods*requestsPerSweep, r.watchPerServer, r.bytesPerServer/(1<<20), r.sweepsPerSidecar,
 			fmt.Sprintf("%.0f%% core", 100*r.cpu), fmt.Sprintf("%.0f ms", 1000*r.cpuPerSweep), float64(r.rss)/(1<<20))
 	}
-	fmt.Fprintf(out, "wanted req/s: pods × %d requests per server per sweep (/varz /routez /gatewayz /healthz /jsz /raftz×2) at 1 sweep/s\n", requestsPerSweep)
+	fmt.Fprintf(out, "per server; wanted: pods × %d requests per sweep (/varz /routez /gatewayz /healthz /jsz /raftz×2) at 1 sweep/s\n", requestsPerSweep)
 	return nil
 }
 
@@ -271,8 +274,9 @@ func measure(ctx context.Context, out io.Writer, pods, groups int, o options) (r
 	wall := time.Since(start).Seconds()
 
 	r := row{pods: pods, groups: groups}
-	for i := range after {
-		d := float64(after[i] - before[i])
+	for i := range after.Sweep {
+		d := float64(after.Sweep[i] - before.Sweep[i])
+		r.watchPerServer += float64(after.Watch[i]-before.Watch[i]) / wall / float64(pods)
 		r.reqPerServer += d / wall / float64(pods)
 		// Every sweep carries the server's documents once.
 		r.bytesPerServer += d / requestsPerSweep * float64(s.Bytes[i]) / wall / float64(pods)
@@ -291,12 +295,19 @@ func measure(ctx context.Context, out io.Writer, pods, groups int, o options) (r
 		}
 		r.cpuPerSweep = cpu / sweeps
 	}
-	fmt.Fprintf(out, "%.0f req/s per server, %.2f sweeps/s per sidecar\n", r.reqPerServer, r.sweepsPerSidecar)
+	fmt.Fprintf(out, "%.0f sweep + %.0f watch req/s per server, %.2f sweeps/s per sidecar\n", r.reqPerServer, r.watchPerServer, r.sweepsPerSidecar)
 	return r, nil
 }
 
+// requestCounts are the requests each server answered so far: those of
+// the sweeps and those of the watch between sweeps.
+type requestCounts struct {
+	Sweep []int64 `json:"sweep"`
+	Watch []int64 `json:"watch"`
+}
+
 // counts asks the server child for the requests each server answered.
-func counts(ctx context.Context, srv *child) ([]int64, error) {
+func counts(ctx context.Context, srv *child) (*requestCounts, error) {
 	if _, err := io.WriteString(srv.stdin, "count\n"); err != nil {
 		return nil, err
 	}
@@ -304,11 +315,11 @@ func counts(ctx context.Context, srv *child) ([]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	var n []int64
+	var n requestCounts
 	if err := json.Unmarshal([]byte(rest), &n); err != nil {
 		return nil, fmt.Errorf("server child: %w", err)
 	}
-	return n, nil
+	return &n, nil
 }
 
 // serveCluster serves a synthetic cluster of n nodes, announces it on out
@@ -317,7 +328,7 @@ func counts(ctx context.Context, srv *child) ([]int64, error) {
 func serveCluster(ctx context.Context, n, streams, consumers int, out io.Writer, in io.Reader) error {
 	nodes := synth.Nodes(n)
 	var s served
-	reqs := make([]atomic.Int64, n)
+	reqs, watches := make([]atomic.Int64, n), make([]atomic.Int64, n)
 	var servers []*http.Server
 	defer func() {
 		for _, srv := range servers {
@@ -334,7 +345,11 @@ func serveCluster(ctx context.Context, n, streams, consumers int, out io.Writer,
 			return err
 		}
 		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			reqs[i].Add(1)
+			if r.URL.Path == "/healthz" && r.URL.Query().Get("js-server-only") == "true" {
+				watches[i].Add(1)
+			} else {
+				reqs[i].Add(1)
+			}
 			h.ServeHTTP(w, r)
 		})}
 		servers = append(servers, srv)
@@ -352,9 +367,9 @@ func serveCluster(ctx context.Context, n, streams, consumers int, out io.Writer,
 		if sc.Text() != "count" {
 			continue
 		}
-		c := make([]int64, n)
+		c := requestCounts{Sweep: make([]int64, n), Watch: make([]int64, n)}
 		for i := range reqs {
-			c[i] = reqs[i].Load()
+			c.Sweep[i], c.Watch[i] = reqs[i].Load(), watches[i].Load()
 		}
 		b, err := json.Marshal(c)
 		if err != nil {
