@@ -34,8 +34,8 @@ const ActiveThreshold = 3 * time.Second
 const (
 	DefaultCollectorTimeout  = 2 * time.Second
 	DefaultCollectorInterval = time.Second
-	// DefaultWatchInterval is how often Run looks, between two sweeps,
-	// whether a node went away or came back.
+	// DefaultWatchInterval is a WatchInterval that finds a lost node
+	// within half a second: the embedded default's.
 	DefaultWatchInterval = 250 * time.Millisecond
 )
 
@@ -65,8 +65,8 @@ type CollectorOptions struct {
 	// consumers): when a node's answer turns from 200 to anything else, or
 	// back, since the last look, Run sweeps at once instead of at the next
 	// Interval. A node lost (or back) is then seen within about
-	// WatchInterval, for one tiny request per node per look. Zero means
-	// DefaultWatchInterval, negative never.
+	// WatchInterval, for one tiny request per node per look. Zero or
+	// negative means no watch: a node lost is seen at the next sweep.
 	WatchInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -109,9 +109,6 @@ func NewCollector(o CollectorOptions) *Collector {
 	}
 	if o.Interval <= 0 {
 		o.Interval = DefaultCollectorInterval
-	}
-	if o.WatchInterval == 0 {
-		o.WatchInterval = DefaultWatchInterval
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -196,7 +193,8 @@ func (c *Collector) Sweep(ctx context.Context) (*View, error) {
 }
 
 // Run sweeps every Interval until ctx ends, and at once when a node's
-// server goes down or comes up (see WatchInterval). Failed sweeps are logged and retried at the next tick.
+// server goes down or comes up (see WatchInterval). Failed sweeps are
+// logged and retried at the next tick.
 func (c *Collector) Run(ctx context.Context) error {
 	t := time.NewTicker(c.o.Interval)
 	defer t.Stop()

@@ -635,7 +635,7 @@ func TestCollectorRunWatch(t *testing.T) {
 		swept bool
 	}{
 		{name: "watch on", watch: 20 * time.Millisecond, swept: true},
-		{name: "watch off", watch: -1, swept: false},
+		{name: "watch off", watch: 0, swept: false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			up, _ := monitorStub(t, "n0")

@@ -4,8 +4,8 @@
 // and what each sidecar spends (CPU, peak resident set) when every sidecar
 // sweeps every server, as the sidecars do today (app/sidecar.go: one
 // natsraft.Collector per pod with every pod's endpoint, one sweep a
-// second, and between sweeps a look every 250 ms whether a server went
-// down or came up).
+// second; the watch between sweeps, natsraft.CollectorOptions.WatchInterval,
+// is the embedded default's only and is counted apart when on).
 //
 // The servers are synthetic (package synth: nats-server's own document
 // types, rendered once and served as they are, R3 streams spread over the
