@@ -669,6 +669,28 @@ func TestCollectorRunWatch(t *testing.T) {
 	}
 }
 
+// TestCollectorRunWatchNoLoop: a node that is up but fails its sweep
+// (its /jsz answers 500) is no change for the watch, which looks at its
+// own answers only: no sweep before the interval.
+func TestCollectorRunWatchNoLoop(t *testing.T) {
+	srv, sweeps := monitorStub(t, "n0", "/jsz")
+	c := NewCollector(CollectorOptions{
+		Endpoints:     []Endpoint{{Name: "n0", DC: "dc1", MonitorURL: srv.URL}},
+		Interval:      time.Hour,
+		WatchInterval: 10 * time.Millisecond,
+		Logger:        zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	require.Eventually(t, func() bool { return c.Latest() != nil }, 5*time.Second, 5*time.Millisecond)
+	n, ok := c.Latest().Node("n0")
+	require.True(t, ok)
+	require.False(t, n.Reachable, "the failed sweep marks the node unreachable")
+	assert.Never(t, func() bool { return sweeps.Load() > 1 }, 300*time.Millisecond, 10*time.Millisecond)
+}
+
 // raftCluster starts a 3-node embedded cluster with the demo stream and a
 // collector over it; both end with the test.
 func raftCluster(t *testing.T) (*Embedded, *Collector) {
