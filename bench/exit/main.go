@@ -30,13 +30,14 @@ func main() {
 	reps := flag.Int("reps", 5, "maintenances measured")
 	pod := flag.String("pod", "", "the pod to take in and out of maintenance (default: the last node)")
 	verbose := flag.Bool("v", false, "log the embedded default's steps on stderr")
+	hold := flag.Duration("hold", 0, "how long the pod stays in maintenance before the DELETE")
 	flag.Parse()
 	log := zerolog.Nop()
 	if *verbose {
 		zerolog.TimeFieldFormat = time.RFC3339Nano
 		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
 	}
-	if err := run(*reps, *pod, log, os.Stdout); err != nil {
+	if err := run(*reps, *pod, *hold, log, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "exit:", err)
 		os.Exit(1)
 	}
@@ -45,7 +46,7 @@ func main() {
 // poll is how often the phase and readiness are looked at during a DELETE.
 const poll = 10 * time.Millisecond
 
-func run(reps int, pod string, log zerolog.Logger, out io.Writer) error {
+func run(reps int, pod string, hold time.Duration, log zerolog.Logger, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "exit-")
@@ -64,7 +65,7 @@ func run(reps int, pod string, log zerolog.Logger, out io.Writer) error {
 		pod = nodes[len(nodes)-1].Name()
 	}
 	base := "http://" + embedded.Addr()
-	fmt.Fprintf(out, "DELETE /pods/%s?wait=60s on the embedded default after PUT …?wait=60s, %d runs\n", pod, reps)
+	fmt.Fprintf(out, "DELETE /pods/%s?wait=60s on the embedded default %s after PUT …?wait=60s, %d runs\n", pod, hold, reps)
 	var answered, ready []time.Duration
 	for i := range reps {
 		if err := waitReady(ctx, base, pod); err != nil {
@@ -73,6 +74,7 @@ func run(reps int, pod string, log zerolog.Logger, out io.Writer) error {
 		if err := gap.Call(ctx, http.MethodPut, base+"/pods/"+pod+"?wait=60s"); err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
+		sleep(ctx, hold)
 		a, r, phases, err := exit(ctx, base, pod)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
