@@ -96,6 +96,8 @@ bench:
 	$(GO) run ./bench/evacuate $(EVACUATE_ARGS)
 	$(GO) run ./bench/drain $(DRAIN_ARGS)
 	$(GO) run ./bench/api $(API_ARGS)
+	$(GO) run ./bench/exit $(EXIT_ARGS)
+	$(GO) run ./bench/watch $(WATCH_ARGS)
 
 ## screenshots: docs/status-page.png and docs/status-page-409.png (the dry-run/409 dialog), taken by the status
 ## page's browser test (TestStatusPage) from a real run of the embedded default

@@ -93,7 +93,10 @@ func (a *Embedded) Run(ctx context.Context) error {
 	collector := natsraft.NewCollector(natsraft.CollectorOptions{
 		Endpoints: cluster.Endpoints(),
 		Interval:  time.Second,
-		Logger:    log.With().Str("component", "collector").Logger(),
+		// A node lost is found within half a second, not at the next
+		// sweep: the watch asks each in-process node a tiny question.
+		WatchInterval: natsraft.DefaultWatchInterval,
+		Logger:        log.With().Str("component", "collector").Logger(),
 	})
 	handoff := &natsraft.HandOff{Views: collector, Dial: cluster.Dial, Logger: log.With().Str("component", "handoff").Logger()}
 

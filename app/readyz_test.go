@@ -2,10 +2,14 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/prober-dev/prober/natsraft"
 	"github.com/rs/zerolog"
@@ -42,13 +46,23 @@ func TestReadyzEmbeddedCatchUp(t *testing.T) {
 	code, body := running.readyz()
 	assert.Equal(t, http.StatusServiceUnavailable, code, body)
 
-	// Writes it misses.
+	// Writes it misses. The stopped node may have led the stream, which
+	// then elects a new leader: found down within the collector's watch
+	// (0.25 s), the node can be gone before the election is over, and a
+	// write meanwhile finds no responder, as any client would; it is
+	// tried again.
 	nc, err := c.Dial(natsraft.AppAccount, pod)
 	require.NoError(t, err)
 	defer nc.Close()
 	for i := range 200 {
-		_, err := nc.Request("demo.catchup", []byte{byte(i)}, 5*time.Second)
-		require.NoError(t, err)
+		waitFor(t, 10*time.Second, "write "+strconv.Itoa(i), func() (bool, string) {
+			_, err := nc.Request("demo.catchup", []byte{byte(i)}, 5*time.Second)
+			if errors.Is(err, nats.ErrNoResponders) {
+				return false, err.Error()
+			}
+			require.NoError(t, err)
+			return true, ""
+		})
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -33,6 +34,9 @@ const ActiveThreshold = 3 * time.Second
 const (
 	DefaultCollectorTimeout  = 2 * time.Second
 	DefaultCollectorInterval = time.Second
+	// DefaultWatchInterval is a WatchInterval that finds a lost node
+	// within half a second: the embedded default's.
+	DefaultWatchInterval = 250 * time.Millisecond
 )
 
 // viewFreshness is how old the latest view may be for View to return it
@@ -55,6 +59,15 @@ type CollectorOptions struct {
 	Timeout time.Duration
 	// Interval is the pause between two sweeps of Run.
 	Interval time.Duration
+	// WatchInterval is how often Run, between two sweeps, asks each node
+	// whether its server is up (GET /healthz?js-server-only=true, which
+	// NATS answers without looking at JetStream's accounts, streams or
+	// consumers): when a node's answer turns from 200 to anything else, or
+	// back, since the last look, Run sweeps at once instead of at the next
+	// Interval. A node lost (or back) is then seen within about
+	// WatchInterval, for one tiny request per node per look. Zero or
+	// negative means no watch: a node lost is seen at the next sweep.
+	WatchInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Resolver looks up the host names of configured routes; nil means
@@ -179,21 +192,97 @@ func (c *Collector) Sweep(ctx context.Context) (*View, error) {
 	return c.sweep(ctx)
 }
 
-// Run sweeps every Interval until ctx ends. Failed sweeps are logged and
-// retried at the next tick.
+// Run sweeps every Interval until ctx ends, and at once when a node's
+// server goes down or comes up (see WatchInterval). Failed sweeps are
+// logged and retried at the next tick.
 func (c *Collector) Run(ctx context.Context) error {
 	t := time.NewTicker(c.o.Interval)
 	defer t.Stop()
+	var watch <-chan time.Time
+	if c.o.WatchInterval > 0 {
+		w := time.NewTicker(c.o.WatchInterval)
+		defer w.Stop()
+		watch = w.C
+	}
+	reach := map[string]bool{}
+	if watch != nil {
+		// The first look, before the first sweep, so that a node lost
+		// right after it is a change.
+		c.reachChanged(ctx, reach)
+	}
 	for {
 		if _, err := c.Sweep(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn().Err(err).Msg("sweep failed")
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				break wait
+			case <-watch:
+				if changed := c.reachChanged(ctx, reach); changed != "" {
+					c.log.Debug().Str("node", changed).Msg("node reachability changed, sweeping now")
+					t.Reset(c.o.Interval)
+					break wait
+				}
+			}
 		}
 	}
+}
+
+// reachChanged asks every node at once whether its server is up and
+// returns the name of a node whose answer differs from the last look's, ""
+// when none does. last holds the last look's answers and is updated; a
+// node seen for the first time is no change. It is edge-triggered on its
+// own answers, not compared with the view, so that a node that is up but
+// fails its sweep does not make every look sweep again.
+func (c *Collector) reachChanged(ctx context.Context, last map[string]bool) string {
+	eps, err := c.Endpoints(ctx)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(c.o.WatchInterval, c.o.Timeout))
+	defer cancel()
+	now := make([]bool, len(eps))
+	var wg sync.WaitGroup
+	for i, ep := range eps {
+		wg.Go(func() { now[i] = c.serverUp(ctx, ep) })
+	}
+	wg.Wait()
+	changed := ""
+	seen := make(map[string]bool, len(eps))
+	for i, ep := range eps {
+		seen[ep.Name] = true
+		if was, ok := last[ep.Name]; ok && was != now[i] && changed == "" {
+			changed = ep.Name
+		}
+		last[ep.Name] = now[i]
+	}
+	for name := range last {
+		if !seen[name] {
+			delete(last, name)
+		}
+	}
+	return changed
+}
+
+// serverUp tells whether the node's server answers
+// /healthz?js-server-only=true with 200.
+func (c *Collector) serverUp(ctx context.Context, ep Endpoint) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		monitorURL(ep.MonitorURL, "/healthz", url.Values{"js-server-only": {"true"}}), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.o.Client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, healthzBody))
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // fresh returns the latest view and its error when the view is young

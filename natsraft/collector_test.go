@@ -439,8 +439,9 @@ func monitorStub(t *testing.T, name string, fail ...string) (*httptest.Server, *
 	t.Helper()
 	var sweeps atomic.Int64
 	docs := map[string]any{
-		"/varz":   map[string]any{"server_id": "ID-" + name, "server_name": name, "cluster": map[string]any{"name": "dc1"}},
-		"/routez": map[string]any{"routes": []any{}},
+		"/varz":    map[string]any{"server_id": "ID-" + name, "server_name": name, "cluster": map[string]any{"name": "dc1"}},
+		"/routez":  map[string]any{"routes": []any{}},
+		"/healthz": map[string]any{"status": "ok"},
 		"/jsz": map[string]any{
 			"server_id":    "ID-" + name,
 			"meta_cluster": map[string]any{"name": "dc1", "leader": name},
@@ -621,6 +622,73 @@ func TestCollectorRun(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		require.Fail(t, "Run did not return after its context ended")
 	}
+}
+
+// TestCollectorRunWatch stops a node's monitoring port between two sweeps
+// an hour apart: with the watch on, Run sweeps within about its interval
+// and the view shows the node unreachable; with it off, nothing changes
+// until the next sweep.
+func TestCollectorRunWatch(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		watch time.Duration
+		swept bool
+	}{
+		{name: "watch on", watch: 20 * time.Millisecond, swept: true},
+		{name: "watch off", watch: 0, swept: false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up, _ := monitorStub(t, "n0")
+			down, sweeps := monitorStub(t, "n1")
+			c := NewCollector(CollectorOptions{
+				Endpoints: []Endpoint{
+					{Name: "n0", DC: "dc1", MonitorURL: up.URL},
+					{Name: "n1", DC: "dc1", MonitorURL: down.URL},
+				},
+				Interval:      time.Hour,
+				WatchInterval: tt.watch,
+				Logger:        zerolog.Nop(),
+			})
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- c.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			require.Eventually(t, func() bool { return sweeps.Load() == 1 && c.Latest() != nil }, 5*time.Second, 5*time.Millisecond)
+			n1Down := func() bool {
+				n, ok := c.Latest().Node("n1")
+				return ok && !n.Reachable
+			}
+			require.False(t, n1Down())
+			down.Close()
+			if tt.swept {
+				assert.Eventually(t, n1Down, 2*time.Second, 5*time.Millisecond, "a stopped node is swept for at once")
+			} else {
+				assert.Never(t, n1Down, 300*time.Millisecond, 10*time.Millisecond, "no sweep before the interval")
+			}
+		})
+	}
+}
+
+// TestCollectorRunWatchNoLoop: a node that is up but fails its sweep
+// (its /jsz answers 500) is no change for the watch, which looks at its
+// own answers only: no sweep before the interval.
+func TestCollectorRunWatchNoLoop(t *testing.T) {
+	srv, sweeps := monitorStub(t, "n0", "/jsz")
+	c := NewCollector(CollectorOptions{
+		Endpoints:     []Endpoint{{Name: "n0", DC: "dc1", MonitorURL: srv.URL}},
+		Interval:      time.Hour,
+		WatchInterval: 10 * time.Millisecond,
+		Logger:        zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	require.Eventually(t, func() bool { return c.Latest() != nil }, 5*time.Second, 5*time.Millisecond)
+	n, ok := c.Latest().Node("n0")
+	require.True(t, ok)
+	require.False(t, n.Reachable, "the failed sweep marks the node unreachable")
+	assert.Never(t, func() bool { return sweeps.Load() > 1 }, 300*time.Millisecond, 10*time.Millisecond)
 }
 
 // raftCluster starts a 3-node embedded cluster with the demo stream and a

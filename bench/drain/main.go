@@ -47,15 +47,11 @@ func run(reps int, settle time.Duration, out io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	embedded := &app.Embedded{Listen: "127.0.0.1:0", DataDir: dir, Resync: 5 * time.Second, Logger: zerolog.Nop()}
-	appCtx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- embedded.Run(appCtx) }()
-	defer func() { stop(); <-errc }()
-	select {
-	case <-embedded.Started():
-	case err := <-errc:
+	stop, err := gap.RunEmbedded(ctx, embedded)
+	if err != nil {
 		return err
 	}
+	defer stop()
 	c := embedded.Cluster()
 	base := "http://" + embedded.Addr()
 

@@ -2,7 +2,9 @@
 //
 //	(1) how long after a Raft group loses its quorum the diagnosis reports
 //	    it: two of three nodes of an embedded cluster are stopped while the
-//	    collector sweeps at the product's interval (1 s); target ≤ 2 s;
+//	    collector sweeps at the product's interval (1 s) and watches
+//	    for nodes going down between sweeps, as the embedded default
+//	    does; target ≤ 2 s;
 //	(2) one health sweep (collection over HTTP, view, diagnosis) over a
 //	    3-node cluster of 10,001 Raft groups — 2,000 R3 streams with 4 R3
 //	    consumers each, and the meta group — its time and the prober's peak
@@ -24,12 +26,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -42,6 +42,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/prober-dev/prober/bench/internal/proc"
 	"github.com/prober-dev/prober/natsraft"
 )
 
@@ -140,7 +141,10 @@ func benchQuorumLoss(ctx context.Context, out io.Writer, reps int, interval time
 		return nil, err
 	}
 	defer e.Close()
-	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: e.Endpoints(), Interval: interval, Logger: zerolog.Nop()})
+	// As the embedded default does: sweeps every interval, and at once
+	// when the watch finds a node down.
+	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: e.Endpoints(), Interval: interval,
+		WatchInterval: natsraft.DefaultWatchInterval, Logger: zerolog.Nop()})
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(runCtx) }()
@@ -217,21 +221,8 @@ type sweepResult struct {
 // process and sweeps it.
 func benchSweep(ctx context.Context, out io.Writer, kind string, streams, consumers, sweeps int) (*sweepResult, error) {
 	fmt.Fprintf(out, "sweep: child process with a %s 3-node cluster of %d R3 streams × %d R3 consumers\n", kind, streams, consumers)
-	self, err := os.Executable()
+	cmd, stdin, stdout, err := proc.StartSelf(ctx, "-serve", kind, "-streams", strconv.Itoa(streams), "-consumers", strconv.Itoa(consumers))
 	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, self, "-serve", kind, "-streams", strconv.Itoa(streams), "-consumers", strconv.Itoa(consumers))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -307,29 +298,11 @@ func benchSweep(ctx context.Context, out io.Writer, kind string, streams, consum
 	slices.Sort(allocs)
 	res.allocPerSweep = median(allocs)
 	res.peakHeap = peakHeap.Load()
-	res.peakRSS, err = peakRSS()
+	res.peakRSS, err = proc.PeakRSS()
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
-}
-
-// peakRSS reads this process's peak resident set size from /proc.
-func peakRSS() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, fmt.Errorf("peak memory: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("peak memory: %w", err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, errors.New("peak memory: no VmHWM in /proc/self/status")
 }
 
 // serveCluster runs the large cluster: 3 nodes, streams × (1 + consumers)

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/prober-dev/prober/app"
 	"github.com/prober-dev/prober/natsraft"
 )
 
@@ -187,4 +188,19 @@ func Median(sorted []time.Duration) time.Duration {
 		return sorted[n/2]
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// RunEmbedded runs the embedded default e until stop is called, and
+// returns once it serves (or failed to start). stop ends it and waits.
+func RunEmbedded(ctx context.Context, e *app.Embedded) (stop func(), err error) {
+	appCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- e.Run(appCtx) }()
+	select {
+	case <-e.Started():
+		return func() { cancel(); <-errc }, nil
+	case err := <-errc:
+		cancel()
+		return nil, err
+	}
 }
