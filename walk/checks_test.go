@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,7 +86,7 @@ func (w *walker) checkConverged(final bool) {
 		switch {
 		case len(phases) > 0 && elapsed > convergeTimeout && !(catchingUp && elapsed < catchUpTimeout):
 			w.fail("not converged %s after the step: %s", elapsed.Round(time.Second), strings.Join(phases, "; "))
-		case elapsed > leaderTimeout:
+		case len(leaderless) > 0 && elapsed > leaderTimeout:
 			w.fail("groups that keep a quorum have no leader %s after the step: %s", leaderTimeout, strings.Join(leaderless, "; "))
 		}
 		select {
@@ -124,6 +125,10 @@ func (w *walker) phaseProblems(d *maintenance.Document, v *prober.RaftResponse, 
 		case l == live && !forced && pv.Phase == maintenance.PhaseRequested && !fenced && (crashes || w.held(n.name, v, now)):
 		case l == expired && pv.Phase == maintenance.PhaseActive && !fenced:
 		case l == expired && crashes && pv.Phase == maintenance.PhaseCatchingUp && !fenced:
+		// Back from maintenance while a group of it has no quorum of
+		// unfenced members (the others are in maintenance, forced): it
+		// cannot catch up until they are back.
+		case l == expired && pv.Phase == maintenance.PhaseCatchingUp && !fenced && w.withoutQuorum(n.name, v):
 		default:
 			want := "Active, not fenced"
 			if l == live {
@@ -136,6 +141,26 @@ func (w *walker) phaseProblems(d *maintenance.Document, v *prober.RaftResponse, 
 		}
 	}
 	return out
+}
+
+// withoutQuorum says whether a group of pod has fewer than a quorum of
+// members that are neither crashed nor fenced.
+func (w *walker) withoutQuorum(pod string, v *prober.RaftResponse) bool {
+	for _, g := range w.m.groups {
+		if !slices.Contains(g.peers, pod) {
+			continue
+		}
+		left := 0
+		for _, p := range g.peers {
+			if _, crashed := w.m.crashed[p]; !crashed && !fencedIn(v, p) {
+				left++
+			}
+		}
+		if left < g.quorum() {
+			return true
+		}
+	}
+	return false
 }
 
 // held says whether the rule holds pod back: its maintenance is desired,
