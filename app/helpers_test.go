@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/prober-dev/prober/app"
@@ -459,4 +460,21 @@ func isFenced(tb testing.TB, f interface{ Fenced() (bool, error) }) bool {
 	fenced, err := f.Fenced()
 	require.NoError(tb, err)
 	return fenced
+}
+
+// restartReady starts the stopped server of pod again and waits until its
+// sidecar sc answers /readyz 200, which must mean caught up in every demo
+// group.
+func (e *scEnv) restartReady(t *testing.T, sc *liveSidecar, pod string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), appStartTimeout)
+	defer cancel()
+	require.NoError(t, e.cluster.RestartNode(ctx, pod))
+	took := waitFor(t, 60*time.Second, "the restarted node is ready", func() (bool, string) {
+		code, body := e.call(t, sc, "", http.MethodGet, "/readyz", "")
+		return code == http.StatusOK, body
+	})
+	t.Logf("%s ready %.2fs after its restart", pod, took.Seconds())
+	ok, detail := currentEverywhere(e.cluster, pod, demoGroups...)
+	assert.True(t, ok, "ready means caught up: %s", detail)
 }

@@ -124,16 +124,7 @@ func testSidecarPreStop(t *testing.T, e *scEnv) {
 
 	// The server stops and starts again (the container's restart).
 	require.NoError(t, e.cluster.StopNode(pod))
-	ctx, cancel := context.WithTimeout(context.Background(), appStartTimeout)
-	defer cancel()
-	require.NoError(t, e.cluster.RestartNode(ctx, pod))
-	took := waitFor(t, 60*time.Second, "the restarted node is ready", func() (bool, string) {
-		code, body := e.call(t, sc, "", http.MethodGet, "/readyz", "")
-		return code == http.StatusOK, body
-	})
-	t.Logf("%s ready %.2fs after its restart", pod, took.Seconds())
-	ok, detail := currentEverywhere(e.cluster, pod, demoGroups...)
-	assert.True(t, ok, "ready means caught up: %s", detail)
+	e.restartReady(t, sc, pod)
 	assert.False(t, node.Quiesced(), "JetStream on")
 	assert.Equal(t, maintenance.PhaseActive, sc.Reconciler().Phase())
 	// Ready after its server's start, the pod takes its share of the

@@ -366,16 +366,7 @@ func testSidecarRestart(t *testing.T, e *scEnv) {
 	code, body := e.call(t, e.sidecars["nats-0"], "", http.MethodGet, "/readyz", "")
 	assert.Equal(t, http.StatusOK, code, "the others stay ready: %s", body)
 
-	ctx, cancel := context.WithTimeout(context.Background(), appStartTimeout)
-	defer cancel()
-	require.NoError(t, e.cluster.RestartNode(ctx, pod))
-	took := waitFor(t, 60*time.Second, "the restarted node is ready", func() (bool, string) {
-		code, body := e.call(t, sc, "", http.MethodGet, "/readyz", "")
-		return code == http.StatusOK, body
-	})
-	t.Logf("%s ready %.2fs after its restart", pod, took.Seconds())
-	ok, detail := currentEverywhere(e.cluster, pod, demoGroups...)
-	assert.True(t, ok, "ready means caught up: %s", detail)
+	e.restartReady(t, sc, pod)
 	waitFor(t, 30*time.Second, "no status left behind", func() (bool, string) {
 		cm, d := e.stored(t)
 		return len(inProgress(d)) == 0, fmt.Sprint(cm.Data)

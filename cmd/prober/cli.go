@@ -202,6 +202,14 @@ func startCLI(fs *flag.FlagSet, o *ClientOptions, args []string, stdout, stderr 
 	return &cli{api: api, out: stdout, errOut: stderr, now: time.Now}, pos, -1
 }
 
+// usageFailed prints a command's invalid use (err, one problem a line),
+// then its usage, and returns exitUsage.
+func usageFailed(fs *flag.FlagSet, command string, err error, stderr io.Writer) int {
+	fmt.Fprintf(stderr, "prober %s: %v\n", command, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	fs.Usage()
+	return exitUsage
+}
+
 // fail prints err and returns the exit code it deserves.
 func (x *cli) fail(ctx context.Context, err error) int {
 	if ctx.Err() != nil {
@@ -277,9 +285,7 @@ func runMaintenance(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if err := o.Validate(pos); err != nil {
-		fmt.Fprintf(stderr, "prober maintenance: %v\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		fs.Usage()
-		return exitUsage
+		return usageFailed(fs, "maintenance", err, stderr)
 	}
 	ctx, stop := signalContext()
 	defer stop()

@@ -116,9 +116,7 @@ func runRollout(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if err := o.Validate(pos); err != nil {
-		fmt.Fprintf(stderr, "prober rollout: %v\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		fs.Usage()
-		return exitUsage
+		return usageFailed(fs, "rollout", err, stderr)
 	}
 	ctx, stop := signalContext()
 	defer stop()
