@@ -353,25 +353,32 @@ func (f *KernelFence) Resume(ctx context.Context) error {
 // started quiesced: JetStream off, with the included file saying "off"
 // since before the start (a quiesce by reload writes it after the start).
 func (f *KernelFence) startedQuiesced(ctx context.Context) (time.Time, bool, error) {
-	var varz struct {
-		Start time.Time `json:"start"`
-	}
-	if err := getDoc(ctx, f.o.HTTPClient, f.o.MonitorURL, "/varz", nil, &varz); err != nil {
+	start, err := f.serverStart(ctx)
+	if err != nil {
 		return time.Time{}, false, err
 	}
 	on, err := f.jetStreamOn(ctx)
 	if err != nil || on {
-		return varz.Start, false, err
+		return start, false, err
 	}
 	b, err := os.ReadFile(f.o.ConfigInclude)
 	if err != nil {
-		return varz.Start, false, fmt.Errorf("included configuration file: %w", err)
+		return start, false, fmt.Errorf("included configuration file: %w", err)
 	}
 	fi, err := os.Stat(f.o.ConfigInclude)
 	if err != nil {
-		return varz.Start, false, fmt.Errorf("included configuration file: %w", err)
+		return start, false, fmt.Errorf("included configuration file: %w", err)
 	}
-	return varz.Start, string(b) == quiesceIncludeOff && fi.ModTime().Before(varz.Start), nil
+	return start, string(b) == quiesceIncludeOff && fi.ModTime().Before(start), nil
+}
+
+// serverStart reads the local server's start time from its /varz.
+func (f *KernelFence) serverStart(ctx context.Context) (time.Time, error) {
+	var varz varzDoc
+	if err := getDoc(ctx, f.o.HTTPClient, f.o.MonitorURL, "/varz", nil, &varz); err != nil {
+		return time.Time{}, err
+	}
+	return varz.Start, nil
 }
 
 // restartOn writes the "on" content to the included file, stops the local
@@ -388,10 +395,8 @@ func (f *KernelFence) restartOn(ctx context.Context, started time.Time) error {
 	}
 	var lastErr error
 	err := pollUntil(ctx, kernelFencePollInterval, func() bool {
-		var varz struct {
-			Start time.Time `json:"start"`
-		}
-		if lastErr = getDoc(ctx, f.o.HTTPClient, f.o.MonitorURL, "/varz", nil, &varz); lastErr != nil || !varz.Start.After(started) {
+		var now time.Time
+		if now, lastErr = f.serverStart(ctx); lastErr != nil || !now.After(started) {
 			return false
 		}
 		on, err := f.jetStreamOn(ctx)
