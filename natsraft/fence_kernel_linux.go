@@ -20,8 +20,12 @@ import (
 // established sockets over sock_diag netlink, and entering the network
 // namespace to fence.
 
-// tcpFlagRST is the RST bit of the TCP flags byte (offset 13 of the header).
-const tcpFlagRST = 0x04
+// Bits of the TCP flags byte (offset 13 of the header).
+const (
+	tcpFlagSYN = 0x02
+	tcpFlagRST = 0x04
+	tcpFlagACK = 0x10
+)
 
 // table returns the fence's nftables table.
 func (f *KernelFence) table() *nftables.Table {
@@ -50,17 +54,34 @@ func (f *KernelFence) nft() (c *nftables.Conn, done func(), err error) {
 // applyTable replaces the fence's table in one transaction with this one:
 //
 //	table inet <name> {
-//	  chain input  { type filter hook input  priority filter; <rules> }
-//	  chain output { type filter hook output priority filter; <rules> }
+//	  chain input {
+//	    type filter hook input priority filter
+//	    tcp flags & rst != 0 accept
+//	    tcp sport|dport <port> reject with tcp reset         (every fenced port)
+//	  }
+//	  chain output {
+//	    type filter hook output priority filter
+//	    tcp flags & rst != 0 accept
+//	    tcp flags & (syn|ack) == syn tcp sport|dport <port> reject with tcp reset
+//	    tcp sport|dport <port> drop
+//	  }
 //	}
-//	rules: tcp flags & rst != 0 accept
-//	       tcp sport <port> reject with tcp reset   (for every fenced port)
-//	       tcp dport <port> reject with tcp reset
 //
-// The rst rule comes first: without it the resets that the reject rules
+// The rst rules come first: without them the resets that the reject rules
 // and the destroyed sockets send would themselves be rejected (a reset is
 // never answered, so they would be dropped), and the other end would
 // learn of the cut only when it next sends and times out.
+//
+// Outbound, only a new connection (a bare SYN) is rejected, so that the
+// local server's dials fail at once; anything else is dropped. A reset
+// made by the output hook goes to the local socket, which then closes
+// without a word to its peer: a route the local server wrote on between
+// the table and killSockets (a quiesce just before the fence sends a burst
+// of unsubscriptions) would die here and stay open at the peer, which
+// lists it until its next ping, minutes later. Dropped, the write stays
+// queued on a live socket, and killSockets destroys it with a reset that
+// reaches the peer (and should that reset fall behind the dropped bytes,
+// the peer's challenge ACK meets the input chain's reset, which does).
 func (f *KernelFence) applyTable() error {
 	c, done, err := f.nft()
 	if err != nil {
@@ -85,8 +106,14 @@ func (f *KernelFence) applyTable() error {
 			Priority: nftables.ChainPriorityFilter,
 		})
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: acceptRSTExprs()})
+		out := h.hook == nftables.ChainHookOutput
 		for _, port := range f.ports() {
 			for _, offset := range []uint32{0, 2} { // source port, destination port
+				if out {
+					c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rejectSYNExprs(offset, port)})
+					c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: dropPortExprs(offset, port)})
+					continue
+				}
 				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: rejectPortExprs(offset, port)})
 			}
 		}
@@ -116,15 +143,39 @@ func acceptRSTExprs() []expr.Any {
 	)
 }
 
-// rejectPortExprs: tcp sport|dport <port> counter reject with tcp reset;
-// offset 0 is the source port, 2 the destination port.
-func rejectPortExprs(offset uint32, port uint16) []expr.Any {
+// portIs matches tcp sport|dport <port>: offset 0 is the source port, 2
+// the destination port.
+func portIs(offset uint32, port uint16) []expr.Any {
 	return append(isTCP(),
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
-		&expr.Counter{},
-		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST, Code: unix.NFT_REJECT_TCP_RST},
 	)
+}
+
+// rejectTCP: counter reject with tcp reset.
+func rejectTCP() []expr.Any {
+	return []expr.Any{&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST, Code: unix.NFT_REJECT_TCP_RST}}
+}
+
+// rejectPortExprs: tcp sport|dport <port> counter reject with tcp reset.
+func rejectPortExprs(offset uint32, port uint16) []expr.Any {
+	return append(portIs(offset, port), rejectTCP()...)
+}
+
+// rejectSYNExprs: tcp flags & (syn|ack) == syn tcp sport|dport <port>
+// counter reject with tcp reset: a new connection, refused at once.
+func rejectSYNExprs(offset uint32, port uint16) []expr.Any {
+	e := append(portIs(offset, port),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpFlagSYN | tcpFlagACK}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{tcpFlagSYN}},
+	)
+	return append(e, rejectTCP()...)
+}
+
+// dropPortExprs: tcp sport|dport <port> counter drop.
+func dropPortExprs(offset uint32, port uint16) []expr.Any {
+	return append(portIs(offset, port), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
 }
 
 // removeTable deletes the fence's table; a missing table is no error.

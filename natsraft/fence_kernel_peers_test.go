@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -182,4 +183,52 @@ func TestKernelFenceHoldAtBoot(t *testing.T) {
 	}, time.Minute, 500*time.Millisecond, "%s leads the meta group and its /jsz says so", x.name)
 	require.NoError(t, f.Resume(ctx))
 	assert.Equal(t, 1, restarts, "a server already resumed is left alone")
+}
+
+// TestKernelFenceWhileRoutesCarryTraffic fences a server that writes on
+// its routes the whole time (a client of it publishes what a client of
+// each peer subscribes to), as a server does right after its quiesce
+// sends its unsubscriptions. A write that meets the table before the
+// sockets are destroyed must not close the local socket quietly: the
+// peers would keep listing the route, idle and half open, until their
+// next ping, minutes later, and the fence would never be verified. Each
+// round fences and unfences; every fence must be seen done from the
+// peers' side.
+func TestKernelFenceWhileRoutesCarryTraffic(t *testing.T) {
+	lab := newNetLab(t, 3)
+	c := startNATSLab(t, lab, buildNATSServer(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	x := c.procs[2]
+	for _, p := range c.procs[:2] {
+		sub := c.connect(t, procAppUser, []*natsProc{p}, nats.IgnoreDiscoveredServers())
+		_, err := sub.Subscribe("traffic.>", func(*nats.Msg) {})
+		require.NoError(t, err)
+		require.NoError(t, sub.Flush())
+	}
+	c.assertMesh(t)
+	pub := c.connect(t, procAppUser, []*natsProc{x}, nats.IgnoreDiscoveredServers())
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		payload := make([]byte, 512)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = pub.Publish("traffic."+strconv.Itoa(i%64), payload)
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+
+	f := c.fence(x, SignalReload(x.pidFile), nil, zerolog.Nop())
+	f.o.Timeout = 20 * time.Second
+	for round := range 8 {
+		require.NoError(t, f.Fence(ctx), "fence, round %d", round)
+		c.assertIsolated(t, x)
+		require.NoError(t, f.Unfence(ctx), "unfence, round %d", round)
+	}
 }

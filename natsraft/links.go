@@ -278,9 +278,6 @@ func (l *linkVerifier) cutOff(ctx context.Context, peer linkedServer) bool {
 // how long a fence waits for links to go before it cuts them again.
 const redialAfter = 3 * time.Second
 
-// awaitLinks polls until nothing is missing to the server, cutting its
-// routes again (redial) each time they have stayed short for redialAfter,
-// and returns what is still missing when ctx ends.
 // awaitCut polls until the node has no link left (linked), each time the
 // links have stayed for recutAfter calling recut, which destroys the
 // node's sockets again: a route that was being set up while the first cut
@@ -308,6 +305,9 @@ func (l *linkVerifier) awaitCut(ctx context.Context, interval time.Duration, rec
 	return left, err
 }
 
+// awaitLinks polls until nothing is missing to the server, cutting its
+// routes again (redial) each time they have stayed short for redialAfter,
+// and returns what is still missing when ctx ends.
 func (l *linkVerifier) awaitLinks(ctx context.Context, interval time.Duration, redial func() (int, error)) ([]string, error) {
 	var missing []string
 	since := time.Now()
