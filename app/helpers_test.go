@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -477,4 +478,16 @@ func (e *scEnv) restartReady(t *testing.T, sc *liveSidecar, pod string) {
 	t.Logf("%s ready %.2fs after its restart", pod, took.Seconds())
 	ok, detail := currentEverywhere(e.cluster, pod, demoGroups...)
 	assert.True(t, ok, "ready means caught up: %s", detail)
+}
+
+// freePort returns a loopback port that was free when asked, for a
+// listener whose address must be known before it starts.
+func freePort(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	defer ln.Close()
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	require.NoError(tb, err)
+	return port
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -164,6 +165,7 @@ func (a *Sidecar) Run(ctx context.Context) error {
 	})
 	collector := natsraft.NewCollector(natsraft.CollectorOptions{
 		Interval: a.CollectorInterval,
+		Self:     a.Pod,
 		Logger:   log,
 	})
 	handoff := &natsraft.HandOff{Views: collector, Dial: a.Dial, Logger: log.With().Str("component", "handoff").Logger()}
@@ -197,6 +199,8 @@ func (a *Sidecar) Run(ctx context.Context) error {
 		Auth:        a.Auth,
 		ClusterPort: a.ClusterPort,
 		PreStop:     a.PreStop,
+		Reports:     collector,
+		PeerIP:      a.Discovery.IsPeerIP,
 		Events:      feed.hub,
 		Logger:      log.With().Str("component", "http").Logger(),
 		Now:         now,
@@ -415,6 +419,11 @@ type KernelSidecarConfig struct {
 	PreStopBinary string
 	// BalanceAfterStart: see Sidecar.BalanceAfterStart.
 	BalanceAfterStart bool
+	// ShareSweeps has each sidecar read only its own server and ask the
+	// other sidecars for theirs (GET /local/report on the port of Listen,
+	// see natsraft/report.go): every server then answers one sweep per
+	// interval instead of one per pod.
+	ShareSweeps bool
 	// Reload makes NATS reload its configuration; nil means over the
 	// system account.
 	Reload func(context.Context) error
@@ -494,10 +503,18 @@ func (c KernelSidecarConfig) LocalURLs() (monitor, client string) {
 // without it. It blocks until ctx ends.
 func RunKernelSidecar(ctx context.Context, c KernelSidecarConfig) error {
 	log := c.Logger.With().Str("pod", c.Pod).Logger()
+	reportPort := 0
+	if c.ShareSweeps {
+		var err error
+		if reportPort, err = listenPort(c.Listen); err != nil {
+			return fmt.Errorf("shared sweeps: %w", err)
+		}
+	}
 	disc, err := kube.NewPodDiscovery(c.Client.CoreV1().Pods(c.Namespace), kube.PodDiscoveryOptions{
 		Selector:    c.Selector,
 		MonitorPort: c.MonitorPort,
 		ClientPort:  c.ClientPort,
+		ReportPort:  reportPort,
 		DCLabel:     c.DCLabel,
 		Logger:      log,
 	})
@@ -581,4 +598,17 @@ func RunKernelSidecar(ctx context.Context, c KernelSidecarConfig) error {
 		},
 	}
 	return sc.Run(ctx)
+}
+
+// listenPort returns the port of a listen address such as ":8889".
+func listenPort(addr string) (int, error) {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 1 || port > 65535 {
+		return 0, fmt.Errorf("listen address %q: want a fixed port", addr)
+	}
+	return port, nil
 }

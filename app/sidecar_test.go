@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,10 @@ type scEnv struct {
 	cluster  *natsraft.Embedded
 	credDir  string
 	sidecars map[string]*liveSidecar
+	// reportPorts are the sidecars' API ports by pod, fixed before they
+	// start: each pod's annotation names its sidecar's, where the others
+	// ask for its server's report (shared sweeps, as `prober serve` runs).
+	reportPorts map[string]string
 	// tokens of the callers: an operator (get + update on the maintenance
 	// ConfigMap), a viewer (get) and one without any binding.
 	operator, viewer, stranger string
@@ -103,8 +108,9 @@ func scServiceAccount(tb testing.TB, admin kubernetes.Interface, name, role stri
 
 // scPod creates the Pod object of an embedded node, as the StatefulSet
 // would, and gives it the node's address (there is no kubelet: the status
-// is set by hand). The node's ports go into the port annotations.
-func scPod(tb testing.TB, admin kubernetes.Interface, n *natsraft.EmbeddedNode, extraLabels map[string]string) {
+// is set by hand). The node's ports and its sidecar's (reportPort) go into
+// the port annotations.
+func scPod(tb testing.TB, admin kubernetes.Interface, n *natsraft.EmbeddedNode, reportPort string, extraLabels map[string]string) {
 	tb.Helper()
 	ctx := context.Background()
 	port := func(raw string) string {
@@ -123,6 +129,7 @@ func scPod(tb testing.TB, admin kubernetes.Interface, n *natsraft.EmbeddedNode, 
 			Annotations: map[string]string{
 				kube.MonitorPortAnnotation: port(n.MonitorURL()),
 				kube.ClientPortAnnotation:  port(n.ClientURL()),
+				kube.ReportPortAnnotation:  reportPort,
 			},
 		},
 		// No subdomain: until its IP is set the pod has no address at all,
@@ -162,7 +169,8 @@ func startScEnv(t *testing.T) *scEnv {
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, cluster.Close()) })
 
-	e := &scEnv{kube: kube, admin: admin, cluster: cluster, credDir: t.TempDir(), sidecars: map[string]*liveSidecar{}}
+	e := &scEnv{kube: kube, admin: admin, cluster: cluster, credDir: t.TempDir(), sidecars: map[string]*liveSidecar{},
+		reportPorts: map[string]string{}}
 	// The embedded cluster's users, laid out as the install mounts its
 	// Secret: one folder per account.
 	for file, content := range map[string]string{
@@ -173,7 +181,8 @@ func startScEnv(t *testing.T) *scEnv {
 		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
 	}
 	for _, n := range cluster.Nodes() {
-		scPod(t, admin, n, nil)
+		e.reportPorts[n.Name()] = freePort(t)
+		scPod(t, admin, n, e.reportPorts[n.Name()], nil)
 	}
 	e.operator = scServiceAccount(t, admin, "operator", "prober-operator")
 	e.viewer = scServiceAccount(t, admin, "viewer", "prober-viewer")
@@ -205,11 +214,12 @@ func (e *scEnv) startSidecar(t *testing.T, n *natsraft.EmbeddedNode, token strin
 	})
 	require.NoError(t, err)
 	log := scLogger(t).With().Str("sidecar", n.Name()).Logger()
-	disc, err := kube.NewPodDiscovery(cs.CoreV1().Pods(scNamespace), kube.PodDiscoveryOptions{Selector: mustSelector(t, scSelector), Logger: log})
+	disc, err := kube.NewPodDiscovery(cs.CoreV1().Pods(scNamespace), kube.PodDiscoveryOptions{Selector: mustSelector(t, scSelector),
+		ReportPort: 8889, Logger: log})
 	require.NoError(t, err)
 	dialer := &natsraft.CredentialsDialer{Dir: e.credDir, Servers: disc.ClientURLs, Name: "prober-" + n.Name()}
 	running := &app.Sidecar{
-		Listen:     "127.0.0.1:0",
+		Listen:     "127.0.0.1:" + e.reportPorts[n.Name()],
 		Pod:        n.Name(),
 		Namespace:  scNamespace,
 		ConfigMaps: cs.CoreV1(),
@@ -390,7 +400,37 @@ func testSidecarViews(t *testing.T, e *scEnv) {
 		var ready prober.ProbeResponse
 		e.decode(t, sc, "", http.MethodGet, "/readyz?pod="+name, "", http.StatusOK, &ready)
 		assert.Equal(t, name, ready.Pod)
+
+		// Shared sweeps: the sidecar serves its own server's report and
+		// reads its peers' from their sidecars, not from their servers.
+		var report struct {
+			Name   string   `json:"name"`
+			Routes []string `json:"routes"`
+		}
+		e.decode(t, sc, "", http.MethodGet, "/local/report?maxAge=2s", "", http.StatusOK, &report)
+		assert.Equal(t, name, report.Name)
+		assert.Len(t, report.Routes, 2, "%s's routes", name)
+		waitFor(t, 10*time.Second, name+" reads its peers from their sidecars", func() (bool, string) {
+			code, body := e.call(t, sc, "", http.MethodGet, "/metrics", "")
+			fromSidecars, fromServers := metricValue(body, `prober_peer_reads_total{source="sidecar"}`), metricValue(body, `prober_peer_reads_total{source="server"}`)
+			return code == http.StatusOK && fromSidecars > 0 && fromSidecars > 10*fromServers,
+				fmt.Sprintf("peer reads from sidecars %v, from servers %v", fromSidecars, fromServers)
+		})
 	}
+}
+
+// metricValue returns the value of the sample named (with its labels) in
+// a Prometheus text exposition, -1 when absent.
+func metricValue(exposition, sample string) float64 {
+	for _, line := range strings.Split(exposition, "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }
 
 func testSidecarAuth(t *testing.T, e *scEnv) {
@@ -409,6 +449,8 @@ func testSidecarAuth(t *testing.T, e *scEnv) {
 		{"viewer may not leave", e.viewer, http.MethodDelete, "/pods/nats-1", http.StatusForbidden},
 		{"operator asks (dry run)", e.operator, http.MethodPut, "/pods/nats-1?dryRun=true", http.StatusOK},
 		{"probes are open", "", http.MethodGet, "/livez", http.StatusOK},
+		{"the server's report, to a NATS pod (loopback here) without a token", "", http.MethodGet, "/local/report", http.StatusOK},
+		{"a bad report age", "", http.MethodGet, "/local/report?maxAge=soon", http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -566,7 +608,7 @@ func testSidecarPodList(t *testing.T, e *scEnv) {
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
 
-	scPod(t, e.admin, e.cluster.Node(pod), nil)
+	scPod(t, e.admin, e.cluster.Node(pod), e.reportPorts[pod], nil)
 	waitFor(t, 15*time.Second, "a new pod joins the view", func() (bool, string) {
 		var pv maintenance.PodView
 		code, body := e.call(t, via, e.viewer, http.MethodGet, "/pods/"+pod, "")

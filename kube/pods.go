@@ -38,6 +38,10 @@ const (
 	// ClientPortAnnotation gives a pod's NATS client port when it is not
 	// the one the sidecar is configured with.
 	ClientPortAnnotation = "maintenance.prober/client-port"
+	// ReportPortAnnotation gives the port of a pod's sidecar API, where it
+	// serves its server's report (GET /local/report), when it is not the
+	// one the sidecar is configured with.
+	ReportPortAnnotation = "maintenance.prober/report-port"
 )
 
 // Defaults of PodDiscoveryOptions.
@@ -62,6 +66,9 @@ type Peer struct {
 	MonitorURL string `json:"monitorURL"`
 	// ClientURL is its NATS client URL, "" while it has no IP.
 	ClientURL string `json:"clientURL,omitempty"`
+	// ReportURL is where its sidecar serves its server's report, "" while
+	// it has no IP or when reports are not shared.
+	ReportURL string `json:"reportURL,omitempty"`
 	// DC is the value of the dc label, "" when the pod has none (its dc is
 	// then the NATS cluster name).
 	DC string `json:"dc,omitempty"`
@@ -76,6 +83,11 @@ type PodDiscoveryOptions struct {
 	// DefaultMonitorPort and DefaultClientPort when 0.
 	MonitorPort int
 	ClientPort  int
+	// ReportPort is the port of the sidecars' API, where each serves its
+	// server's report to the others (GET /local/report) so that every
+	// server answers one sweep per interval; 0 shares nothing, and every
+	// sidecar reads every server. ReportPortAnnotation overrides it.
+	ReportPort int
 	// DCLabel is the label naming a pod's dc; DefaultDCLabel when empty.
 	DCLabel string
 	// WatchTimeout is the lifetime of one watch; DefaultPodWatchTimeout
@@ -179,9 +191,26 @@ func (d *PodDiscovery) Endpoints() []natsraft.Endpoint {
 	peers := d.Peers()
 	out := make([]natsraft.Endpoint, len(peers))
 	for i, p := range peers {
-		out[i] = natsraft.Endpoint{Name: p.Name, DC: p.DC, MonitorURL: p.MonitorURL}
+		out[i] = natsraft.Endpoint{Name: p.Name, DC: p.DC, MonitorURL: p.MonitorURL, ReportURL: p.ReportURL}
 	}
 	return out
+}
+
+// IsPeerIP tells whether ip is the IP of one of the pods (an IPv4 address
+// matches its IPv4-in-IPv6 form too).
+func (d *PodDiscovery) IsPeerIP(ip string) bool {
+	want := net.ParseIP(ip)
+	if want == nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.peers {
+		if have := net.ParseIP(p.IP); have != nil && have.Equal(want) {
+			return true
+		}
+	}
+	return false
 }
 
 // ClientURLs returns the client URL of every peer that has one, by name:
@@ -276,6 +305,10 @@ func (d *PodDiscovery) peerOf(pod *corev1.Pod) (Peer, bool) {
 	case p.IP != "":
 		p.MonitorURL = "http://" + net.JoinHostPort(p.IP, strconv.Itoa(monitor))
 		p.ClientURL = "nats://" + net.JoinHostPort(p.IP, strconv.Itoa(client))
+		if d.o.ReportPort != 0 {
+			report := annotatedPort(pod, ReportPortAnnotation, d.o.ReportPort, log)
+			p.ReportURL = "http://" + net.JoinHostPort(p.IP, strconv.Itoa(report)) + "/local/report"
+		}
 	case pod.Spec.Subdomain != "":
 		// A StatefulSet's pod keeps its DNS name while it waits for an IP:
 		// it shows as unreachable rather than vanishing from the view.

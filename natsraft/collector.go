@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -68,6 +69,12 @@ type CollectorOptions struct {
 	// WatchInterval, for one tiny request per node per look. Zero or
 	// negative means no watch: a node lost is seen at the next sweep.
 	WatchInterval time.Duration
+	// Self names the local node in a sidecar: the collector reads its
+	// server itself and serves what it read to the other sidecars
+	// (LocalReport), while it asks each other node's sidecar, at its
+	// Endpoint.ReportURL, for that node's (see report.go). "" in the
+	// embedded default, whose one collector reads every server.
+	Self string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Resolver looks up the host names of configured routes; nil means
@@ -100,6 +107,17 @@ type Collector struct {
 	health *healthMemory
 	// dns caches route host lookups; used by sweeps only (one at a time).
 	dns map[string]dnsAnswer
+
+	// localSem admits one read of the local server at a time (sweeps and
+	// the peers' requests share it); localMu guards the fields below it.
+	localSem chan struct{}
+	localMu  sync.Mutex
+	local    *localRead
+	localEp  Endpoint
+	hasLocal bool
+	// shared and direct count the peers' reports got from their sidecars
+	// and from their servers (the sidecar did not answer).
+	shared, direct atomic.Int64
 }
 
 // NewCollector returns a Collector with the defaults filled in.
@@ -119,13 +137,16 @@ func NewCollector(o CollectorOptions) *Collector {
 		o.Client = &http.Client{Transport: tr}
 	}
 	o.Endpoints = slices.Clone(o.Endpoints)
-	return &Collector{
+	c := &Collector{
 		o:          o,
 		log:        o.Logger.With().Str("component", "collector").Logger(),
 		sem:        make(chan struct{}, 1),
+		localSem:   make(chan struct{}, 1),
 		leaderless: map[groupKey]time.Time{},
 		accounts:   map[string][]string{},
 	}
+	c.setLocal(o.Endpoints)
+	return c
 }
 
 // Latest returns the last view built, nil before the first sweep.
@@ -148,7 +169,7 @@ func (c *Collector) View(ctx context.Context) (*View, error) {
 	if v, ok, err := c.fresh(); ok {
 		return v, err
 	}
-	return c.sweep(ctx)
+	return c.sweep(ctx, viewFreshness)
 }
 
 // ViewSince returns a view whose sweep started at or after since (with the
@@ -167,7 +188,7 @@ func (c *Collector) ViewSince(ctx context.Context, since time.Time) (*View, erro
 	if v, ok, err := c.since(since); ok {
 		return v, err
 	}
-	return c.sweep(ctx)
+	return c.sweep(ctx, max(0, c.o.Now().Sub(since)))
 }
 
 // since returns the latest view and its error when its sweep started at
@@ -185,17 +206,27 @@ func (c *Collector) since(t time.Time) (v *View, ok bool, err error) {
 // answer is in the view with Reachable false; when no node answers, Sweep
 // returns the view together with ErrNoNodeReachable.
 func (c *Collector) Sweep(ctx context.Context) (*View, error) {
+	return c.sweepWithin(ctx, 0)
+}
+
+// sweepWithin is Sweep accepting the peers' reports (see report.go) up to
+// maxAge old.
+func (c *Collector) sweepWithin(ctx context.Context, maxAge time.Duration) (*View, error) {
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer c.release()
-	return c.sweep(ctx)
+	return c.sweep(ctx, maxAge)
 }
 
 // Run sweeps every Interval until ctx ends, and at once when a node's
 // server goes down or comes up (see WatchInterval). Failed sweeps are
-// logged and retried at the next tick.
+// logged and retried at the next tick. A collector with a Self shares its
+// sweeps (runShared).
 func (c *Collector) Run(ctx context.Context) error {
+	if c.o.Self != "" {
+		return c.runShared(ctx)
+	}
 	t := time.NewTicker(c.o.Interval)
 	defer t.Stop()
 	var watch <-chan time.Time
@@ -229,6 +260,52 @@ func (c *Collector) Run(ctx context.Context) error {
 				}
 			}
 		}
+	}
+}
+
+// runShared is Run for sidecars that share their sweeps (see report.go).
+// Every sidecar reads its own server at the same instants, the multiples
+// of Interval on the wall clock, and builds its view a quarter interval
+// later from the reads of that instant: its own, and each peer's, asked
+// for with a max age of half an interval, which the peer's read at the
+// instant meets. A view is then made of reads taken together, as when one
+// collector read every server at once, and not of reads up to an interval
+// apart (a leadership that moved between two of them would show nowhere,
+// or twice). Clocks that differ between pods only widen that instant; a
+// peer that missed it reads its server again for the asker.
+func (c *Collector) runShared(ctx context.Context) error {
+	iv := c.o.Interval
+	for {
+		at := c.o.Now().Truncate(iv).Add(iv)
+		if !c.sleepUntil(ctx, at) {
+			return nil
+		}
+		if _, err := c.readLocal(ctx, 0); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoLocalNode) {
+			c.log.Warn().Err(err).Msg("read of the local server failed")
+		}
+		if !c.sleepUntil(ctx, at.Add(iv/4)) {
+			return nil
+		}
+		if _, err := c.sweepWithin(ctx, iv/2); err != nil && ctx.Err() == nil {
+			c.log.Warn().Err(err).Msg("sweep failed")
+		}
+	}
+}
+
+// sleepUntil waits until the wall clock reads at; false when ctx ended
+// first.
+func (c *Collector) sleepUntil(ctx context.Context, at time.Time) bool {
+	d := at.Sub(c.o.Now())
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -308,7 +385,9 @@ func (c *Collector) acquire(ctx context.Context) error {
 
 func (c *Collector) release() { <-c.sem }
 
-func (c *Collector) sweep(ctx context.Context) (*View, error) {
+// sweep reads every node, accepting the peers' reports up to maxAge old
+// when they are shared (see report.go). c.sem must be held.
+func (c *Collector) sweep(ctx context.Context, maxAge time.Duration) (*View, error) {
 	if len(c.o.Endpoints) == 0 {
 		return nil, errors.New("sweep: no endpoints")
 	}
@@ -316,7 +395,7 @@ func (c *Collector) sweep(ctx context.Context) (*View, error) {
 	reports := make([]*nodeReport, len(c.o.Endpoints))
 	var wg sync.WaitGroup
 	for i, ep := range c.o.Endpoints {
-		wg.Go(func() { reports[i] = c.fetchNode(ctx, ep) })
+		wg.Go(func() { reports[i] = c.fetchShared(ctx, ep, maxAge) })
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -351,9 +430,6 @@ func (c *Collector) record(ctx context.Context, from time.Time, reports []*nodeR
 	return v, err
 }
 
-// trackLeaderless stamps every leaderless group with the time of the first
-// sweep that found it so and forgets groups that have a leader again or are
-// gone. c.mu must be held.
 // keepUnreported adds to v the groups of the previous view that no node
 // reported this time because every member is unreachable or has its
 // JetStream off: a stream of one replica on a node in maintenance, or on a
@@ -394,6 +470,9 @@ func keepUnreported(v, prev *View) {
 	}
 }
 
+// trackLeaderless stamps every leaderless group with the time of the first
+// sweep that found it so and forgets groups that have a leader again or are
+// gone. c.mu must be held.
 func (c *Collector) trackLeaderless(v *View) {
 	seen := make(map[groupKey]struct{}, len(c.leaderless))
 	for i := range v.Groups {
@@ -677,9 +756,12 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 			continue
 		}
 		name := r.name()
-		if m := r.jsz.Meta; m != nil {
+		if r.jsz.Meta != nil {
+			// A copy: the report may be read meanwhile (a sidecar serves
+			// its local one to its peers).
+			m := *r.jsz.Meta
 			m.RaftGroup = metaRaftGroup
-			observe(groupKey{kind: KindMeta}, name, m, 0, false)
+			observe(groupKey{kind: KindMeta}, name, &m, 0, false)
 		}
 		for ai := range r.jsz.Accounts {
 			a := &r.jsz.Accounts[ai]
@@ -930,6 +1012,7 @@ func (c *Collector) SetEndpoints(ctx context.Context, eps []Endpoint) error {
 	}
 	defer c.release()
 	c.o.Endpoints = slices.Clone(eps)
+	c.setLocal(eps)
 	return nil
 }
 

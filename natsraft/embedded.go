@@ -75,6 +75,10 @@ type Endpoint struct {
 	Name       string `json:"name"`
 	DC         string `json:"dc"`
 	MonitorURL string `json:"monitorURL"`
+	// ReportURL is where the node's own sidecar serves the report of its
+	// server (GET /local/report), "" when it has none: a collector then
+	// asks the server itself.
+	ReportURL string `json:"reportURL,omitempty"`
 }
 
 // Embedded is a NATS JetStream cluster (or supercluster) running inside this

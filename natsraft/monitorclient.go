@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -52,11 +53,31 @@ func getJSON(ctx context.Context, client *http.Client, u string, into any) error
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 		return fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
-	body, err := readBody(resp)
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer putBodyBuffer(buf)
+	body, err := readInto(buf, resp, maxBody)
 	if err != nil {
 		return fmt.Errorf("read: %w", err)
 	}
+	// The decoded document copies what it keeps (strings, numbers), so
+	// the buffer is free again once it is decoded.
 	return decodeDoc(body, into)
+}
+
+// bodyBuffers recycles the buffers of the monitoring documents: a sweep of
+// ten thousand groups reads tens of megabytes, which fresh buffers would
+// have the runtime zero and collect again at every sweep.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBodyBuffer returns a buffer to the pool, unless it grew past what a
+// document of ten thousand groups needs (one read of a bigger body is
+// not worth keeping that much memory for).
+func putBodyBuffer(buf *bytes.Buffer) {
+	if buf.Cap() > maxBodyPrealloc {
+		return
+	}
+	buf.Reset()
+	bodyBuffers.Put(buf)
 }
 
 // decodeDoc decodes a monitoring document's body into into.
@@ -83,6 +104,14 @@ func readBody(resp *http.Response) ([]byte, error) { return readLimited(resp, ma
 
 // readLimited is readBody with a limit of its own.
 func readLimited(resp *http.Response, maxBody int64) ([]byte, error) {
+	return readInto(new(bytes.Buffer), resp, maxBody)
+}
+
+// readInto reads a whole response body of at most maxBody bytes into buf
+// (empty), growing it once to the announced size when there is one (up to
+// maxBodyPrealloc; a larger body grows the buffer as it comes). The bytes
+// returned are buf's.
+func readInto(buf *bytes.Buffer, resp *http.Response, maxBody int64) ([]byte, error) {
 	size := int64(bytes.MinRead)
 	if resp.ContentLength > maxBody {
 		return nil, fmt.Errorf("body of %d bytes is over the limit of %d", resp.ContentLength, maxBody)
@@ -92,7 +121,7 @@ func readLimited(resp *http.Response, maxBody int64) ([]byte, error) {
 	}
 	// bytes.Buffer grows (doubling) whenever less than MinRead is free,
 	// so room for MinRead past the body keeps the read to one allocation.
-	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	buf.Grow(int(size) + bytes.MinRead)
 	// One byte more than the limit tells a body at the limit from a
 	// longer one.
 	n, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBody+1))

@@ -59,6 +59,21 @@ func newMetrics(s *Server) *metrics {
 	}
 	m.reg.MustRegister(m.requests, m.latency, &clusterCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if st, ok := s.reports.(sharedStater); ok {
+		for _, source := range []string{"sidecar", "server"} {
+			m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "prober_peer_reads_total",
+				Help:        "Reads of the other pods' NATS servers by where they came from: sidecar (its report, GET /local/report, shared sweeps) or server (read directly because its sidecar did not answer).",
+				ConstLabels: prometheus.Labels{"source": source},
+			}, func() float64 {
+				shared, direct := st.SharedStats()
+				if source == "sidecar" {
+					return float64(shared)
+				}
+				return float64(direct)
+			}))
+		}
+	}
 	return m
 }
 

@@ -172,6 +172,8 @@ func TestOpenAPILiveAnswers(t *testing.T) {
 	do(http.MethodGet, "/nodes/nats-1", "", 404)
 	do(http.MethodPost, "/local/prestop?timeout=soon", "", 400)
 	do(http.MethodPost, "/local/prestop", "", 404)
+	do(http.MethodGet, "/local/report?maxAge=soon", "", 400)
+	do(http.MethodGet, "/local/report", "", 404)
 
 	var missing []string
 	for _, op := range d.Operations() {

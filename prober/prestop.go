@@ -50,14 +50,10 @@ func (s *Server) loopbackOnly(next http.Handler) http.Handler {
 // stops anyway, and the hook must let it. Nothing is stored. 404 when this
 // prober has no local node (the embedded default).
 func (s *Server) handlePreStop(w http.ResponseWriter, r *http.Request) {
-	timeout := maintenance.DefaultPreStopTimeout
-	if v := r.URL.Query().Get("timeout"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			s.writeError(w, r, maintenance.Errorf(maintenance.EInvalid, "invalid timeout %q: want a positive duration such as 25s", v))
-			return
-		}
-		timeout = min(d, MaxPreStopTimeout)
+	timeout, err := durationParam(r, "timeout", maintenance.DefaultPreStopTimeout, MaxPreStopTimeout, false, "25s")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	if s.preStop == nil {
 		s.writeError(w, r, maintenance.Errorf(maintenance.ENotFound, "this prober has no local NATS server to stop (embedded mode)"))

@@ -46,20 +46,33 @@ type changeQuery struct {
 // true) and wait (a Go duration, capped at MaxWait).
 func parseChangeQuery(r *http.Request) (changeQuery, error) {
 	var q changeQuery
-	values := r.URL.Query()
 	dry, _, err := parseBool(r, "dryRun")
 	if err != nil {
 		return q, err
 	}
 	q.dryRun = dry
-	if v := values.Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return q, maintenance.Errorf(maintenance.EInvalid, "invalid wait %q: want a duration such as 30s", v)
-		}
-		q.wait = min(d, MaxWait)
+	q.wait, err = durationParam(r, "wait", 0, MaxWait, true, "30s")
+	return q, err
+}
+
+// durationParam reads the query parameter name as a Go duration: def when
+// absent, capped at most, refused (400) when it does not parse or is
+// negative (or zero, unless zero is allowed); example shows a good one in
+// the message.
+func durationParam(r *http.Request, name string, def, most time.Duration, zeroOK bool, example string) (time.Duration, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
 	}
-	return q, nil
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || (d == 0 && !zeroOK) {
+		want := "a duration"
+		if !zeroOK {
+			want = "a positive duration"
+		}
+		return 0, maintenance.Errorf(maintenance.EInvalid, "invalid %s %q: want %s such as %s", name, v, want, example)
+	}
+	return min(d, most), nil
 }
 
 // readBody reads the whole body, at most MaxBodyBytes of it.

@@ -59,6 +59,12 @@ type Options struct {
 	Auth AuthOptions
 	// PreStop serves POST /local/prestop; nil answers 404 (no local node).
 	PreStop PreStopper
+	// Reports serves GET /local/report, the local server's report for the
+	// other sidecars; nil answers 404 (no local node).
+	Reports LocalReporter
+	// PeerIP tells whether ip is one of the NATS pods', to which (and to
+	// loopback) GET /local/report is served; nil serves loopback only.
+	PeerIP func(ip string) bool
 	// Events serves GET /events; nil answers 503 (no event stream).
 	Events *events.Hub
 	// Heartbeat is how often an idle event stream sends a comment line;
@@ -77,6 +83,8 @@ type Server struct {
 	views       maintenance.ViewSource
 	readiness   Readiness
 	preStop     PreStopper
+	reports     LocalReporter
+	peerIP      func(ip string) bool
 	events      *events.Hub
 	heartbeat   time.Duration
 	auth        AuthOptions
@@ -109,6 +117,8 @@ func NewServer(o Options) *Server {
 		views:       o.Views,
 		readiness:   o.Readiness,
 		preStop:     o.PreStop,
+		reports:     o.Reports,
+		peerIP:      o.PeerIP,
 		events:      o.Events,
 		heartbeat:   o.Heartbeat,
 		auth:        o.Auth,
@@ -148,6 +158,7 @@ func NewServer(o Options) *Server {
 	s.registerBalanceRoutes()
 	s.registerProbeRoutes()
 	s.registerPreStopRoutes()
+	s.registerReportRoutes()
 	s.registerOpenAPIRoutes()
 	s.metrics = newMetrics(s)
 	s.registerMetricsRoutes()

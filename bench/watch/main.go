@@ -1,11 +1,19 @@
 // Command watch measures the cost of watching a NATS cluster: for N pods
 // (3, 5 and 9 by default) and clusters of 1,000 and 10,000 Raft groups, how
 // many monitoring requests (and bytes) each NATS server answers per second
-// and what each sidecar spends (CPU, peak resident set) when every sidecar
-// sweeps every server, as the sidecars do today (app/sidecar.go: one
-// natsraft.Collector per pod with every pod's endpoint, one sweep a
-// second; the watch between sweeps, natsraft.CollectorOptions.WatchInterval,
-// is the embedded default's only and is counted apart when on).
+// and what each sidecar spends (CPU, peak resident set), in two designs
+// side by side:
+//
+//   - every: every sidecar sweeps every server (one natsraft.Collector per
+//     pod with every pod's endpoint, one sweep a second), the design
+//     before shared sweeps and what `prober serve --share-sweeps=false`
+//     does;
+//   - shared: each sidecar reads only its own server and asks the other
+//     sidecars for theirs (natsraft/report.go, GET /local/report), the
+//     default of `prober serve`.
+//
+// The watch between sweeps (natsraft.CollectorOptions.WatchInterval) is
+// the embedded default's only and is counted apart when on.
 //
 // The servers are synthetic (package synth: nats-server's own document
 // types, rendered once and served as they are, R3 streams spread over the
@@ -42,6 +50,7 @@ import (
 	"github.com/prober-dev/prober/bench/internal/proc"
 	"github.com/prober-dev/prober/bench/internal/synth"
 	"github.com/prober-dev/prober/natsraft"
+	"github.com/prober-dev/prober/prober"
 )
 
 // Lines the children print on stdout and the parent waits for.
@@ -55,6 +64,9 @@ const (
 func main() {
 	serve := flag.Int("serve", 0, "serve a synthetic cluster of this many nodes and print its endpoints (internal)")
 	sidecar := flag.String("sidecar", "", "run one sidecar's collector over these endpoints (JSON; internal)")
+	self := flag.String("self", "", "the sidecar's own node, whose report it serves on -listen (internal)")
+	listen := flag.String("listen", "", "where the sidecar serves its report (internal)")
+	designs := flag.String("designs", "every,shared", "designs to measure: every (every sidecar sweeps every server), shared (each reads its own and serves it)")
 	pods := flag.String("pods", "3,5,9", "numbers of pods (NATS servers, one sidecar each)")
 	groups := flag.String("groups", "1000,10000", "Raft groups of the cluster (R3 streams with -consumers R3 consumers each)")
 	consumers := flag.Int("consumers", 4, "R3 consumers per stream")
@@ -70,11 +82,17 @@ func main() {
 	case *serve > 0:
 		err = serveCluster(ctx, *serve, *streams, *consumers, os.Stdout, os.Stdin)
 	case *sidecar != "":
-		err = runSidecar(ctx, *sidecar, *interval, *window, os.Stdout, os.Stdin)
+		err = runSidecar(ctx, sidecarArgs{endpoints: *sidecar, self: *self, listen: *listen, interval: *interval, window: *window}, os.Stdout, os.Stdin)
 	default:
 		var o options
 		if o.pods, err = ints(*pods); err == nil {
 			o.groups, err = ints(*groups)
+		}
+		for _, d := range strings.Split(*designs, ",") {
+			if d = strings.TrimSpace(d); d != designEvery && d != designShared {
+				err = fmt.Errorf("-designs: unknown design %q", d)
+			}
+			o.designs = append(o.designs, d)
 		}
 		if err == nil {
 			o.consumers, o.window, o.interval = *consumers, *window, *interval
@@ -100,15 +118,23 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
+// The designs measured.
+const (
+	designEvery  = "every"
+	designShared = "shared"
+)
+
 // options are the command line's.
 type options struct {
 	pods, groups     []int
+	designs          []string
 	consumers        int
 	window, interval time.Duration
 }
 
 // row is one configuration's measure.
 type row struct {
+	design       string
 	pods, groups int
 	// reqPerServer is the monitoring requests per second of the sweeps
 	// each server answered (mean over the servers); bytesPerServer their
@@ -127,23 +153,41 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	var rows []row
 	for _, g := range o.groups {
 		for _, n := range o.pods {
-			r, err := measure(ctx, out, n, g, o)
-			if err != nil {
-				return fmt.Errorf("%d pods, %d groups: %w", n, g, err)
+			for _, d := range o.designs {
+				r, err := measure(ctx, out, d, n, g, o)
+				if err != nil {
+					return fmt.Errorf("%s, %d pods, %d groups: %w", d, n, g, err)
+				}
+				rows = append(rows, r)
 			}
-			rows = append(rows, r)
 		}
 	}
-	fmt.Fprintf(out, "\ndesign: every sidecar sweeps every server (today); interval %s, window %s, %d cores\n",
+	fmt.Fprintf(out, "\ninterval %s, window %s, %d cores; every: every sidecar sweeps every server; shared: each reads its own server and serves it to the others\n",
 		o.interval, o.window, runtime.NumCPU())
-	fmt.Fprintf(out, "%-5s %-7s %-14s %-14s %-14s %-14s %-14s %-14s %-14s %s\n", "pods", "groups", "sweep req/s",
+	fmt.Fprintf(out, "%-7s %-5s %-7s %-12s %-8s %-12s %-13s %-13s %-12s %-11s %s\n", "design", "pods", "groups", "sweep req/s",
 		"wanted", "watch req/s", "MiB/s/server", "sweeps/s/pod", "CPU/sidecar", "CPU/sweep", "peak RSS/sidecar")
 	for _, r := range rows {
-		fmt.Fprintf(out, "%-5d %-7d %-14.1f %-14d %-14.1f %-14.1f %-14.2f %-14s %-14s %.1f MiB\n", r.pods, r.groups,
-			r.reqPerServer, r.pods*requestsPerSweep, r.watchPerServer, r.bytesPerServer/(1<<20), r.sweepsPerSidecar,
+		wanted := r.pods * requestsPerSweep
+		if r.design == designShared {
+			wanted = requestsPerSweep
+		}
+		fmt.Fprintf(out, "%-7s %-5d %-7d %-12.1f %-8d %-12.1f %-13.1f %-13.2f %-12s %-11s %.1f MiB\n", r.design, r.pods, r.groups,
+			r.reqPerServer, wanted, r.watchPerServer, r.bytesPerServer/(1<<20), r.sweepsPerSidecar,
 			fmt.Sprintf("%.0f%% core", 100*r.cpu), fmt.Sprintf("%.0f ms", 1000*r.cpuPerSweep), float64(r.rss)/(1<<20))
 	}
-	fmt.Fprintf(out, "per server; wanted: pods × %d requests per sweep (/varz /routez /gatewayz /healthz /jsz /raftz×2) at 1 sweep/s\n", requestsPerSweep)
+	fmt.Fprintf(out, "per server; wanted at 1 sweep/s: every: pods × %d requests per sweep (/varz /routez /gatewayz /healthz /jsz /raftz×2); shared: %d, its own sidecar's\n", requestsPerSweep, requestsPerSweep)
+	fmt.Fprintf(out, "ratio shared/every (same pods and groups): server requests, sidecar CPU\n")
+	for _, r := range rows {
+		if r.design != designShared {
+			continue
+		}
+		for _, e := range rows {
+			if e.design == designEvery && e.pods == r.pods && e.groups == r.groups && e.reqPerServer > 0 && e.cpu > 0 {
+				fmt.Fprintf(out, "  %d pods, %5d groups: requests %.2f×, CPU %.2f×, peak RSS %.2f×\n", r.pods, r.groups,
+					r.reqPerServer/e.reqPerServer, r.cpu/e.cpu, float64(r.rss)/float64(e.rss))
+			}
+		}
+	}
 	return nil
 }
 
@@ -207,9 +251,9 @@ type served struct {
 	Bytes []int `json:"bytes"`
 }
 
-func measure(ctx context.Context, out io.Writer, pods, groups int, o options) (row, error) {
+func measure(ctx context.Context, out io.Writer, design string, pods, groups int, o options) (row, error) {
 	streams := max(1, groups/(1+o.consumers))
-	fmt.Fprintf(out, "%d pods, %d groups (%d R3 streams × %d R3 consumers + meta): ", pods, groups, streams, o.consumers)
+	fmt.Fprintf(out, "%s: %d pods, %d groups (%d R3 streams × %d R3 consumers + meta): ", design, pods, groups, streams, o.consumers)
 	srv, err := startChild(ctx, "-serve", strconv.Itoa(pods), "-streams", strconv.Itoa(streams), "-consumers", strconv.Itoa(o.consumers))
 	if err != nil {
 		return row{}, err
@@ -223,6 +267,15 @@ func measure(ctx context.Context, out io.Writer, pods, groups int, o options) (r
 	if err := json.Unmarshal([]byte(rest), &s); err != nil {
 		return row{}, fmt.Errorf("server child: %w", err)
 	}
+	var listens []string
+	if design == designShared {
+		if listens, err = freeAddrs(pods); err != nil {
+			return row{}, err
+		}
+		for i := range s.Endpoints {
+			s.Endpoints[i].ReportURL = "http://" + listens[i] + "/local/report"
+		}
+	}
 	eps, err := json.Marshal(s.Endpoints)
 	if err != nil {
 		return row{}, err
@@ -233,8 +286,12 @@ func measure(ctx context.Context, out io.Writer, pods, groups int, o options) (r
 			c.stop()
 		}
 	}()
-	for range pods {
-		c, err := startChild(ctx, "-sidecar", string(eps), "-interval", o.interval.String(), "-window", o.window.String())
+	for i := range pods {
+		args := []string{"-sidecar", string(eps), "-interval", o.interval.String(), "-window", o.window.String()}
+		if design == designShared {
+			args = append(args, "-self", s.Endpoints[i].Name, "-listen", listens[i])
+		}
+		c, err := startChild(ctx, args...)
 		if err != nil {
 			return row{}, err
 		}
@@ -273,7 +330,7 @@ func measure(ctx context.Context, out io.Writer, pods, groups int, o options) (r
 	}
 	wall := time.Since(start).Seconds()
 
-	r := row{pods: pods, groups: groups}
+	r := row{design: design, pods: pods, groups: groups}
 	for i := range after.Sweep {
 		d := float64(after.Sweep[i] - before.Sweep[i])
 		r.watchPerServer += float64(after.Watch[i]-before.Watch[i]) / wall / float64(pods)
@@ -389,15 +446,51 @@ type sidecarResult struct {
 	PeakRSS uint64  `json:"peak_rss"`
 }
 
+// freeAddrs returns n loopback addresses with a port free at the time of
+// asking, for the sidecars' report servers.
+func freeAddrs(n int) ([]string, error) {
+	var out []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	return out, nil
+}
+
+// sidecarArgs are a sidecar child's flags.
+type sidecarArgs struct {
+	endpoints, self, listen string
+	interval, window        time.Duration
+}
+
 // runSidecar runs a collector over the endpoints as a sidecar does (its
-// Run loop), announces its first sweep, and on "go" measures its sweeps
-// and CPU time for window.
-func runSidecar(ctx context.Context, endpoints string, interval, window time.Duration, out io.Writer, in io.Reader) error {
+// Run loop), and with self its report server as the product's GET
+// /local/report serves it; it announces its first sweep, and on "go"
+// measures its sweeps and CPU time for window.
+func runSidecar(ctx context.Context, a sidecarArgs, out io.Writer, in io.Reader) error {
 	var eps []natsraft.Endpoint
-	if err := json.Unmarshal([]byte(endpoints), &eps); err != nil {
+	if err := json.Unmarshal([]byte(a.endpoints), &eps); err != nil {
 		return fmt.Errorf("-sidecar: %w", err)
 	}
-	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: eps, Interval: interval, Timeout: 30 * time.Second, Logger: zerolog.Nop()})
+	interval, window := a.interval, a.window
+	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: eps, Self: a.self, Interval: interval, Timeout: 30 * time.Second, Logger: zerolog.Nop()})
+	if a.self != "" {
+		srv, err := serveReport(c, a.listen)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = srv.Close(context.Background()) }()
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = c.Run(runCtx) })
@@ -459,4 +552,14 @@ func runSidecar(ctx context.Context, endpoints string, interval, window time.Dur
 	fmt.Fprintln(out, resultLine+string(b))
 	_, _ = io.Copy(io.Discard, in)
 	return nil
+}
+
+// serveReport serves the collector's local report at addr with the
+// product's own API server (GET /local/report, prober/report.go).
+func serveReport(c *natsraft.Collector, addr string) (*prober.Server, error) {
+	srv := prober.NewServer(prober.Options{Addr: addr, Reports: c, Logger: zerolog.Nop()})
+	if err := srv.Open(); err != nil {
+		return nil, fmt.Errorf("report server: %w", err)
+	}
+	return srv, nil
 }

@@ -54,6 +54,9 @@ type ServeOptions struct {
 	// BalanceAfterStart: the pod takes its share of the leaderships once
 	// ready after the sidecar's start (after a rolling restart).
 	BalanceAfterStart bool
+	// ShareSweeps: each sidecar reads only its own server and serves it to
+	// the others (app.KernelSidecarConfig.ShareSweeps).
+	ShareSweeps bool
 
 	TokenAudiences     string
 	LoopbackNeedsToken bool
@@ -91,6 +94,7 @@ func (o *ServeOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PIDFile, "nats-pid-file", "", "the NATS server's pid_file, for --reload=signal")
 	fs.StringVar(&o.PreStopBinary, "prestop-binary", "", "copy this binary there before NATS starts (a volume the NATS container mounts), so that its preStop hook can run `prober prestop`; empty: no copy")
 	fs.BoolVar(&o.BalanceAfterStart, "balance-after-start", true, "once this pod is ready after the sidecar's start, move to it its share of its dc's leaderships (POST /balance?to=<pod>): after a rolling restart's hand-offs the leaderships end up balanced")
+	fs.BoolVar(&o.ShareSweeps, "share-sweeps", true, "read only the local NATS server and ask the other pods' sidecars (GET /local/report on the --listen port) for theirs, so that each server answers one sweep per interval however many pods there are; a sidecar that does not answer is read directly")
 	fs.StringVar(&o.TokenAudiences, "token-audiences", "", "comma separated audiences a caller's token must be issued for; default: the API server's")
 	fs.BoolVar(&o.LoopbackNeedsToken, "loopback-needs-token", false, "require a token from loopback callers too (behind a local proxy such as a service mesh)")
 	fs.DurationVar(&o.Resync, "resync", maintenance.DefaultResync, "periodic resync of the reconciler")
@@ -238,6 +242,7 @@ func (o *ServeOptions) config() app.KernelSidecarConfig {
 		ConfigInclude:      o.ConfigInclude,
 		PreStopBinary:      o.PreStopBinary,
 		BalanceAfterStart:  o.BalanceAfterStart,
+		ShareSweeps:        o.ShareSweeps,
 		Reload:             o.reload,
 		Restart:            o.restart,
 		TokenAudiences:     o.audiences,
