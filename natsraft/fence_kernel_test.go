@@ -116,7 +116,10 @@ func TestKernelFenceMechanism(t *testing.T) {
 		"a new fence (a restarted sidecar) sees the table")
 	assert.False(t, isFenced(t, NewKernelFence(KernelFenceOptions{NetNS: b.Path(), Logger: zerolog.Nop()})),
 		"the peer's namespace has no table")
-	assertRules(t, f, 1+2*2)
+	// Both chains first accept resets; then, per fenced port and direction,
+	// input rejects with a reset and output rejects a new connection and
+	// drops the rest.
+	assertRules(t, f, 1+2*2, 1+2*2*2)
 
 	t.Run("rules alone leave idle connections up", func(t *testing.T) {
 		deadline := time.Now().Add(200 * time.Millisecond)
@@ -308,14 +311,15 @@ func TestKernelFenceIncludeFile(t *testing.T) {
 	})
 }
 
-// assertRules checks that both chains of the fence's table hold want rules.
-func assertRules(t *testing.T, f *KernelFence, want int) {
+// assertRules checks how many rules the input and output chains of the
+// fence's table hold.
+func assertRules(t *testing.T, f *KernelFence, input, output int) {
 	t.Helper()
 	c, done, err := f.nft()
 	require.NoError(t, err)
 	defer done()
 	tab := f.table()
-	for _, chain := range []string{"input", "output"} {
+	for chain, want := range map[string]int{"input": input, "output": output} {
 		rules, err := c.GetRules(tab, &nftables.Chain{Name: chain, Table: tab})
 		require.NoError(t, err)
 		assert.Len(t, rules, want, chain)
