@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
 )
 
 // Probe paths. They stay open when authentication comes.
@@ -80,7 +81,26 @@ func (r *ViewReadiness) PodReady(ctx context.Context, pod string) (bool, string)
 	if v == nil {
 		return false, "no cluster view: " + errText(err)
 	}
-	return v.NodeReady(pod)
+	ready, why := v.NodeReady(pod)
+	if ready {
+		return true, ""
+	}
+	// A probe that fails takes the pod out of its Service, so "not ready"
+	// is confirmed on a view swept after this one: a sweep taken in the
+	// middle of a hand-off, or one whose read of a server failed, must not
+	// make a caught-up pod flap. "Ready" needs no second look.
+	if sv, ok := r.Views.(sinceViews); ok {
+		if fresh, _ := sv.ViewSince(ctx, v.At); fresh != nil && fresh != v {
+			return fresh.NodeReady(pod)
+		}
+	}
+	return false, why
+}
+
+// sinceViews is what the natsraft collector offers to see a view swept
+// after a given time.
+type sinceViews interface {
+	ViewSince(ctx context.Context, since time.Time) (*natsraft.View, error)
 }
 
 func errText(err error) string {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -129,4 +130,69 @@ func TestViewReadinessWithoutView(t *testing.T) {
 	assert.False(t, ok)
 	assert.Equal(t, "unknown pod n7", why)
 	assert.Equal(t, []string{"n0"}, r.Pods())
+}
+
+// sweptViews keeps a latest view and answers ViewSince with the next one,
+// as the collector does: the latest view, then one swept after it.
+type sweptViews struct {
+	latest, next *natsraft.View
+	mu           sync.Mutex
+	since        []time.Time
+}
+
+func (s *sweptViews) View(context.Context) (*natsraft.View, error) { return s.latest, nil }
+func (s *sweptViews) Latest() *natsraft.View                       { return s.latest }
+func (s *sweptViews) ViewSince(_ context.Context, since time.Time) (*natsraft.View, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.since = append(s.since, since)
+	return s.next, nil
+}
+
+func TestViewReadinessConfirmsNotReadyOnANewerView(t *testing.T) {
+	now := time.Now()
+	ready := meshed()
+	ready.At = now
+	// A sweep taken in the middle of a hand-off: the meta group has no
+	// leader and n0's own Raft state was not read.
+	midHandOff := meshed()
+	midHandOff.At = now.Add(-time.Second)
+	midHandOff.Groups[0].Leader = ""
+	for i := range midHandOff.Groups[0].Peers {
+		midHandOff.Groups[0].Peers[i].Leader, midHandOff.Groups[0].Peers[i].Own = false, nil
+	}
+	behind := meshed()
+	behind.At = now
+	for i := range behind.Groups[1].Peers {
+		if p := &behind.Groups[1].Peers[i]; p.Name == "n0" {
+			p.Current, p.Healthy, p.Lag = false, false, 5000
+		}
+	}
+	local := map[string]func() (bool, string){"n0": func() (bool, string) { return true, "" }}
+
+	tests := []struct {
+		name       string
+		latest     *natsraft.View
+		next       *natsraft.View
+		wantReady  bool
+		wantSweeps int
+		wantWhy    string
+	}{
+		{name: "ready on the latest view: no second look", latest: ready, next: behind, wantReady: true},
+		{name: "not ready on the latest, ready on a newer one", latest: midHandOff, next: ready, wantReady: true, wantSweeps: 1},
+		{name: "not ready on both: the newer one's reason", latest: midHandOff, next: behind, wantSweeps: 1, wantWhy: "not current"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			views := &sweptViews{latest: tt.latest, next: tt.next}
+			r := &prober.ViewReadiness{Local: local, Views: views}
+			ok, why := r.PodReady(t.Context(), "n0")
+			assert.Equal(t, tt.wantReady, ok, why)
+			assert.Contains(t, why, tt.wantWhy)
+			require.Len(t, views.since, tt.wantSweeps)
+			for _, s := range views.since {
+				assert.Equal(t, tt.latest.At, s, "the second look is swept after the first")
+			}
+		})
+	}
 }
