@@ -25,6 +25,7 @@ import (
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/tools/kubenode"
 	"github.com/prober-dev/prober/tools/kubenode/podclient/events"
+	"github.com/prober-dev/prober/tools/newman"
 )
 
 // The flows of a user on a real node (tools/kubenode): deploy/ installed
@@ -426,71 +427,22 @@ func TestNodePostman(t *testing.T) {
 		}
 		return len(r.Groups) == 3 && led == 3, fmt.Sprint(r.Groups)
 	})
-	root := repo
-	report := filepath.Join(t.TempDir(), "report.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	var out []byte
-	args := []string{filepath.Join(root, "scripts", "newman.sh"), "run", a.base,
-		"--reporters", "cli,json", "--reporter-json-export", report}
-	out, err = runCmd(ctx, "bash", args...)
-	var rep struct {
-		Run struct {
-			Stats map[string]struct {
-				Total  int `json:"total"`
-				Failed int `json:"failed"`
-			} `json:"stats"`
-			Failures []struct {
-				Error struct {
-					Test    string `json:"test"`
-					Message string `json:"message"`
-				} `json:"error"`
-				Source struct {
-					Name string `json:"name"`
-				} `json:"source"`
-			} `json:"failures"`
-		} `json:"run"`
-	}
-	b, rerr := os.ReadFile(report)
-	require.NoError(t, rerr, "newman wrote no report (exit %v):\n%s", err, out)
-	require.NoError(t, json.Unmarshal(b, &rep))
+	res, err := newman.Run(ctx, repo, a.base, t.TempDir())
+	require.NoError(t, err, "%s", res.Output)
+	rep := res.Report
 	for _, f := range rep.Run.Failures {
 		t.Errorf("%s: %s: %s", f.Source.Name, f.Error.Test, f.Error.Message)
 	}
-	require.NoError(t, err, "newman:\n%s", out)
+	require.NoError(t, res.Exit, "newman:\n%s", res.Output)
 	// Requests that poll (postman.setNextRequest) run more than once.
-	assert.GreaterOrEqual(t, rep.Run.Stats["requests"].Total, postmanRequests(t), "every request ran")
+	requests, err := newman.Requests(repo)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, rep.Run.Stats["requests"].Total, requests, "every request ran")
 	assert.Zero(t, rep.Run.Stats["assertions"].Failed)
 	t.Logf("newman: %d requests, %d assertions through kubectl port-forward", rep.Run.Stats["requests"].Total, rep.Run.Stats["assertions"].Total)
 	waitAllReady(t, n, ns, selector)
-}
-
-// postmanRequests counts the requests of the Postman collection.
-func postmanRequests(t *testing.T) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repo, "deploy", "postman", "prober.postman_collection.json"))
-	require.NoError(t, err)
-	var item struct {
-		Item []json.RawMessage `json:"item"`
-	}
-	require.NoError(t, json.Unmarshal(b, &item))
-	var count func([]json.RawMessage) int
-	count = func(items []json.RawMessage) int {
-		n := 0
-		for _, raw := range items {
-			var it struct {
-				Item    []json.RawMessage `json:"item"`
-				Request json.RawMessage   `json:"request"`
-			}
-			require.NoError(t, json.Unmarshal(raw, &it))
-			if it.Request != nil {
-				n++
-			}
-			n += count(it.Item)
-		}
-		return n
-	}
-	return count(item.Item)
 }
 
 // TestNodeFenceInPod puts the stream leader's pod into maintenance while a

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,45 +12,18 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/prober-dev/prober/tools/newman"
 )
 
-// newmanReport is the part of newman's JSON report the test reads.
-type newmanReport struct {
-	Run struct {
-		Stats map[string]struct {
-			Total  int `json:"total"`
-			Failed int `json:"failed"`
-		} `json:"stats"`
-		Failures []struct {
-			Error struct {
-				Test    string `json:"test"`
-				Message string `json:"message"`
-			} `json:"error"`
-			Source struct {
-				Name string `json:"name"`
-			} `json:"source"`
-		} `json:"failures"`
-	} `json:"run"`
-}
-
-// runNewman runs deploy/postman's collection through scripts/newman.sh
-// against base and returns newman's report, its output and its exit error.
-func runNewman(t *testing.T, base string) (newmanReport, string, error) {
+// runNewman runs the Postman collection against base (tools/newman).
+func runNewman(t *testing.T, base string) newman.Result {
 	t.Helper()
-	root := repoRoot(t)
-	report := filepath.Join(t.TempDir(), "report.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "newman.sh"), "run", base,
-		"--reporters", "cli,json", "--reporter-json-export", report)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	runErr := cmd.Run()
-	var rep newmanReport
-	b, err := os.ReadFile(report)
-	require.NoError(t, err, "newman wrote no report (exit %v):\n%s", runErr, out.String())
-	require.NoError(t, json.Unmarshal(b, &rep))
-	return rep, out.String(), runErr
+	res, err := newman.Run(ctx, repoRoot(t), base, t.TempDir())
+	require.NoError(t, err, "%s", res.Output)
+	return res
 }
 
 // TestPostmanCollection runs the Postman collection with newman (installed
@@ -67,13 +38,13 @@ func TestPostmanCollection(t *testing.T) {
 	t.Run("passes against the embedded default", func(t *testing.T) {
 		a := liveApp(t)
 		begin := time.Now()
-		rep, out, err := runNewman(t, a.base)
+		res := runNewman(t, a.base)
 		t.Logf("newman took %.1fs", time.Since(begin).Seconds())
-		for _, f := range rep.Run.Failures {
+		for _, f := range res.Report.Run.Failures {
 			t.Errorf("%s: %s: %s", f.Source.Name, f.Error.Test, f.Error.Message)
 		}
-		require.NoError(t, err, "newman:\n%s", out)
-		stats := rep.Run.Stats
+		require.NoError(t, res.Exit, "newman:\n%s", res.Output)
+		stats := res.Report.Run.Stats
 		assert.GreaterOrEqual(t, stats["requests"].Total, 44, "every request ran")
 		assert.GreaterOrEqual(t, stats["assertions"].Total, 200, "every test ran")
 		assert.Zero(t, stats["assertions"].Failed)
@@ -89,9 +60,9 @@ func TestPostmanCollection(t *testing.T) {
 			_, _ = w.Write([]byte(`{"status":"ready"}`))
 		}))
 		defer srv.Close()
-		rep, out, err := runNewman(t, srv.URL)
-		require.Error(t, err, "newman passed against a fake:\n%s", out)
-		assert.Greater(t, len(rep.Run.Failures), 40, "nearly every request fails")
+		res := runNewman(t, srv.URL)
+		require.Error(t, res.Exit, "newman passed against a fake:\n%s", res.Output)
+		assert.Greater(t, len(res.Report.Run.Failures), 40, "nearly every request fails")
 	})
 }
 
