@@ -453,7 +453,8 @@ func (s *Service) enter(ctx context.Context, view *natsraft.View, sc scope, r Re
 // plan applies the request to d and returns whether it changed d and the
 // safety rule's verdict on the pods newly entering maintenance. Pods that
 // are already in maintenance (desired or not yet back) are not checked
-// again: changing the reason or the TTL of an entry adds nobody.
+// again: changing the reason or the TTL of an entry adds nobody. Pods held
+// there only by another, forced entry are (see heldByForce).
 func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) (bool, Verdict) {
 	entries := sc.entries(d)
 	entry := Entry{Reason: r.Reason, RequestedBy: r.RequestedBy, Since: now, Force: r.Force,
@@ -489,15 +490,20 @@ func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) 
 
 	busy := OutOfService(view, d, now)
 	draining := Draining(view, d, now)
+	held := map[string]bool{}
+	if !entry.Drain() {
+		held = heldByForce(sc, d, now)
+	}
 	var requested []string
 	for _, n := range sc.members {
-		if !busy[n.Name] && !(entry.Drain() && draining[n.Name]) {
+		if (!busy[n.Name] || held[n.Name]) && !(entry.Drain() && draining[n.Name]) {
 			requested = append(requested, n.Name)
 		}
 	}
 	var verdict Verdict
 	if len(requested) > 0 {
 		others := slices.Sorted(maps.Keys(busy))
+		others = slices.DeleteFunc(others, func(p string) bool { return held[p] })
 		if entry.Drain() {
 			verdict = JudgeDrain(view, requested, others, slices.Sorted(maps.Keys(draining)))
 		} else {
@@ -509,6 +515,34 @@ func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) 
 	}
 	entries[sc.name] = entry
 	return true, verdict
+}
+
+// heldByForce returns the members of sc that some other entry holds in
+// maintenance by force (a forced entry of their dc, for a pod's entry; their
+// own forced entry, for a dc's), when sc has no entry of its own in force.
+// A new entry that is not forced is judged for them as if they were
+// entering: once the forced entry ends, the new one alone keeps them out,
+// and a quorum lost then would be lost to an entry the rule never judged.
+// Other pods already out of service are not judged again (a repeated
+// request changes nothing).
+func heldByForce(sc scope, d *Document, now time.Time) map[string]bool {
+	held := map[string]bool{}
+	if old, ok := sc.entries(d)[sc.name]; ok && !old.Expired(now) && !old.Drain() {
+		return held
+	}
+	for _, n := range sc.members {
+		var other Entry
+		var ok bool
+		if sc.kind == "dc" {
+			other, ok = d.Pods[n.Name]
+		} else {
+			other, ok = d.DCs[n.DC]
+		}
+		if ok && other.Force && !other.Expired(now) && !other.Drain() {
+			held[n.Name] = true
+		}
+	}
+	return held
 }
 
 // sameEntry reports whether b asks for what a already says; who asked and

@@ -340,8 +340,37 @@ func TestServiceEnterPod(t *testing.T) {
 			name: "pod already in maintenance through its dc is not checked again",
 			view: func() *natsraft.View { return offline(threeNodes(), "n2") }, pod: "n0",
 			seed: func(d *maintenance.Document) {
+				d.DCs["east"] = maintenance.Entry{Since: t0, Reason: "rack move"}
+			},
+			changed: true, stored: true,
+		},
+		// Once the forced dc entry ends, the pod's own entry alone keeps it
+		// out: that entry is judged as if the pod were entering.
+		{
+			name: "pod held only by its dc's forced entry is judged",
+			view: func() *natsraft.View { return offline(threeNodes(), "n2") }, pod: "n0",
+			seed: func(d *maintenance.Document) {
 				d.DCs["east"] = maintenance.Entry{Since: t0, Force: true, Reason: "all down"}
 			},
+			code: maintenance.EUnsafe, groups: []string{"_meta_", "ORDERS", "ORDERS/C1"},
+		},
+		{
+			name: "pod held only by its dc's forced entry, forced too",
+			view: func() *natsraft.View { return offline(threeNodes(), "n2") }, pod: "n0",
+			seed: func(d *maintenance.Document) {
+				d.DCs["east"] = maintenance.Entry{Since: t0, Force: true, Reason: "all down"}
+			},
+			req:    maintenance.Request{Force: true, Reason: "disk swap after the outage"},
+			groups: []string{"_meta_", "ORDERS", "ORDERS/C1"}, changed: true, stored: true,
+		},
+		{
+			name: "a forced pod entry is not judged again when it changes",
+			view: func() *natsraft.View { return offline(threeNodes(), "n2") }, pod: "n0",
+			seed: func(d *maintenance.Document) {
+				d.DCs["east"] = maintenance.Entry{Since: t0, Force: true, Reason: "all down"}
+				d.Pods["n0"] = maintenance.Entry{Since: t0, Force: true, Reason: "disk"}
+			},
+			req:     maintenance.Request{Force: true, Reason: "disk swap"},
 			changed: true, stored: true,
 		},
 		{name: "force without reason", view: threeNodes, pod: "n0", req: maintenance.Request{Force: true}, code: maintenance.EInvalid},

@@ -175,7 +175,7 @@ func (w *walker) held(pod string, v *prober.RaftResponse, now time.Time) bool {
 			busy[n.name] = true
 		}
 	}
-	return len(w.m.unsafe([]string{pod}, busy)) > 0
+	return len(w.m.unsafe([]string{pod}, busy, nil)) > 0
 }
 
 // quorumProblems returns the groups that lost their quorum to maintenance

@@ -201,14 +201,39 @@ func (m *model) lookup(es map[string]expectedEntry, name string) struct {
 	}{e, ok}
 }
 
+// heldByForce returns the pods of a request for the entry kind/name that
+// only another entry in force holds out of service, and that entry forced:
+// the rule judges the new entry for them as if they were entering, since
+// once the forced entry ends the new one alone keeps them out. None when
+// the request's own entry is (or may still be) in force. An entry within
+// its expiry window does not hold for this: the model then judges less than
+// the rule may, never more. The request was sent at lo and answered at hi.
+func (m *model) heldByForce(kind, name string, pods []string, lo, hi time.Time) map[string]bool {
+	held := map[string]bool{}
+	if own, ok := m.entries(kind)[name]; ok && own.at(lo) != expired {
+		return held
+	}
+	for _, p := range pods {
+		other, ok := m.dcs[m.dcOf(p)]
+		if kind == "dcs" {
+			other, ok = m.pods[p]
+		}
+		if ok && other.force && other.at(hi) == live {
+			held[p] = true
+		}
+	}
+	return held
+}
+
 // unsafe applies the safety rule to a request for pods, given busy (the
-// pods out of service on purpose) and the crashed nodes: the groups that
-// would keep fewer than a quorum of their members. It is written from the
-// rule's statement, not from the prober's code.
-func (m *model) unsafe(pods []string, busy map[string]bool) []string {
+// pods out of service on purpose), held (those of them judged anyway, see
+// heldByForce) and the crashed nodes: the groups that would keep fewer than
+// a quorum of their members. It is written from the rule's statement, not
+// from the prober's code.
+func (m *model) unsafe(pods []string, busy, held map[string]bool) []string {
 	requested := map[string]bool{}
 	for _, p := range pods {
-		if !busy[p] {
+		if !busy[p] || held[p] {
 			requested[p] = true
 		}
 	}

@@ -155,7 +155,7 @@ func (w *walker) put(kind, name string) {
 	if kind == "dcs" {
 		members = w.m.membersOf(name)
 	}
-	unsafe := w.m.unsafe(members, w.busy(before, after, rep.lo))
+	unsafe := w.m.unsafe(members, w.busy(before, after, rep.lo), w.m.heldByForce(kind, name, members, rep.lo, rep.hi))
 	w.st.checks++
 	w.t.Logf("step %d: PUT /%s/%s %s -> %d (model: unsafe %v)", w.step, kind, name, r.body(), rep.code, unsafe)
 	switch rep.code {
