@@ -490,7 +490,7 @@ func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) 
 
 	busy := OutOfService(view, d, now)
 	draining := Draining(view, d, now)
-	held := map[string]bool{}
+	var held map[string]bool // a drain takes nobody out of service
 	if !entry.Drain() {
 		held = heldByForce(sc, d, now)
 	}

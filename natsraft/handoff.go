@@ -21,10 +21,11 @@ type ViewSource interface {
 	View(ctx context.Context) (*View, error)
 }
 
-// sinceViewer is a ViewSource that can give a view swept after a given
-// time; after a step down the hand-off needs a view built after it, not a
-// cached one. *Collector satisfies it.
-type sinceViewer interface {
+// SinceViewer is a ViewSource that can give a view swept after a given
+// time: after a step down the hand-off needs a view built after it, not a
+// cached one, and readiness confirms a "not ready" on one. *Collector
+// satisfies it.
+type SinceViewer interface {
 	ViewSince(ctx context.Context, since time.Time) (*View, error)
 }
 
@@ -200,7 +201,7 @@ func (h *HandOff) freshView(ctx context.Context) (*View, error) {
 // viewSince returns a view swept at or after since when Views can tell,
 // else whatever Views gives.
 func (h *HandOff) viewSince(ctx context.Context, since time.Time) (*View, error) {
-	if s, ok := h.Views.(sinceViewer); ok {
+	if s, ok := h.Views.(SinceViewer); ok {
 		return s.ViewSince(ctx, since)
 	}
 	return h.Views.View(ctx)

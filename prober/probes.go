@@ -89,18 +89,12 @@ func (r *ViewReadiness) PodReady(ctx context.Context, pod string) (bool, string)
 	// is confirmed on a view swept after this one: a sweep taken in the
 	// middle of a hand-off, or one whose read of a server failed, must not
 	// make a caught-up pod flap. "Ready" needs no second look.
-	if sv, ok := r.Views.(sinceViews); ok {
+	if sv, ok := r.Views.(natsraft.SinceViewer); ok {
 		if fresh, _ := sv.ViewSince(ctx, v.At); fresh != nil && fresh != v {
 			return fresh.NodeReady(pod)
 		}
 	}
 	return false, why
-}
-
-// sinceViews is what the natsraft collector offers to see a view swept
-// after a given time.
-type sinceViews interface {
-	ViewSince(ctx context.Context, since time.Time) (*natsraft.View, error)
 }
 
 func errText(err error) string {
