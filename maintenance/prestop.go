@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/prober-dev/prober/natsraft"
 )
 
 // DefaultPreStopTimeout bounds a PreStop whose context has no deadline. It
@@ -77,12 +79,12 @@ func PreStop(ctx context.Context, node Node, quiesce bool, log zerolog.Logger) P
 		log.Warn().Err(err).Str("step", step).Msg("pre-stop step failed; going on")
 	}
 
-	if err := node.HandOff(ctx, nil); err != nil {
+	if err := node.HandOff(ctx, natsraft.Scope{Leaving: true}); err != nil {
 		failed("hand off", err)
 	} else {
 		rep.HandedOff = true
 	}
-	leads, err := node.Leads(ctx)
+	leads, err := node.Leads(ctx, natsraft.Scope{Leaving: true})
 	if err != nil {
 		failed("read leaderships", err)
 	} else {

@@ -424,9 +424,9 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		if err := r.snapshot(ctx, st); err != nil {
 			return 0, err
 		}
-		avoid := r.avoid(ctx, doc, now)
+		scope := natsraft.Scope{Avoid: r.avoid(ctx, doc, now), Leaving: true}
 		if err := r.step(ctx, PhaseHandingOff, "handing off Raft leaderships", now, "hand off", func(ctx context.Context) error {
-			return r.node.HandOff(ctx, avoid)
+			return r.node.HandOff(ctx, scope)
 		}); err != nil {
 			var se *stepError
 			if !entry.Force || !errors.As(err, &se) || ctx.Err() != nil {
@@ -443,7 +443,7 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		// A leadership may have come back since the hand-off: quiesce only
 		// a node that leads nothing, else hand off again.
 		if !fenced && !r.forcedPast {
-			leads, err := r.node.Leads(ctx)
+			leads, err := r.node.Leads(ctx, natsraft.Scope{Leaving: true})
 			if err != nil {
 				return 0, &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
 			}
@@ -518,7 +518,7 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 	if err := r.snapshot(ctx, st); err != nil {
 		return 0, err
 	}
-	leads, err := r.node.Leads(ctx)
+	leads, err := r.node.Leads(ctx, natsraft.Scope{})
 	if err != nil {
 		return 0, &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
 	}
@@ -530,9 +530,9 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 			phase, msg = PhaseInMaintenance, "moving a regained leadership off: "+strings.Join(leads, ", ")
 			r.log.Info().Strs("groups", leads).Msg("leads again while draining; moving off")
 		}
-		avoid := r.avoid(ctx, doc, now)
+		scope := natsraft.Scope{Avoid: r.avoid(ctx, doc, now)}
 		if err := r.step(ctx, phase, msg, now, "hand off", func(ctx context.Context) error {
-			return r.node.HandOff(ctx, avoid)
+			return r.node.HandOff(ctx, scope)
 		}); err != nil {
 			return 0, err
 		}

@@ -141,6 +141,29 @@ func TestReconcilerHandOffAvoidsPodsOnTheirWay(t *testing.T) {
 	defer node.mu.Unlock()
 	require.NotEmpty(t, node.avoided)
 	assert.Equal(t, []string{"nats-0"}, node.avoided[0])
+	assert.True(t, node.leaving[0], "a fence's hand-off is told the node is leaving")
+}
+
+// TestReconcilerHandOffScopeByMode checks what each mode tells the
+// hand-off: a fence that the node is leaving (a group that loses its
+// quorum with the node whoever leads it stays put), a drain that it is not
+// (the node stays routed, so every leadership moves).
+func TestReconcilerHandOffScopeByMode(t *testing.T) {
+	for _, mode := range []string{maintenance.ModeFence, maintenance.ModeDrain} {
+		t.Run(mode, func(t *testing.T) {
+			fs := recFileStore(t)
+			node := &recNode{leads: leadsOnce("stream ORDERS")}
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
+			recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now(), Mode: mode} })
+			recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+			node.mu.Lock()
+			defer node.mu.Unlock()
+			require.NotEmpty(t, node.leaving)
+			for _, leaving := range node.leaving {
+				assert.Equal(t, mode == maintenance.ModeFence, leaving)
+			}
+		})
+	}
 }
 
 // TestReconcilerHandsOffAgainBeforeQuiesce checks that a node quiesces
@@ -148,21 +171,22 @@ func TestReconcilerHandOffAvoidsPodsOnTheirWay(t *testing.T) {
 // handed off again first.
 func TestReconcilerHandsOffAgainBeforeQuiesce(t *testing.T) {
 	fs := recFileStore(t)
-	var mu sync.Mutex
-	regained := true
-	node := &recNode{leads: func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		if regained {
-			regained = false
-			return []string{"stream ORDERS"}
-		}
-		return nil
-	}}
+	node := &recNode{leads: leadsOnce("stream ORDERS")}
 	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
 	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
 	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
 	assert.Equal(t, []string{recOpHandOff, recOpHandOff, recOpQuiesce, recOpMoveClients, recOpFence}, node.Calls())
+}
+
+// leadsOnce is a recNode.leads that names groups on its first call and
+// nothing after: a leadership regained once.
+func leadsOnce(groups ...string) func() []string {
+	var once sync.Once
+	return func() []string {
+		var out []string
+		once.Do(func() { out = groups })
+		return out
+	}
 }
 
 // TestReconcilerFenceUnreadable checks that a fence whose state cannot be

@@ -66,8 +66,9 @@ type recNode struct {
 	// be read.
 	fenceErr error
 	calls    []string
-	// avoided records the avoid argument of each HandOff.
+	// avoided and leaving record the scope of each HandOff.
 	avoided [][]string
+	leaving []bool
 	// singles are the streams of one replica Evacuate moves; restored
 	// those Restore was given.
 	singles, restored []string
@@ -112,7 +113,7 @@ func (f *recNode) Restore(ctx context.Context, streams []string) ([]string, erro
 	return streams, nil
 }
 
-func (f *recNode) Leads(context.Context) ([]string, error) {
+func (f *recNode) Leads(context.Context, natsraft.Scope) ([]string, error) {
 	if f.leads == nil {
 		return nil, nil
 	}
@@ -192,9 +193,10 @@ func (f *recNode) call(ctx context.Context, op string, set func()) error {
 	return nil
 }
 
-func (f *recNode) HandOff(ctx context.Context, avoid []string) error {
+func (f *recNode) HandOff(ctx context.Context, s natsraft.Scope) error {
 	f.mu.Lock()
-	f.avoided = append(f.avoided, avoid)
+	f.avoided = append(f.avoided, s.Avoid)
+	f.leaving = append(f.leaving, s.Leaving)
 	f.mu.Unlock()
 	return f.call(ctx, recOpHandOff, nil)
 }

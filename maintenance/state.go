@@ -162,12 +162,14 @@ type Node interface {
 	// Quiesced reports whether the node's JetStream is switched off.
 	Quiesced() bool
 	// HandOff steps down every Raft leadership the node holds (meta, streams,
-	// consumers) to a healthy peer, not one of avoid unless no other can
+	// consumers) to a healthy peer, not one of s.Avoid unless no other can
 	// take it, and returns once it leads nothing but the groups of one
-	// replica, which have nobody to move to.
-	HandOff(ctx context.Context, avoid []string) error
-	// Leads names the groups the node leads that a hand-off would move.
-	Leads(ctx context.Context) ([]string, error)
+	// replica, which have nobody to move to, and, when s.Leaving, those
+	// that lose their quorum with the node whoever leads them.
+	HandOff(ctx context.Context, s natsraft.Scope) error
+	// Leads names the groups the node leads that a hand-off of scope s
+	// would move.
+	Leads(ctx context.Context, s natsraft.Scope) ([]string, error)
 	// Quiesce switches the node's JetStream off.
 	Quiesce(ctx context.Context) error
 	// MoveClients asks the node's clients to reconnect to its peers.

@@ -200,7 +200,7 @@ func TestCaughtUpEmbedded(t *testing.T) {
 	// Enter maintenance: hand off, quiesce, fence.
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, h.Run(ctx, name))
+	require.NoError(t, h.Run(ctx, name, Scope{}))
 	require.NoError(t, node.Quiesce(ctx))
 	require.NoError(t, node.Fence(ctx))
 

@@ -72,14 +72,17 @@ func NewMember(name string, f Fence, h *HandOff) *Member {
 // Name returns the pod (= NATS server) name.
 func (m *Member) Name() string { return m.name }
 
-// HandOff steps down every Raft leadership the node holds to a healthy peer,
-// not one of avoid unless no other can take it (see HandOff.Run).
-func (m *Member) HandOff(ctx context.Context, avoid []string) error {
-	return m.handOff.Run(ctx, m.name, avoid...)
+// HandOff steps down the Raft leaderships of scope s the node holds to a
+// healthy peer (see HandOff.Run).
+func (m *Member) HandOff(ctx context.Context, s Scope) error {
+	return m.handOff.Run(ctx, m.name, s)
 }
 
-// Leads names the groups the node leads that a hand-off would move.
-func (m *Member) Leads(ctx context.Context) ([]string, error) { return m.handOff.Leads(ctx, m.name) }
+// Leads names the groups the node leads that a hand-off of scope s would
+// move.
+func (m *Member) Leads(ctx context.Context, s Scope) ([]string, error) {
+	return m.handOff.Leads(ctx, m.name, s)
+}
 
 // Leaders names the groups the node leads that a hand-off would move, as
 // the view names them (see HandOff.Leaders).

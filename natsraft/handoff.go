@@ -54,6 +54,19 @@ const (
 	consumerStepDownSubject = "$JS.API.CONSUMER.LEADER.STEPDOWN."
 )
 
+// Scope says which of a node's leaderships a hand-off moves, and where to.
+type Scope struct {
+	// Avoid names peers on their way into maintenance themselves: they take
+	// a leadership only when no other can, so that it does not move twice.
+	Avoid []string
+	// Leaving says the node is about to lose its routes (a fence, a
+	// restart), not merely its leaderships (a drain). A group that then
+	// loses its quorum whoever leads it stays led by the node (see
+	// lostAnyway): moving it buys nothing, and only a forced request gets
+	// that far.
+	Leaving bool
+}
+
 // HandOff moves every Raft leadership off one node, so that fencing it
 // later costs no group its leader.
 type HandOff struct {
@@ -72,16 +85,16 @@ type HandOff struct {
 // account NATS refuses them with 10039), the meta group from the system
 // account (from any other it is silently ignored), each with a current
 // peer other than node as the preferred new leader, else a healthy one
-// (under a write load a follower is rarely at lag 0); peers named in avoid
-// (those on their way into maintenance themselves) are taken only when no
-// other can, so that a leadership does not move twice. A group of one
-// replica has nobody to move to: it stays where it is and goes down with
-// the node (the safety rule has named it). A group none of whose other
+// (under a write load a follower is rarely at lag 0); peers named in
+// s.Avoid are taken only when no other can. A group of one replica has
+// nobody to move to: it stays where it is and goes down with the node (the
+// safety rule has named it); so does, when s.Leaving, a group that loses
+// its quorum with the node whoever leads it. A group none of whose other
 // peers is healthy cannot be handed off: Run returns an error naming it
 // once everything else has moved. Without a deadline in ctx, Run gives up
 // after DefaultHandOffTimeout. Its errors do not repeat the node's name:
 // the caller knows it.
-func (h *HandOff) Run(ctx context.Context, node string, avoid ...string) error {
+func (h *HandOff) Run(ctx context.Context, node string, s Scope) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultHandOffTimeout)
@@ -117,10 +130,13 @@ func (h *HandOff) Run(ctx context.Context, node string, avoid ...string) error {
 		// port still accepts connections but whose routes are cut.
 		conns.setAvoid(append([]string{node}, outOfReach(v, node)...))
 
-		led := ledBy(v, node)
+		led, lost := ledBy(v, node, s.Leaving)
 		if round == 0 {
 			if kept := singles(v, node); len(kept) > 0 {
 				log.Warn().Strs("groups", kept).Msg("groups of one replica stay on the node")
+			}
+			if len(lost) > 0 {
+				log.Warn().Strs("groups", lost).Msg("groups that lose their quorum with the node whoever leads them stay on it")
 			}
 		}
 		if len(led) == 0 {
@@ -157,7 +173,7 @@ func (h *HandOff) Run(ctx context.Context, node string, avoid ...string) error {
 				}
 				return fmt.Errorf("%s %s still led after %d step downs: %w", g.Kind, g.Name, attempts[k], last)
 			}
-			to := preferredPeer(v, g, node, leads, avoid)
+			to := preferredPeer(v, g, node, leads, s.Avoid)
 			if to == "" {
 				stuck = append(stuck, fmt.Sprintf("%s %s", g.Kind, g.Name))
 				continue
@@ -208,15 +224,46 @@ func (h *HandOff) viewSince(ctx context.Context, since time.Time) (*View, error)
 }
 
 // ledBy returns the groups the named node leads that another member can
-// take over: a group of one replica has nobody to move to.
-func ledBy(v *View, node string) []Group {
-	var out []Group
+// take over: a group of one replica has nobody to move to. When leaving,
+// the groups that lose their quorum with the node whoever leads them are
+// left out too, and named in lost.
+func ledBy(v *View, node string, leaving bool) (led []Group, lost []string) {
 	for _, g := range v.Groups {
-		if g.Leader == node && len(g.Peers) > 1 {
-			out = append(out, g)
+		if g.Leader != node || len(g.Peers) <= 1 {
+			continue
 		}
+		if leaving && lostAnyway(v, &g, node) {
+			lost = append(lost, fmt.Sprintf("%s %s", g.Kind, g.Name))
+			continue
+		}
+		led = append(led, g)
 	}
-	return out
+	return led, lost
+}
+
+// lostAnyway reports whether g is left without a quorum once node is out,
+// whoever leads it: its members other than node that are online, on a
+// reachable node with JetStream on, are fewer than a quorum. Only a forced
+// request fences such a node (the safety rule refuses it otherwise), for
+// instance the member of a group of two replicas whose other member is
+// still catching up after a restart; a step down to that member starts an
+// election it cannot win, and node is elected again, round after round.
+func lostAnyway(v *View, g *Group, node string) bool {
+	members, live := 0, 0
+	for _, p := range g.Peers {
+		if p.Pending {
+			continue
+		}
+		members++
+		if p.Name == node || p.Offline {
+			continue
+		}
+		if n, ok := v.Node(p.Name); ok && (!n.Reachable || !n.JetStream) {
+			continue
+		}
+		live++
+	}
+	return live < members/2+1
 }
 
 // singles names the groups of one replica the node leads: they stay on it.
@@ -230,15 +277,16 @@ func singles(v *View, node string) []string {
 	return out
 }
 
-// Leads names the groups node leads that it could hand off (see Run), from
-// a fresh view: what a hand-off must still move.
-func (h *HandOff) Leads(ctx context.Context, node string) ([]string, error) {
+// Leads names the groups node leads that a hand-off of scope s would move
+// (see Run), from a fresh view: what such a hand-off must still move.
+func (h *HandOff) Leads(ctx context.Context, node string, s Scope) ([]string, error) {
 	v, err := h.freshView(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, g := range ledBy(v, node) {
+	led, _ := ledBy(v, node, s.Leaving)
+	for _, g := range led {
 		out = append(out, fmt.Sprintf("%s %s", g.Kind, g.Name))
 	}
 	return out, nil

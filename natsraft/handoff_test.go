@@ -119,6 +119,7 @@ func TestHandOffRefuses(t *testing.T) {
 	tests := []struct {
 		name    string
 		node    string
+		scope   Scope
 		view    *View
 		viewErr error
 		wantErr string // "" means success
@@ -138,6 +139,24 @@ func TestHandOffRefuses(t *testing.T) {
 			view: &View{Nodes: healthy, Groups: []Group{{Kind: KindStream, Name: "solo", Account: "APP", Stream: "solo", Leader: "n0",
 				Peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Lag: 4}}}}},
 			wantErr: "no other healthy peer to take over stream solo",
+		},
+		{
+			name:  "leaving: a group of two replicas, the other catching up, stays",
+			scope: Scope{Leaving: true},
+			view: &View{Nodes: healthy, Groups: []Group{{Kind: KindStream, Name: "pair", Account: "APP", Stream: "pair", Leader: "n0",
+				Peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Healthy: true, Lag: 3}}}}},
+		},
+		{
+			name:  "leaving: a group of three with one member offline stays",
+			scope: Scope{Leaving: true},
+			view: &View{Nodes: append(healthy, Node{Name: "n2"}), Groups: []Group{{Kind: KindStream, Name: "trio", Account: "APP", Stream: "trio", Leader: "n0",
+				Peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true, Healthy: true}, {Name: "n2", Offline: true}}}}},
+		},
+		{
+			name:  "leaving: a group of three with one member unreachable stays",
+			scope: Scope{Leaving: true},
+			view: &View{Nodes: append(healthy, Node{Name: "n2", Error: "connection refused"}), Groups: []Group{{Kind: KindStream, Name: "trio", Account: "APP", Stream: "trio", Leader: "n0",
+				Peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true, Healthy: true}, {Name: "n2", Current: true}}}}},
 		},
 		{
 			name:    "node unreachable",
@@ -167,7 +186,7 @@ func TestHandOffRefuses(t *testing.T) {
 				},
 				Logger: zerolog.Nop(),
 			}
-			err := h.Run(t.Context(), cmp.Or(tt.node, "n0"))
+			err := h.Run(t.Context(), cmp.Or(tt.node, "n0"), tt.scope)
 			if tt.wantErr == "" {
 				require.NoError(t, err)
 			} else {
@@ -200,7 +219,7 @@ func TestHandOffGivesUp(t *testing.T) {
 		},
 		Logger: zerolog.Nop(),
 	}
-	err := h.Run(t.Context(), "n0")
+	err := h.Run(t.Context(), "n0", Scope{})
 	require.ErrorIs(t, err, dialErr)
 	assert.ErrorContains(t, err, fmt.Sprintf("stream s still led after %d step downs", maxStepDownAttempts))
 	assert.EqualValues(t, maxStepDownAttempts, dials.Load())
@@ -315,7 +334,7 @@ func TestHandOffEmbedded(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
 		start := time.Now()
-		require.NoError(t, h.Run(ctx, node))
+		require.NoError(t, h.Run(ctx, node, Scope{Leaving: true}))
 		took := time.Since(start)
 		acked := w.count()
 
@@ -356,7 +375,7 @@ func TestHandOffEmbedded(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
-		require.NoError(t, h.Run(ctx, owner), "a group of one replica has nobody to move to and does not stop the hand-off")
+		require.NoError(t, h.Run(ctx, owner, Scope{}), "a group of one replica has nobody to move to and does not stop the hand-off")
 
 		v, err = c.Sweep(t.Context())
 		require.NoError(t, err)

@@ -57,7 +57,8 @@ func (h *HandOff) Leaders(ctx context.Context, node string) ([]string, error) {
 		return nil, err
 	}
 	var out []string
-	for _, g := range ledBy(v, node) {
+	led, _ := ledBy(v, node, false)
+	for _, g := range led {
 		if !slices.Contains(out, g.Name) {
 			out = append(out, g.Name)
 		}

@@ -99,7 +99,7 @@ var (
 	handOffFence = direct{
 		label: "(c)",
 		enter: func(ctx context.Context, c *natsraft.Embedded, node string) error {
-			if err := handOff(c).Run(ctx, node); err != nil {
+			if err := handOff(c).Run(ctx, node, natsraft.Scope{Leaving: true}); err != nil {
 				return err
 			}
 			return c.Node(node).Fence(ctx)
