@@ -1201,35 +1201,52 @@ func TestCollectorViewSince(t *testing.T) {
 	assert.EqualValues(t, 2, sweeps.Load())
 }
 
-// TestReadLimited checks that a monitoring body is read whole up to the
-// limit and refused past it, whether or not its length is announced.
-func TestReadLimited(t *testing.T) {
+// TestDecodeBodyLimited checks that a monitoring body is decoded whole up
+// to the limit and refused past it, whether or not its length is announced.
+func TestDecodeBodyLimited(t *testing.T) {
 	const limit = 10
 	tests := []struct {
 		name    string
 		body    string
 		length  int64 // Content-Length; -1 when not announced
+		want    string
 		wantErr string
 	}{
-		{name: "announced", body: "0123", length: 4},
-		{name: "not announced", body: "0123", length: -1},
-		{name: "exactly the limit", body: "0123456789", length: -1},
-		{name: "over, announced", body: "0123456789x", length: 11, wantErr: "body of 11 bytes is over the limit of 10"},
-		{name: "over, not announced", body: "0123456789x", length: -1, wantErr: "body over the limit of 10 bytes"},
-		{name: "announced short, sent long", body: "0123456789x", length: 3, wantErr: "body over the limit of 10 bytes"},
+		{name: "announced", body: `"0123"`, length: 6, want: "0123"},
+		{name: "not announced", body: `"0123"`, length: -1, want: "0123"},
+		{name: "exactly the limit", body: `"01234567"`, length: -1, want: "01234567"},
+		{name: "over, announced", body: `"012345678"`, length: 11, wantErr: "body of 11 bytes is over the limit of 10"},
+		{name: "over, not announced", body: `"012345678"`, length: -1, wantErr: "body over the limit of 10 bytes"},
+		{name: "announced short, sent long", body: `"012345678"`, length: 3, wantErr: "body over the limit of 10 bytes"},
+		{name: "not JSON", body: `{"a":`, length: -1, wantErr: "decode: "},
+		{name: "trailing data", body: `"0" "1"`, length: -1, wantErr: "decode: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := &http.Response{Body: io.NopCloser(strings.NewReader(tt.body)), ContentLength: tt.length}
-			got, err := readLimited(resp, limit)
+			var got string
+			err := decodeBody(resp, limit, &got)
 			if tt.wantErr != "" {
-				require.EqualError(t, err, tt.wantErr)
+				require.ErrorContains(t, err, tt.wantErr)
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, tt.body, string(got))
+			assert.Equal(t, tt.want, got)
 		})
 	}
+}
+
+// TestDecodeDocLenient checks that a monitoring document decodes as
+// encoding/json decoded it: a repeated name (the last wins), a string that
+// is not valid UTF-8, unknown fields, and a duration in nanoseconds.
+func TestDecodeDocLenient(t *testing.T) {
+	doc := []byte("{\"name\":\"a\",\"name\":\"n1\",\"current\":true,\"active\":1500000000,\"peer\":\"x\xff\",\"extra\":{\"deep\":[1,2]}}")
+	var p peerDoc
+	require.NoError(t, decodeDoc(doc, &p))
+	assert.Equal(t, "n1", p.Name)
+	assert.True(t, p.Current)
+	assert.Equal(t, 1500*time.Millisecond, p.Active)
+	assert.Equal(t, "x\ufffd", p.Peer)
 }
 
 // TestCollectorSetEndpoints replaces the swept nodes of a running

@@ -179,7 +179,7 @@ type peerDoc struct {
 	Name    string        `json:"name"`
 	Current bool          `json:"current"`
 	Offline bool          `json:"offline"`
-	Active  time.Duration `json:"active"`
+	Active  time.Duration `json:"active,format:nano"`
 	Lag     uint64        `json:"lag"`
 	Peer    string        `json:"peer"`
 	// Pending: assigned to the group but not a member of its Raft group.

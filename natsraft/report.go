@@ -38,7 +38,7 @@ type reportDoc struct {
 	Name string `json:"name"`
 	// Age is how old the read was when the report was sent, on the
 	// sender's clock. It comes first on the wire (see withAge).
-	Age time.Duration `json:"age,omitempty"`
+	Age time.Duration `json:"age,omitempty,format:nano"`
 	// Error is why the server could not be read; the rest is then empty.
 	Error    string                   `json:"error,omitempty"`
 	Varz     varzDoc                  `json:"varz"`
