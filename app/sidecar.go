@@ -165,8 +165,13 @@ func (a *Sidecar) Run(ctx context.Context) error {
 	})
 	collector := natsraft.NewCollector(natsraft.CollectorOptions{
 		Interval: a.CollectorInterval,
-		Self:     a.Pod,
-		Logger:   log,
+		// Between two sweeps, a look at the local server's routes every
+		// 250 ms: a peer lost is swept at once (natsraft's linkWatch),
+		// for four requests a second to the local server whatever the
+		// number of pods.
+		WatchInterval: natsraft.DefaultWatchInterval,
+		Self:          a.Pod,
+		Logger:        log,
 	})
 	handoff := &natsraft.HandOff{Views: collector, Dial: a.Dial, Logger: log.With().Str("component", "handoff").Logger()}
 	svc := &maintenance.Service{

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ type sharedRig struct {
 	reads      [][]*atomic.Int64
 }
 
-func newSharedRig(t *testing.T, e *Embedded) *sharedRig {
+func newSharedRig(t *testing.T, e *Embedded, base CollectorOptions) *sharedRig {
 	t.Helper()
 	eps := e.Endpoints()
 	n := len(eps)
@@ -58,7 +59,9 @@ func newSharedRig(t *testing.T, e *Embedded) *sharedRig {
 			t.Cleanup(srv.Close)
 			own[i] = Endpoint{Name: ep.Name, DC: ep.DC, MonitorURL: srv.URL, ReportURL: rig.reports[i].URL + "/local/report"}
 		}
-		c := NewCollector(CollectorOptions{Endpoints: own, Self: eps[k].Name, Timeout: 2 * time.Second, Logger: zerolog.Nop()})
+		o := base
+		o.Endpoints, o.Self, o.Timeout, o.Logger = own, eps[k].Name, 2*time.Second, zerolog.Nop()
+		c := NewCollector(o)
 		rig.collectors = append(rig.collectors, c)
 		handlers[k] = func(w http.ResponseWriter, r *http.Request) {
 			maxAge, err := time.ParseDuration(r.URL.Query().Get("maxAge"))
@@ -88,7 +91,7 @@ func (r *sharedRig) total(k, i int) int64 { return r.reads[k][i].Load() }
 func TestSharedSweeps(t *testing.T) {
 	e, direct := raftCluster(t)
 	want := waitView(t, direct, 15*time.Second, "a healthy view", healthyDemo)
-	rig := newSharedRig(t, e)
+	rig := newSharedRig(t, e, CollectorOptions{})
 	n := len(rig.collectors)
 
 	t.Run("each server read by its own sidecar only", func(t *testing.T) {
@@ -156,6 +159,69 @@ func TestSharedSweeps(t *testing.T) {
 		_, directs := rig.collectors[0].SharedStats()
 		assert.Equal(t, int64(1), directs)
 	})
+}
+
+// TestSharedWatch checks the sidecars' watch between two sweeps: each
+// looks only at its own server's routes, and when they change (a peer's
+// server stopped, or back) sweeps at once. The sweep interval is an hour,
+// so every view here comes from the watch.
+func TestSharedWatch(t *testing.T) {
+	e, direct := raftCluster(t)
+	waitView(t, direct, 15*time.Second, "a healthy view", healthyDemo)
+	rig := newSharedRig(t, e, CollectorOptions{Interval: time.Hour, WatchInterval: 50 * time.Millisecond})
+	n := len(rig.collectors)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, c := range rig.collectors {
+		wg.Go(func() { _ = c.Run(ctx) })
+	}
+	// The first look of each is no change: wait until each has looked.
+	require.Eventually(t, func() bool {
+		for k := range n {
+			if rig.total(k, k) < 2 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond, "each sidecar looks at its own server")
+	for k, c := range rig.collectors {
+		assert.Nil(t, c.Latest(), "collector %d has not swept: the routes did not change", k)
+	}
+
+	stopped := e.Endpoints()[2].Name
+	require.NoError(t, e.StopNode(stopped))
+	for k := range n - 1 {
+		c := rig.collectors[k]
+		require.Eventually(t, func() bool {
+			v := c.Latest()
+			if v == nil {
+				return false
+			}
+			node, ok := v.Node(stopped)
+			return ok && !node.Reachable
+		}, 10*time.Second, 10*time.Millisecond, "collector %d sees %s down without waiting for its hourly sweep", k, stopped)
+	}
+
+	back := time.Now()
+	require.NoError(t, e.RestartNode(t.Context(), stopped))
+	for k, c := range rig.collectors {
+		require.Eventually(t, func() bool {
+			v := c.Latest()
+			if v == nil || v.At.Before(back) {
+				return false
+			}
+			node, ok := v.Node(stopped)
+			return ok && node.Reachable && len(node.Routes) == n-1
+		}, 20*time.Second, 10*time.Millisecond, "collector %d sees %s back with its routes", k, stopped)
+	}
+	for k := range n {
+		for i := range n {
+			if k != i {
+				assert.Zero(t, rig.total(k, i), "collector %d never reads server %d: the watch looks at its own", k, i)
+			}
+		}
+	}
 }
 
 // TestLocalReportMaxAge checks that the local server is read again

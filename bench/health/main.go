@@ -2,9 +2,13 @@
 //
 //	(1) how long after a Raft group loses its quorum the diagnosis reports
 //	    it: two of three nodes of an embedded cluster are stopped while the
-//	    collector sweeps at the product's interval (1 s) and watches
-//	    for nodes going down between sweeps, as the embedded default
-//	    does; target ≤ 2 s;
+//	    collector sweeps at the product's interval (1 s) and watches for
+//	    nodes going down between sweeps, as the embedded default does (one
+//	    collector, GET /healthz of every node every 250 ms); then the same
+//	    with one collector per node, as the sidecars have them (shared
+//	    sweeps, each serving its report with the product's API server, and
+//	    each looking at its own server's routes every 250 ms); target ≤ 2 s
+//	    (0.5 s for the sidecars);
 //	(2) one health sweep (collection over HTTP, view, diagnosis) over a
 //	    3-node cluster of 10,001 Raft groups — 2,000 R3 streams with 4 R3
 //	    consumers each, and the meta group — its time and the prober's peak
@@ -44,6 +48,7 @@ import (
 
 	"github.com/prober-dev/prober/bench/internal/proc"
 	"github.com/prober-dev/prober/natsraft"
+	"github.com/prober-dev/prober/prober"
 )
 
 // readyLine prefixes the line on which the child announces its endpoints.
@@ -105,11 +110,14 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			}
 		}
 	}
-	var quorum []time.Duration
+	var quorum, quorumSidecars []time.Duration
 	if !o.skipQuorum {
 		var err error
-		if quorum, err = benchQuorumLoss(ctx, out, o.reps, o.interval); err != nil {
+		if quorum, err = benchQuorumLoss(ctx, out, o.reps, o.interval, false); err != nil {
 			return fmt.Errorf("quorum loss: %w", err)
+		}
+		if quorumSidecars, err = benchQuorumLoss(ctx, out, o.reps, o.interval, true); err != nil {
+			return fmt.Errorf("quorum loss, sidecars: %w", err)
 		}
 	}
 	row := func(measure, value, target string) { fmt.Fprintf(out, "%-58s %-28s %s\n", measure, value, target) }
@@ -117,6 +125,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	row("measure", "min / median / max", "target")
 	if quorum != nil {
 		row(fmt.Sprintf("quorum loss → finding (interval %s, %d runs)", o.interval, len(quorum)), stats(quorum), "≤ 2 s")
+		row(fmt.Sprintf("  the same in the sidecars (%d runs)", len(quorumSidecars)), stats(quorumSidecars), "≤ 0.5 s")
 	}
 	if synth != nil {
 		row(fmt.Sprintf("sweep + diagnosis, %d groups, served (%d sweeps)", synth.groups, len(synth.times)), stats(synth.times), "< 1 s")
@@ -133,22 +142,25 @@ func run(ctx context.Context, out io.Writer, o options) error {
 }
 
 // benchQuorumLoss stops two of three nodes reps times and measures how long
-// the background collector and the diagnosis take to report it.
-func benchQuorumLoss(ctx context.Context, out io.Writer, reps int, interval time.Duration) ([]time.Duration, error) {
-	fmt.Fprintf(out, "quorum loss: 3-node cluster with the demo stream, collector every %s\n", interval)
+// the background collector and the diagnosis take to report it: the
+// embedded default's one collector, or with sidecars the collector of the
+// node left running.
+func benchQuorumLoss(ctx context.Context, out io.Writer, reps int, interval time.Duration, sidecars bool) ([]time.Duration, error) {
+	how := "one collector (the embedded default)"
+	if sidecars {
+		how = "one collector per node sharing its sweeps (the sidecars)"
+	}
+	fmt.Fprintf(out, "quorum loss: 3-node cluster with the demo stream, %s, sweeps every %s\n", how, interval)
 	e, err := natsraft.StartEmbedded(ctx, natsraft.EmbeddedOptions{Demo: true, Logger: zerolog.Nop()})
 	if err != nil {
 		return nil, err
 	}
 	defer e.Close()
-	// As the embedded default does: sweeps every interval, and at once
-	// when the watch finds a node down.
-	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: e.Endpoints(), Interval: interval,
-		WatchInterval: natsraft.DefaultWatchInterval, Logger: zerolog.Nop()})
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	latest, stop, err := startWatching(ctx, e, interval, sidecars)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
 
 	names := make([]string, 0, 3)
 	for _, n := range e.Nodes() {
@@ -156,10 +168,10 @@ func benchQuorumLoss(ctx context.Context, out io.Writer, reps int, interval time
 	}
 	var res []time.Duration
 	for i := range reps {
-		if err := waitFor(ctx, 60*time.Second, func() bool { return healthy(c.Latest()) }); err != nil {
+		a, b, left := names[i%3], names[(i+1)%3], names[(i+2)%3]
+		if err := waitFor(ctx, 60*time.Second, func() bool { return healthy(latest(left)) }); err != nil {
 			return nil, fmt.Errorf("run %d: cluster not healthy: %w", i+1, err)
 		}
-		a, b := names[i%3], names[(i+1)%3]
 		if err := e.StopNode(a); err != nil {
 			return nil, err
 		}
@@ -170,7 +182,7 @@ func benchQuorumLoss(ctx context.Context, out io.Writer, reps int, interval time
 		var seen time.Time
 		var summary string
 		err := waitFor(ctx, 30*time.Second, func() bool {
-			v := c.Latest()
+			v := latest(left)
 			if v == nil || !v.At.After(stopped) {
 				return false
 			}
@@ -195,6 +207,54 @@ func benchQuorumLoss(ctx context.Context, out io.Writer, reps int, interval time
 		}
 	}
 	return res, nil
+}
+
+// startWatching runs the collectors of benchQuorumLoss: one over every
+// node, as the embedded default has it (sweeps every interval, and at
+// once when its watch finds a node down), or with sidecars one per node
+// as the sidecars have them (each reads its own server, serves its report
+// at GET /local/report with the product's API server and asks the others
+// for theirs, and looks at its own server's routes between sweeps).
+// latest gives the latest view of the node named.
+func startWatching(ctx context.Context, e *natsraft.Embedded, interval time.Duration, sidecars bool) (latest func(node string) *natsraft.View, stop func(), err error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var servers []*prober.Server
+	stop = func() {
+		cancel()
+		wg.Wait()
+		for _, s := range servers {
+			_ = s.Close(context.Background())
+		}
+	}
+	eps := e.Endpoints()
+	if !sidecars {
+		c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: eps, Interval: interval,
+			WatchInterval: natsraft.DefaultWatchInterval, Logger: zerolog.Nop()})
+		wg.Go(func() { _ = c.Run(runCtx) })
+		return func(string) *natsraft.View { return c.Latest() }, stop, nil
+	}
+	collectors := map[string]*natsraft.Collector{}
+	for i, ep := range eps {
+		c := natsraft.NewCollector(natsraft.CollectorOptions{Self: ep.Name, Interval: interval,
+			WatchInterval: natsraft.DefaultWatchInterval, Logger: zerolog.Nop()})
+		srv := prober.NewServer(prober.Options{Addr: "127.0.0.1:0", Reports: c, Logger: zerolog.Nop()})
+		if err := srv.Open(); err != nil {
+			stop()
+			return nil, nil, fmt.Errorf("report server: %w", err)
+		}
+		servers = append(servers, srv)
+		eps[i].ReportURL = "http://" + srv.Addr() + "/local/report"
+		collectors[ep.Name] = c
+	}
+	for _, c := range collectors {
+		if err := c.SetEndpoints(ctx, eps); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		wg.Go(func() { _ = c.Run(runCtx) })
+	}
+	return func(node string) *natsraft.View { return collectors[node].Latest() }, stop, nil
 }
 
 // healthy holds when every group has a leader and only healthy members.

@@ -13,7 +13,9 @@
 //     default of `prober serve`.
 //
 // The watch between sweeps (natsraft.CollectorOptions.WatchInterval) is
-// the embedded default's only and is counted apart when on.
+// counted apart: the shared design runs it as `prober serve` does (each
+// sidecar looks at its own server's /routez every 250 ms), the every
+// design as it was, without a watch.
 //
 // The servers are synthetic (package synth: nats-server's own document
 // types, rendered once and served as they are, R3 streams spread over the
@@ -73,6 +75,7 @@ func main() {
 	streams := flag.Int("streams", 0, "R3 streams (internal)")
 	window := flag.Duration("window", 10*time.Second, "how long each configuration is measured after every sidecar's first sweep")
 	interval := flag.Duration("interval", natsraft.DefaultCollectorInterval, "the collectors' sweep interval (the product's)")
+	watch := flag.Duration("watch", 0, "the sidecar's watch interval (internal)")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
@@ -82,7 +85,7 @@ func main() {
 	case *serve > 0:
 		err = serveCluster(ctx, *serve, *streams, *consumers, os.Stdout, os.Stdin)
 	case *sidecar != "":
-		err = runSidecar(ctx, sidecarArgs{endpoints: *sidecar, self: *self, listen: *listen, interval: *interval, window: *window}, os.Stdout, os.Stdin)
+		err = runSidecar(ctx, sidecarArgs{endpoints: *sidecar, self: *self, listen: *listen, interval: *interval, window: *window, watch: *watch}, os.Stdout, os.Stdin)
 	default:
 		var o options
 		if o.pods, err = ints(*pods); err == nil {
@@ -289,7 +292,7 @@ func measure(ctx context.Context, out io.Writer, design string, pods, groups int
 	for i := range pods {
 		args := []string{"-sidecar", string(eps), "-interval", o.interval.String(), "-window", o.window.String()}
 		if design == designShared {
-			args = append(args, "-self", s.Endpoints[i].Name, "-listen", listens[i])
+			args = append(args, "-self", s.Endpoints[i].Name, "-listen", listens[i], "-watch", natsraft.DefaultWatchInterval.String())
 		}
 		c, err := startChild(ctx, args...)
 		if err != nil {
@@ -386,6 +389,7 @@ func serveCluster(ctx context.Context, n, streams, consumers int, out io.Writer,
 	nodes := synth.Nodes(n)
 	var s served
 	reqs, watches := make([]atomic.Int64, n), make([]atomic.Int64, n)
+	routez, varz := make([]atomic.Int64, n), make([]atomic.Int64, n)
 	var servers []*http.Server
 	defer func() {
 		for _, srv := range servers {
@@ -402,9 +406,18 @@ func serveCluster(ctx context.Context, n, streams, consumers int, out io.Writer,
 			return err
 		}
 		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/healthz" && r.URL.Query().Get("js-server-only") == "true" {
+			// A sweep reads /varz and /routez once each: a /routez
+			// beyond the /varz is a look of the watch, and so is the
+			// embedded default's /healthz?js-server-only=true.
+			switch {
+			case r.URL.Path == "/healthz" && r.URL.Query().Get("js-server-only") == "true":
 				watches[i].Add(1)
-			} else {
+			case r.URL.Path == "/routez":
+				routez[i].Add(1)
+			case r.URL.Path == "/varz":
+				varz[i].Add(1)
+				reqs[i].Add(1)
+			default:
 				reqs[i].Add(1)
 			}
 			h.ServeHTTP(w, r)
@@ -426,7 +439,12 @@ func serveCluster(ctx context.Context, n, streams, consumers int, out io.Writer,
 		}
 		c := requestCounts{Sweep: make([]int64, n), Watch: make([]int64, n)}
 		for i := range reqs {
-			c.Sweep[i], c.Watch[i] = reqs[i].Load(), watches[i].Load()
+			// Read varz first: a sweep in flight between the two loads
+			// then counts its /routez as a look, not its /varz as one.
+			v := varz[i].Load()
+			rz := routez[i].Load()
+			c.Sweep[i] = reqs[i].Load() + min(rz, v)
+			c.Watch[i] = watches[i].Load() + max(0, rz-v)
 		}
 		b, err := json.Marshal(c)
 		if err != nil {
@@ -470,7 +488,7 @@ func freeAddrs(n int) ([]string, error) {
 // sidecarArgs are a sidecar child's flags.
 type sidecarArgs struct {
 	endpoints, self, listen string
-	interval, window        time.Duration
+	interval, window, watch time.Duration
 }
 
 // runSidecar runs a collector over the endpoints as a sidecar does (its
@@ -483,7 +501,8 @@ func runSidecar(ctx context.Context, a sidecarArgs, out io.Writer, in io.Reader)
 		return fmt.Errorf("-sidecar: %w", err)
 	}
 	interval, window := a.interval, a.window
-	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: eps, Self: a.self, Interval: interval, Timeout: 30 * time.Second, Logger: zerolog.Nop()})
+	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: eps, Self: a.self, Interval: interval,
+		WatchInterval: a.watch, Timeout: 30 * time.Second, Logger: zerolog.Nop()})
 	if a.self != "" {
 		srv, err := serveReport(c, a.listen)
 		if err != nil {
