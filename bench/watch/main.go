@@ -336,7 +336,7 @@ func measure(ctx context.Context, out io.Writer, design string, pods, groups int
 	r := row{design: design, pods: pods, groups: groups}
 	for i := range after.Sweep {
 		d := float64(after.Sweep[i] - before.Sweep[i])
-		r.watchPerServer += float64(after.Watch[i]-before.Watch[i]) / wall / float64(pods)
+		r.watchPerServer += float64(max(0, after.Watch[i]-before.Watch[i])) / wall / float64(pods)
 		r.reqPerServer += d / wall / float64(pods)
 		// Every sweep carries the server's documents once.
 		r.bytesPerServer += d / requestsPerSweep * float64(s.Bytes[i]) / wall / float64(pods)
