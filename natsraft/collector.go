@@ -530,11 +530,17 @@ func (c *Collector) record(ctx context.Context, from time.Time, reports []*nodeR
 }
 
 // keepUnreported adds to v the groups of the previous view that no node
-// reported this time because every member is unreachable or has its
-// JetStream off: a stream of one replica on a node in maintenance, or on a
-// node that went down, is not gone but unavailable, and the view shows it
-// so (leaderless, its members not current) instead of dropping it. Once a
-// member reports again, the group is what it reports.
+// reported this time while a member is unreachable or has its JetStream
+// off: a stream of one replica on a node in maintenance, or on a node that
+// went down, is not gone but unavailable, and the view shows it so
+// (leaderless, its members not current) instead of dropping it. So is a
+// group whose other members are up but do not report it yet: a node that
+// has just restarted recovers its streams after its server answers, and a
+// group of two replicas, one in maintenance and one restarting, vanished
+// from the view that way and the safety rule let the restarted member go
+// too. A group that every member has stopped reporting while all are up
+// is gone (deleted). Once a member reports again, the group is what it
+// reports.
 func keepUnreported(v, prev *View) {
 	if prev == nil {
 		return
@@ -550,9 +556,6 @@ func keepUnreported(v, prev *View) {
 	added := false
 	for _, g := range prev.Groups {
 		if reported[keyOf(&g)] || len(g.Peers) == 0 || !slices.ContainsFunc(g.Peers, func(p Peer) bool { return down(p.Name) }) {
-			continue
-		}
-		if slices.ContainsFunc(g.Peers, func(p Peer) bool { return !down(p.Name) }) {
 			continue
 		}
 		g.Leader, g.LeaderlessSince = "", nil
@@ -996,8 +999,49 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 		}
 		g.Peers = append(g.Peers, peer)
 	}
+	g.Peers = o.addUnlisted(g, nodes, names)
 	slices.SortFunc(g.Peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	return g
+}
+
+// addUnlisted returns g's peers with the members that the leader does not
+// list but another report shows: a node that reports the group itself, or
+// that a follower lists. A leader that has just recovered the group from
+// its disk after a restart was seen to list no replica but itself, which
+// made a group of two replicas look like one of one replica on that
+// leader, and the safety rule then let its other member go. Such a member
+// counts as the leader counts one it never heard from: healthy when its
+// own report shows it as far as the leader's commit, else not.
+func (o *groupObs) addUnlisted(g Group, nodes map[string]*nodeReport, names map[string]string) []Peer {
+	peers := g.Peers
+	listed := func(name string) bool {
+		return slices.ContainsFunc(peers, func(p Peer) bool { return p.Name == name })
+	}
+	add := func(name string) {
+		if name == "" || listed(name) {
+			return
+		}
+		peer := Peer{Name: name, Own: o.memberState(name, nodes)}
+		peer.Healthy = peer.Own != nil && !peer.Own.CatchingUp && peer.Own.Committed+HealthyLag >= g.Commit
+		if r, known := nodes[name]; known {
+			switch {
+			case r.err != nil:
+				peer.Healthy, peer.Offline = false, true
+			case r.jsz.Disabled, !connected(nodes[g.Leader], r):
+				peer.Healthy = false
+			}
+		}
+		peers = append(peers, peer)
+	}
+	for _, r := range o.reports {
+		add(r.node)
+		for _, p := range r.ci.Replicas {
+			if !p.Pending {
+				add(peerName(p, names))
+			}
+		}
+	}
+	return peers
 }
 
 // memberState is what node itself reports of the group, nil when it did

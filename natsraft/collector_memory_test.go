@@ -32,10 +32,11 @@ func TestTrackRaftForgetsGroupsGone(t *testing.T) {
 	assert.Contains(t, h.raft["nats-0"].pos, "C-ephemeral-99")
 }
 
-// TestKeepUnreported checks that a group no node reports any more because
-// its members are all down or quiesced stays in the view as unavailable,
-// while one whose member answers with JetStream on and does not report it
-// is gone.
+// TestKeepUnreported checks that a group no node reports any more while
+// a member is down or quiesced stays in the view as unavailable, even when
+// another member is up (it may not have recovered the group yet after a
+// restart), while one whose members all answer with JetStream on and do
+// not report it is gone.
 func TestKeepUnreported(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	node := func(name string, reachable, js bool) Node {
@@ -45,9 +46,16 @@ func TestKeepUnreported(t *testing.T) {
 		return Group{Kind: KindStream, Account: "APP", Stream: name, Name: name, Leader: on,
 			Peers: []Peer{{Name: on, Leader: true, Current: true, Healthy: true, Own: &MemberState{}}}}
 	}
-	prev := &View{At: at, Nodes: []Node{node("n0", true, true), node("n1", true, true), node("n2", true, true)},
-		Groups: []Group{r1("quiesced", "n0"), r1("crashed", "n1"), r1("deleted", "n2")}}
-	v := &View{At: at.Add(time.Second), Nodes: []Node{node("n0", true, false), node("n1", false, false), node("n2", true, true)}}
+	// A group of two replicas, n0 quiesced and n3 up but restarting: n3
+	// has not recovered the stream yet.
+	r2 := Group{Kind: KindStream, Account: "APP", Stream: "restarting", Name: "restarting", Leader: "n3",
+		Peers: []Peer{{Name: "n0", Current: true, Healthy: true}, {Name: "n3", Leader: true, Current: true, Healthy: true}}}
+	// A group of two replicas on two nodes that are up: deleted.
+	deleted2 := Group{Kind: KindStream, Account: "APP", Stream: "deleted2", Name: "deleted2", Leader: "n2",
+		Peers: []Peer{{Name: "n2", Leader: true, Current: true, Healthy: true}, {Name: "n3", Current: true, Healthy: true}}}
+	prev := &View{At: at, Nodes: []Node{node("n0", true, true), node("n1", true, true), node("n2", true, true), node("n3", true, true)},
+		Groups: []Group{r1("quiesced", "n0"), r1("crashed", "n1"), r1("deleted", "n2"), r2, deleted2}}
+	v := &View{At: at.Add(time.Second), Nodes: []Node{node("n0", true, false), node("n1", false, false), node("n2", true, true), node("n3", true, true)}}
 	keepUnreported(v, prev)
 	var names []string
 	for _, g := range v.Groups {
@@ -59,6 +67,6 @@ func TestKeepUnreported(t *testing.T) {
 			assert.Nil(t, p.Own)
 		}
 	}
-	assert.Equal(t, []string{"crashed", "quiesced"}, names)
+	assert.Equal(t, []string{"crashed", "quiesced", "restarting"}, names)
 	assert.True(t, prev.Groups[0].Peers[0].Current, "the previous view is left alone")
 }

@@ -309,6 +309,39 @@ func TestBuildViewPeerHealth(t *testing.T) {
 	}
 }
 
+// TestBuildViewMemberTheLeaderDoesNotList checks that a member that
+// reports a group, or that a follower lists, is a peer of the group even
+// when its leader does not list it (a leader that has just recovered the
+// group from its disk lists no replica): healthy when its own report is as
+// far as the leader's commit, not healthy when it is behind.
+func TestBuildViewMemberTheLeaderDoesNotList(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		committed   uint64
+		wantHealthy bool
+	}{
+		{"caught up", 2000, true},
+		{"behind", 2000 - HealthyLag - 1, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := synthHealthy()
+			// n0 leads stream s and lists nobody; n1 reports it as a
+			// follower and lists n0 and n2.
+			rs["n0"].jsz.Accounts[0].Streams[0].Cluster.Replicas = nil
+			rs["n0"].raft["S-1"] = raftzGroupDoc{Term: 6, Committed: 2000, Applied: 2000}
+			rs["n1"].raft["S-1"] = raftzGroupDoc{Term: 6, Committed: tt.committed, Applied: tt.committed}
+			v := buildView(time.Now(), reportList(rs))
+			g := groupNamed(t, v, "s")
+			require.Equal(t, "n0", g.Leader)
+			require.Len(t, g.Peers, 3, "n1 reports the group, n1 lists n2")
+			n1 := g.Peers[1]
+			assert.Equal(t, "n1", n1.Name)
+			assert.Equal(t, tt.wantHealthy, n1.Healthy)
+			assert.False(t, n1.Current, "the leader did not say it is current")
+		})
+	}
+}
+
 func TestBuildViewLeadership(t *testing.T) {
 	tests := []struct {
 		name       string
