@@ -354,6 +354,27 @@ func (d *Document) Desired(pod, dc string, now time.Time) (e Entry, source strin
 	return Entry{}, "", false
 }
 
+// ForcedFence reports whether an entry in force at now fences pod, of
+// datacenter dc, with force: its own, or its dc's (which its own, when it
+// is a fence too, does not undo). A drain of its own leaves the pod
+// routed, whatever its dc asks.
+func (d *Document) ForcedFence(pod, dc string, now time.Time) bool {
+	own, hasOwn := d.Pods[pod]
+	if hasOwn && !own.Expired(now) {
+		if own.Drain() {
+			return false
+		}
+		if own.Force {
+			return true
+		}
+	}
+	if dc == "" {
+		return false
+	}
+	e, ok := d.DCs[dc]
+	return ok && !e.Expired(now) && e.Force && !e.Drain()
+}
+
 // Phase is the phase of pod, of datacenter dc, at now: as its reconciler
 // reported it, Requested while maintenance is desired and nothing is
 // reported yet, else Active. A nil document asks for nothing.

@@ -233,6 +233,40 @@ func TestDocumentDesired(t *testing.T) {
 	assert.Equal(t, docT0.Add(time.Hour), *d.Pods["nats-1"].ExpiresAt)
 }
 
+func TestDocumentForcedFence(t *testing.T) {
+	d := NewDocument()
+	d.Pods["own-forced"] = Entry{Since: docT0, Force: true}
+	d.Pods["own-plain"] = Entry{Since: docT0}
+	d.Pods["own-drain"] = Entry{Since: docT0, Mode: ModeDrain}
+	d.Pods["own-forced-expiring"] = Entry{Since: docT0, Force: true, ExpiresAt: docTime(time.Hour)}
+	d.DCs["forced"] = Entry{Since: docT0, Force: true}
+	d.DCs["forced-drain"] = Entry{Since: docT0, Force: true, Mode: ModeDrain}
+	d.DCs["plain"] = Entry{Since: docT0}
+	d.DCs["forced-expiring"] = Entry{Since: docT0, Force: true, ExpiresAt: docTime(time.Hour)}
+	later := docT0.Add(2 * time.Hour)
+	tests := []struct {
+		name    string
+		pod, dc string
+		now     time.Time
+		want    bool
+	}{
+		{"own entry forced", "own-forced", "", docT0, true},
+		{"own entry plain, no dc entry", "own-plain", "", docT0, false},
+		{"own entry plain, dc forced", "own-plain", "forced", docT0, true},
+		{"own entry plain, dc plain", "own-plain", "plain", docT0, false},
+		{"own entry plain, dc forced drain", "own-plain", "forced-drain", docT0, false},
+		{"own drain, dc forced fence", "own-drain", "forced", docT0, false},
+		{"own forced entry expired", "own-forced-expiring", "", later, false},
+		{"dc forced entry expired", "own-plain", "forced-expiring", later, false},
+		{"no own entry, dc forced", "nats-9", "forced", docT0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, d.ForcedFence(tt.pod, tt.dc, tt.now))
+		})
+	}
+}
+
 func TestDocumentExpire(t *testing.T) {
 	build := func() *Document {
 		d := NewDocument()

@@ -317,6 +317,12 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 	}
 
 	entry, source, desired := doc.Desired(r.pod, r.dc, now)
+	if desired && !entry.Force && doc.ForcedFence(r.pod, r.dc, now) {
+		// The pod's own entry wins, but its dc's forced fence wants the
+		// pod out too whatever the safety rule says: holding the pod
+		// back on its own entry's verdict would strand the dc's request.
+		entry.Force = true
+	}
 	status, hasStatus := doc.Status[r.pod]
 	if desired != r.entering {
 		// The direction changed (or this is the first pass): start afresh.

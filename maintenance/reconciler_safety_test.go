@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/prober-dev/prober/filestore"
 	"github.com/prober-dev/prober/maintenance"
 	"github.com/prober-dev/prober/natsraft"
 )
@@ -50,16 +51,25 @@ func (c *recCluster) View(context.Context) (*natsraft.View, error) {
 	return v, nil
 }
 
-// TestReconcilerHeldBackBySafety checks that the safety rule is judged
-// again for the local pod at each step that takes it away: a peer lost
-// after the request was accepted holds the pod back at Requested, still
-// ready, until the peer is back; a forced entry is not held.
-func TestReconcilerHeldBackBySafety(t *testing.T) {
+// recStartNats2Down runs the local pod's reconciler over a cluster whose
+// nats-2 is offline: taking the pod out then costs the meta group and
+// ORDERS their quorum.
+func recStartNats2Down(t *testing.T) (*filestore.Store, *recNode, *recCluster, *maintenance.Reconciler) {
+	t.Helper()
 	fs := recFileStore(t)
 	cluster := &recCluster{}
 	cluster.set("nats-2", true)
 	node := &recNode{}
 	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond})
+	return fs, node, cluster, r
+}
+
+// TestReconcilerHeldBackBySafety checks that the safety rule is judged
+// again for the local pod at each step that takes it away: a peer lost
+// after the request was accepted holds the pod back at Requested, still
+// ready, until the peer is back; a forced entry is not held.
+func TestReconcilerHeldBackBySafety(t *testing.T) {
+	fs, node, cluster, r := recStartNats2Down(t)
 	recUpdate(t, fs, func(d *maintenance.Document) {
 		d.Pods[recPod] = maintenance.Entry{Reason: "accepted while nats-2 was up", Since: time.Now()}
 	})
@@ -111,16 +121,28 @@ func TestReconcilerHeldBackBeforeFence(t *testing.T) {
 // TestReconcilerForcedIsNotHeld checks that a forced entry goes on over the
 // safety rule, as the request did.
 func TestReconcilerForcedIsNotHeld(t *testing.T) {
-	fs := recFileStore(t)
-	cluster := &recCluster{}
-	cluster.set("nats-2", true)
-	node := &recNode{}
-	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond})
+	fs, node, _, r := recStartNats2Down(t)
 	recUpdate(t, fs, func(d *maintenance.Document) {
 		d.Pods[recPod] = maintenance.Entry{Reason: "disk replaced", Force: true, Since: time.Now()}
 	})
 	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
 	assert.Equal(t, recEnterCalls, node.Calls())
+}
+
+// TestReconcilerForcedByItsDC checks that a pod whose own entry is not
+// forced goes on over the safety rule when its dc's forced entry wants it
+// out too: the own entry wins for what it says, not to hold back what the
+// dc's request forced.
+func TestReconcilerForcedByItsDC(t *testing.T) {
+	fs, node, _, r := recStartNats2Down(t)
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		d.Pods[recPod] = maintenance.Entry{Reason: "accepted while nats-2 was up", Since: time.Now()}
+		d.DCs[recDC] = maintenance.Entry{Reason: "whole dc, forced", Force: true, Since: time.Now()}
+	})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	assert.Equal(t, recEnterCalls, node.Calls())
+	st, _ := recStatus(t, fs)
+	assert.Contains(t, st.Message, "pod."+recPod, "the pod's own entry is the one in force")
 }
 
 // TestReconcilerHandOffAvoidsPodsOnTheirWay checks that the hand-off is
