@@ -59,16 +59,18 @@ func (w *walker) checkConverged(final bool) {
 		}
 		problems := w.phaseProblems(d, v, now)
 		var phases []string
-		// A node catching up (after a forced dc maintenance, first waiting
-		// for its groups to elect) may take up to catchUpTimeout.
-		catchingUp := true
+		// A node in a slow phase (catching up after a forced dc
+		// maintenance, first waiting for its groups to elect; quiescing)
+		// may take longer than convergeTimeout: the step may take as long
+		// as the least patient of its problems allows.
+		within := catchUpTimeout
 		for _, p := range problems {
 			phases = append(phases, p.text)
-			catchingUp = catchingUp && p.catchingUp
+			within = min(within, p.within)
 		}
 		if diffs := w.m.compareConfig(d, now, true); len(diffs) > 0 {
 			phases = append(phases, "config: "+strings.Join(diffs, "; "))
-			catchingUp = false
+			within = convergeTimeout
 		}
 		stranded, leaderless := w.quorumProblems(d, v, now)
 		if len(stranded) > 0 {
@@ -78,13 +80,13 @@ func (w *walker) checkConverged(final bool) {
 			// config + per node (phase, fence) + per group (quorum, leader)
 			w.st.checks += 1 + 2*len(w.m.nodes) + 2*len(w.m.groups)
 			if took := time.Since(begin); took > convergeTimeout {
-				w.t.Logf("step %d: converged after %s, catching up", w.step, took.Round(100*time.Millisecond))
+				w.t.Logf("step %d: converged after %s, through a slow phase (catching up, quiescing)", w.step, took.Round(100*time.Millisecond))
 			}
 			return
 		}
 		elapsed := time.Since(begin)
 		switch {
-		case len(phases) > 0 && elapsed > convergeTimeout && !(catchingUp && elapsed < catchUpTimeout):
+		case len(phases) > 0 && elapsed > within:
 			w.fail("not converged %s after the step: %s", elapsed.Round(time.Second), strings.Join(phases, "; "))
 		case len(leaderless) > 0 && elapsed > leaderTimeout:
 			w.fail("groups that keep a quorum have no leader %s after the step: %s", leaderTimeout, strings.Join(leaderless, "; "))
@@ -100,8 +102,12 @@ func (w *walker) checkConverged(final bool) {
 // phaseProblem is a node not in its desired phase.
 type phaseProblem struct {
 	text string
-	// catchingUp is set for a node on its way back, catching up, unfenced.
-	catchingUp bool
+	// within is how long after the step the node may take to get where it
+	// is wanted: catchUpTimeout on its way back, catching up, unfenced;
+	// quiesceTimeout on its way in, past the hand-off (Fencing: switching
+	// its JetStream off, moving its clients, fencing);
+	// convergeTimeout else.
+	within time.Duration
 }
 
 // phaseProblems compares each node's phase (GET /pods/<pod>) and fence (the
@@ -134,9 +140,18 @@ func (w *walker) phaseProblems(d *maintenance.Document, v *prober.RaftResponse, 
 			if l == live {
 				want = "InMaintenance, fenced"
 			}
+			within := convergeTimeout
+			switch {
+			case l == expired && pv.Phase == maintenance.PhaseCatchingUp && !fenced:
+				within = catchUpTimeout
+			case l == live && pv.Phase == maintenance.PhaseFencing:
+				// Quiescing, then moving the clients and fencing, which
+				// are quick once the quiesce has taken its time.
+				within = quiesceTimeout
+			}
 			out = append(out, phaseProblem{
-				catchingUp: l == expired && pv.Phase == maintenance.PhaseCatchingUp && !fenced,
-				text:       fmt.Sprintf("%s is %s (%s), fenced %t; want %s", n.name, pv.Phase, pv.Message, fenced, want),
+				within: within,
+				text:   fmt.Sprintf("%s is %s (%s), fenced %t; want %s", n.name, pv.Phase, pv.Message, fenced, want),
 			})
 		}
 	}

@@ -44,6 +44,13 @@ const (
 	// at once (a forced dc maintenance) has to elect a leader first (NATS
 	// elects within 4–9 s of noticing, once JetStream is on again).
 	catchUpTimeout = 60 * time.Second
+	// quiesceTimeout bounds how long a node may take through the Fencing
+	// phase on its way in, where it switches its JetStream off: NATS's
+	// JetStream shutdown waits up to 10 s for its cluster routine to stop,
+	// and a stream stops only once a catch-up in flight has stalled out;
+	// with every node of a cluster forced in at once both were seen to
+	// hold the quiesce past convergeTimeout.
+	quiesceTimeout = 30 * time.Second
 	// leaderTimeout is how long a group that keeps its quorum may take to
 	// have a leader again: NATS elects within 4–9 s of noticing a loss.
 	leaderTimeout = 30 * time.Second
