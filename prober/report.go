@@ -47,7 +47,11 @@ func (s *Server) peersOnly(next http.Handler) http.Handler {
 		if !isLoopback(r.RemoteAddr) {
 			host, _, err := net.SplitHostPort(r.RemoteAddr)
 			if err != nil || s.peerIP == nil || !s.peerIP(host) {
-				s.log.Info().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Msg("forbidden: the local report asked for by a caller that is not a NATS pod")
+				// Not an attack as a rule: a pod just started whose IP
+				// the pod watch has not brought yet, or a caller holding
+				// a peer's old IP that now belongs to this pod. The
+				// caller reads the server directly instead.
+				s.log.Info().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Msg("local report refused: the caller is not among the NATS pods discovered")
 				s.writeError(w, r, maintenance.Errorf(maintenance.EForbidden, "%s is served to the NATS pods only", r.URL.Path))
 				return
 			}
