@@ -377,9 +377,7 @@ func (c *Collector) lookLocal(ctx context.Context) string {
 	defer cancel()
 	var rz routezDoc
 	err := c.get(ctx, ep.MonitorURL, "/routez", nil, &rz)
-	var r nodeReport
-	r.setLinks(rz, gatewayzDoc{})
-	return linkKey(err, r.routes)
+	return linkKey(err, rz.remoteNames())
 }
 
 // linkKey sums up what a look at a server saw: down, or the sorted names
@@ -676,13 +674,7 @@ func (c *Collector) fetchNode(ctx context.Context, ep Endpoint) *nodeReport {
 // setLinks records the names of the servers the node has routes with and
 // of the clusters it has outbound gateways to, sorted, each once.
 func (r *nodeReport) setLinks(rz routezDoc, gz gatewayzDoc) {
-	r.routes = make([]string, 0, len(rz.Routes))
-	for _, rt := range rz.Routes {
-		if rt.RemoteName != "" && !slices.Contains(r.routes, rt.RemoteName) {
-			r.routes = append(r.routes, rt.RemoteName)
-		}
-	}
-	slices.Sort(r.routes)
+	r.routes = rz.remoteNames()
 	r.gws = nil
 	for name := range gz.Outbound {
 		r.gws = append(r.gws, name)
@@ -969,69 +961,60 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 	g.Peers = append(g.Peers, Peer{Name: leader.node, Leader: true, Current: true, Healthy: true,
 		Own: o.memberState(leader.node, nodes)})
 	for _, p := range leader.ci.Replicas {
-		name := peerName(p, names)
-		if name == leader.node {
-			continue
+		if name := peerName(p, names); name != leader.node {
+			g.Peers = append(g.Peers, o.peer(name, p, g.Commit, ln, nodes))
 		}
-		peer := Peer{Name: name, Current: p.Current, Offline: p.Offline, Active: p.Active, Lag: p.Lag,
-			Pending: p.Pending, Own: o.memberState(name, nodes),
-			Healthy: !p.Offline && (p.Current || p.Lag <= HealthyLag)}
-		switch {
-		case peer.Pending:
-			// Assigned but not a Raft member: it neither votes nor replicates.
-			peer.Current, peer.Healthy = false, false
-		case peer.Active == 0 && !peer.Current:
-			// NATS reports active 0 (and lag = commit) for a peer the
-			// leader never heard from, as for every peer of a leader that
-			// has just taken over. The member's own report decides then, as
-			// it does for readiness (the route is checked below).
-			peer.Healthy = peer.Own != nil && !peer.Own.CatchingUp && peer.Own.Committed+HealthyLag >= g.Commit
-		case peer.Active > ActiveThreshold:
-			peer.Current, peer.Healthy = false, false
-		}
-		if r, known := nodes[name]; known {
-			switch {
-			case r.err != nil:
-				peer.Current, peer.Healthy, peer.Offline = false, false, true
-			case r.jsz.Disabled, !connected(ln, r):
-				peer.Current, peer.Healthy = false, false
-			}
-		}
-		g.Peers = append(g.Peers, peer)
 	}
-	g.Peers = o.addUnlisted(g, nodes, names)
+	g.Peers = o.addUnlisted(g, ln, nodes, names)
 	slices.SortFunc(g.Peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	return g
 }
 
-// addUnlisted returns g's peers with the members that the leader does not
-// list but another report shows: a node that reports the group itself, or
-// that a follower lists. A leader that has just recovered the group from
-// its disk after a restart was seen to list no replica but itself, which
-// made a group of two replicas look like one of one replica on that
-// leader, and the safety rule then let its other member go. Such a member
-// counts as the leader counts one it never heard from: healthy when its
-// own report shows it as far as the leader's commit, else not.
-func (o *groupObs) addUnlisted(g Group, nodes map[string]*nodeReport, names map[string]string) []Peer {
-	peers := g.Peers
-	listed := func(name string) bool {
-		return slices.ContainsFunc(peers, func(p Peer) bool { return p.Name == name })
+// peer settles the member name of a group whose leader ln reports it as
+// p and has commit, corrected by what the sweep knows about its node.
+func (o *groupObs) peer(name string, p peerDoc, commit uint64, ln *nodeReport, nodes map[string]*nodeReport) Peer {
+	peer := Peer{Name: name, Current: p.Current, Offline: p.Offline, Active: p.Active, Lag: p.Lag,
+		Pending: p.Pending, Own: o.memberState(name, nodes),
+		Healthy: !p.Offline && (p.Current || p.Lag <= HealthyLag)}
+	switch {
+	case peer.Pending:
+		// Assigned but not a Raft member: it neither votes nor replicates.
+		peer.Current, peer.Healthy = false, false
+	case peer.Active == 0 && !peer.Current:
+		// NATS reports active 0 (and lag = commit) for a peer the
+		// leader never heard from, as for every peer of a leader that
+		// has just taken over. The member's own report decides then, as
+		// it does for readiness (the route is checked below).
+		peer.Healthy = peer.Own != nil && !peer.Own.CatchingUp && peer.Own.Committed+HealthyLag >= commit
+	case peer.Active > ActiveThreshold:
+		peer.Current, peer.Healthy = false, false
 	}
+	if r, known := nodes[name]; known {
+		switch {
+		case r.err != nil:
+			peer.Current, peer.Healthy, peer.Offline = false, false, true
+		case r.jsz.Disabled, !connected(ln, r):
+			peer.Current, peer.Healthy = false, false
+		}
+	}
+	return peer
+}
+
+// addUnlisted returns g's peers with the members that the leader ln does
+// not list but another report shows: a node that reports the group itself,
+// or that a follower lists. A leader that has just recovered the group
+// from its disk after a restart was seen to list no replica but itself,
+// which made a group of two replicas look like one of one replica on that
+// leader, and the safety rule then let its other member go. Such a member
+// is settled as one the leader reports it never heard from (a zero
+// peerDoc: active 0, not current): healthy when its own report shows it as
+// far as the leader's commit, else not.
+func (o *groupObs) addUnlisted(g Group, ln *nodeReport, nodes map[string]*nodeReport, names map[string]string) []Peer {
+	peers := g.Peers
 	add := func(name string) {
-		if name == "" || listed(name) {
-			return
+		if name != "" && !slices.ContainsFunc(peers, func(p Peer) bool { return p.Name == name }) {
+			peers = append(peers, o.peer(name, peerDoc{}, g.Commit, ln, nodes))
 		}
-		peer := Peer{Name: name, Own: o.memberState(name, nodes)}
-		peer.Healthy = peer.Own != nil && !peer.Own.CatchingUp && peer.Own.Committed+HealthyLag >= g.Commit
-		if r, known := nodes[name]; known {
-			switch {
-			case r.err != nil:
-				peer.Healthy, peer.Offline = false, true
-			case r.jsz.Disabled, !connected(nodes[g.Leader], r):
-				peer.Healthy = false
-			}
-		}
-		peers = append(peers, peer)
 	}
 	for _, r := range o.reports {
 		add(r.node)

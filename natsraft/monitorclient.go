@@ -15,8 +15,8 @@ import (
 )
 
 // How the prober reads a NATS server's monitoring endpoint: one GET,
-// decoded as it is read, and bounded. The collector, the fences and the link verifier all read
-// through it.
+// decoded as it is read, and bounded. The collector, the fences and the
+// link verifier all read through it.
 
 // monitorRequestTimeout bounds one request of a fence or of the link
 // verifier to a monitoring endpoint.

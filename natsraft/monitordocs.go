@@ -61,6 +61,19 @@ type routeDoc struct {
 	RemoteName string `json:"remote_name"`
 }
 
+// remoteNames returns the names of the servers the routes go to, sorted,
+// each once.
+func (rz routezDoc) remoteNames() []string {
+	names := make([]string, 0, len(rz.Routes))
+	for _, rt := range rz.Routes {
+		if rt.RemoteName != "" && !slices.Contains(names, rt.RemoteName) {
+			names = append(names, rt.RemoteName)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // count returns how many of the routes go to the server with the given id
 // or name: a route pool (and each account pinned to a route of its own)
 // makes several per peer.
