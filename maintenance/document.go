@@ -368,11 +368,13 @@ func (d *Document) ForcedFence(pod, dc string, now time.Time) bool {
 			return true
 		}
 	}
-	if dc == "" {
-		return false
-	}
 	e, ok := d.DCs[dc]
-	return ok && !e.Expired(now) && e.Force && !e.Drain()
+	return dc != "" && ok && e.forcesFence(now)
+}
+
+// forcesFence reports whether e, in force at now, fences with force.
+func (e Entry) forcesFence(now time.Time) bool {
+	return e.Force && !e.Expired(now) && !e.Drain()
 }
 
 // Phase is the phase of pod, of datacenter dc, at now: as its reconciler

@@ -538,7 +538,7 @@ func heldByForce(sc scope, d *Document, now time.Time) map[string]bool {
 		} else {
 			other, ok = d.DCs[n.DC]
 		}
-		if ok && other.Force && !other.Expired(now) && !other.Drain() {
+		if ok && other.forcesFence(now) {
 			held[n.Name] = true
 		}
 	}
