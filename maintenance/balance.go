@@ -141,7 +141,7 @@ func balancePods(view *natsraft.View, doc *Document, dc string, all bool, now ti
 	draining := Draining(view, doc, now)
 	pods := []string{}
 	for _, n := range view.Nodes {
-		if (all || n.DC == dc) && n.Reachable && n.JetStream && !busy[n.Name] && !draining[n.Name] {
+		if (all || n.DC == dc) && n.Serving() && !busy[n.Name] && !draining[n.Name] {
 			pods = append(pods, n.Name)
 		}
 	}

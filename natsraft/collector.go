@@ -549,7 +549,7 @@ func keepUnreported(v, prev *View) {
 	}
 	down := func(name string) bool {
 		n, ok := v.Node(name)
-		return ok && (!n.Reachable || !n.JetStream)
+		return ok && !n.Serving()
 	}
 	added := false
 	for _, g := range prev.Groups {

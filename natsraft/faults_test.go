@@ -199,7 +199,7 @@ func TestFaultNodesStopped(t *testing.T) {
 			n, ok := v.Node(first)
 			var ready bool
 			ready, why = v.NodeReady(first)
-			return ok && n.Reachable && n.JetStream && !ready
+			return ok && n.Serving() && !ready
 		})
 		assert.NotEmpty(t, why)
 		t.Logf("%s not ready while cut off: %s", first, why)

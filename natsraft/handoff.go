@@ -258,7 +258,7 @@ func lostAnyway(v *View, g *Group, node string) bool {
 		if p.Name == node || p.Offline {
 			continue
 		}
-		if n, ok := v.Node(p.Name); ok && (!n.Reachable || !n.JetStream) {
+		if n, ok := v.Node(p.Name); ok && !n.Serving() {
 			continue
 		}
 		live++
@@ -306,7 +306,7 @@ func leaderlessAmong(v *View, keys map[groupKey]bool, node string) (electing, or
 		electing = append(electing, name)
 		candidate := false
 		for _, p := range g.Peers {
-			if n, ok := v.Node(p.Name); ok && p.Name != node && n.Reachable && n.JetStream {
+			if n, ok := v.Node(p.Name); ok && p.Name != node && n.Serving() {
 				candidate = true
 				break
 			}
@@ -340,7 +340,7 @@ func preferredPeer(v *View, g Group, node string, leads map[string]int, avoid []
 		if !slices.Contains(avoid, p.Name) {
 			rank += 2
 		}
-		if n, ok := v.Node(p.Name); ok && (!n.Reachable || !n.JetStream) {
+		if n, ok := v.Node(p.Name); ok && !n.Serving() {
 			continue
 		}
 		if best == "" || rank > bestRank ||
@@ -429,7 +429,7 @@ func (h *HandOff) stepDown(ctx context.Context, conns *connCache, s stepDown) er
 func outOfReach(v *View, node string) []string {
 	var out []string
 	for _, n := range v.Nodes {
-		if n.Name != node && (!n.Reachable || !n.JetStream) {
+		if n.Name != node && !n.Serving() {
 			out = append(out, n.Name)
 		}
 	}

@@ -140,7 +140,7 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 		return nil, nil, err
 	}
 	n, ok := v.Node(node)
-	reachable := ok && n.Reachable && n.JetStream
+	reachable := ok && n.Serving()
 	var given []string
 	var notGiven []NotGivenBack
 	var moved []Group

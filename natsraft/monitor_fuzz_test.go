@@ -147,7 +147,7 @@ func TestMonitorDocs(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, v.Nodes, 3)
 	for _, n := range v.Nodes {
-		assert.True(t, n.Reachable && n.JetStream, "%s: %s", n.Name, n.Error)
+		assert.True(t, n.Serving(), "%s: %s", n.Name, n.Error)
 		assert.Len(t, n.Routes, 2, n.Name)
 		assert.Equal(t, "ok", n.Healthz, n.Name)
 		assert.Empty(t, v.MissingRoutes(n.Name), n.Name)

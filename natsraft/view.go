@@ -72,6 +72,10 @@ type Node struct {
 	RaftRegressions []RaftRegression `json:"raftRegressions,omitempty"`
 }
 
+// Serving reports whether the node answered and runs JetStream: whether it
+// can hold a leadership or take one over.
+func (n Node) Serving() bool { return n.Reachable && n.JetStream }
+
 // RouteError is a configured route that cannot be used.
 type RouteError struct {
 	Route string `json:"route"`
