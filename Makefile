@@ -84,9 +84,10 @@ bench-node: deps kubeenv
 	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" $(GO) run ./bench/nodegap $(NODEGAP_ARGS)
 
 ## bench-rollout: kubectl rollout restart statefulset/nats under a publisher in a pod on a real node, the NATS
-## chart's lame-duck preStop alone vs the prober's preStop (write gap, unacknowledged publishes, elections; as root)
+## chart's lame-duck preStop alone vs the prober's preStop (write gap, unacknowledged publishes, elections; as root);
+## ROLLOUT_ARGS: -rounds N (3), the two hooks alternating
 bench-rollout: deps kubeenv
-	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" $(GO) run ./bench/noderollout
+	PROBER_KUBEENV_BIN="$$(./scripts/kubeenv-bin.sh)" $(GO) run ./bench/noderollout $(ROLLOUT_ARGS)
 
 ## bench: speed goals, printed side by side (not part of `make test`); API_ARGS: the length of each API attack
 API_ARGS ?= -d 5s

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,6 +74,9 @@ type Publisher struct {
 	stopSubject string
 	events      chan events.Event
 	cmd         *exec.Cmd
+
+	mu  sync.Mutex
+	all []events.Event // every event read so far, the summary included
 }
 
 // Start runs the publisher, as deploy/'s application user, and returns
@@ -105,7 +110,12 @@ func (p *Publisher) start() error {
 		return err
 	}
 	go func() {
-		_ = events.Read(out, func(e events.Event) { p.events <- e })
+		_ = events.Read(out, func(e events.Event) {
+			p.mu.Lock()
+			p.all = append(p.all, e)
+			p.mu.Unlock()
+			p.events <- e
+		})
 		_ = p.cmd.Wait()
 		close(p.events)
 	}()
@@ -139,6 +149,13 @@ func (p *Publisher) Stop(nc *nats.Conn) (events.Event, error) {
 		return events.Event{}, err
 	}
 	return p.Wait("summary")
+}
+
+// Events returns every event the publisher printed so far, in order.
+func (p *Publisher) Events() []events.Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.all)
 }
 
 // Kill ends the publisher's kubectl at once.
