@@ -131,7 +131,16 @@ type Reconciler struct {
 	// could not move everything: what stayed goes down with the node, as
 	// the request said, and is not handed off again.
 	forcedPast bool
-	failures   int
+	// inByForce is set while the node is in maintenance under a forced
+	// entry. When that entry ends and one that is not forced still wants
+	// the node out, the rule is judged as for a node entering: the entry
+	// left may keep the node out only if that is safe. releasing is set
+	// while it comes back because it was not (unfenced, resumed, caught
+	// up); it then waits at Requested, held back, like any node the rule
+	// holds back. Memory only: after a restart a node found in
+	// maintenance stays there, as before.
+	inByForce, releasing bool
+	failures             int
 	// seen is the resourceVersion of the document the current decision is
 	// based on; lastWritten that of this reconciler's last write when it
 	// held nothing but its own change to seen, else "".
@@ -329,6 +338,7 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 		r.entering, r.handedOff, r.movedClients, r.evacuated, r.failures = desired, false, false, false, 0
 		r.snapshotted = false
 		r.forcedPast = false
+		r.inByForce, r.releasing = false, false
 	}
 	fenced, err := r.node.Fenced()
 	quiesced := r.node.Quiesced()
@@ -380,7 +390,27 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 	if entry.Drain() {
 		return r.drain(ctx, doc, entry, key, why, st, hasStatus, fenced, quiesced, now)
 	}
+	if r.releasing {
+		if fenced || quiesced || (hasStatus && (st.Phase == PhaseUnfencing || st.Phase == PhaseCatchingUp)) {
+			return r.leave(ctx, st, hasStatus, fenced, quiesced, now)
+		}
+		r.releasing = false
+	}
+	if fenced && quiesced && !entry.Force && r.inByForce {
+		violations, cost, err := r.judge(ctx, doc, false, now)
+		if err != nil {
+			return 0, err
+		}
+		r.inByForce = false
+		if len(violations) > 0 {
+			r.log.Warn().Str("entry", key).Strs("groups", groupNames(violations)).
+				Msgf("the forced entry has ended and %s alone would "+cost+": coming back", key, len(violations))
+			r.releasing = true
+			return r.leave(ctx, st, hasStatus, fenced, quiesced, now)
+		}
+	}
 	if fenced && quiesced {
+		r.inByForce = r.inByForce || entry.Force
 		r.setReady(false, fmt.Sprintf("in maintenance (%s)", key))
 		if err := r.report(ctx, PhaseInMaintenance, "fenced and quiesced ("+why+")", now); err != nil {
 			return 0, err
@@ -602,28 +632,9 @@ func (r *Reconciler) heldBack(st Status) bool {
 // and why, the node stays ready, and the reconciler looks again every
 // SafetyPoll.
 func (r *Reconciler) holdIfUnsafe(ctx context.Context, doc *Document, key string, quiesced, drain bool, now time.Time) (bool, time.Duration, error) {
-	if r.views == nil {
-		return false, 0, nil
-	}
-	view, err := ClusterView(ctx, r.views, r.log)
-	if err != nil {
-		return false, 0, &stepError{fmt.Errorf("judge the safety of %s: %w", r.pod, err)}
-	}
-	busy := OutOfService(view, doc, now)
-	delete(busy, r.pod)
-	others := slices.Sorted(maps.Keys(busy))
-	cost := "cost %d Raft group(s) their quorum"
-	var violations []Violation
-	if drain {
-		draining := Draining(view, doc, now)
-		delete(draining, r.pod)
-		violations = JudgeDrain(view, []string{r.pod}, others, slices.Sorted(maps.Keys(draining))).Violations
-		cost = "leave %d Raft group(s) no peer to lead them"
-	} else {
-		violations = CheckSafety(view, []string{r.pod}, others)
-	}
-	if len(violations) == 0 {
-		return false, 0, nil
+	violations, cost, err := r.judge(ctx, doc, drain, now)
+	if err != nil || len(violations) == 0 {
+		return false, 0, err
 	}
 	msg := fmt.Sprintf("%s%s now would "+cost+" (%s): %s", heldMessage, key, len(violations),
 		strings.Join(groupNames(violations), ", "), strings.Join(reasons(violations), "; "))
@@ -638,6 +649,30 @@ func (r *Reconciler) holdIfUnsafe(ctx context.Context, doc *Document, key string
 		return false, 0, err
 	}
 	return true, r.safetyPoll, nil
+}
+
+// judge judges the safety rule for the node taking itself out of service
+// (drain: out of the leaderships) now, counting the nodes the cluster view
+// and doc say are out already. cost describes a violation, with a %d for
+// their count. Without views nothing is judged.
+func (r *Reconciler) judge(ctx context.Context, doc *Document, drain bool, now time.Time) (violations []Violation, cost string, err error) {
+	if r.views == nil {
+		return nil, "", nil
+	}
+	view, err := ClusterView(ctx, r.views, r.log)
+	if err != nil {
+		return nil, "", &stepError{fmt.Errorf("judge the safety of %s: %w", r.pod, err)}
+	}
+	busy := OutOfService(view, doc, now)
+	delete(busy, r.pod)
+	others := slices.Sorted(maps.Keys(busy))
+	if drain {
+		draining := Draining(view, doc, now)
+		delete(draining, r.pod)
+		return JudgeDrain(view, []string{r.pod}, others, slices.Sorted(maps.Keys(draining))).Violations,
+			"leave %d Raft group(s) no peer to lead them", nil
+	}
+	return CheckSafety(view, []string{r.pod}, others), "cost %d Raft group(s) their quorum", nil
 }
 
 // recordEvacuated adds streams to the status's list of streams to move

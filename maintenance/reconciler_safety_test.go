@@ -3,6 +3,7 @@ package maintenance_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -129,20 +130,73 @@ func TestReconcilerForcedIsNotHeld(t *testing.T) {
 	assert.Equal(t, recEnterCalls, node.Calls())
 }
 
+// recInForcedByDC gives the pod an entry of its own, not forced, and its
+// dc a forced one, and waits until the pod is in maintenance.
+func recInForcedByDC(t *testing.T, fs *filestore.Store, r *maintenance.Reconciler) {
+	t.Helper()
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		d.Pods[recPod] = maintenance.Entry{Reason: "accepted while nats-2 was up", Since: time.Now()}
+		d.DCs[recDC] = maintenance.Entry{Reason: "whole dc, forced", Force: true, Since: time.Now()}
+	})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+}
+
 // TestReconcilerForcedByItsDC checks that a pod whose own entry is not
 // forced goes on over the safety rule when its dc's forced entry wants it
 // out too: the own entry wins for what it says, not to hold back what the
 // dc's request forced.
 func TestReconcilerForcedByItsDC(t *testing.T) {
 	fs, node, _, r := recStartNats2Down(t)
-	recUpdate(t, fs, func(d *maintenance.Document) {
-		d.Pods[recPod] = maintenance.Entry{Reason: "accepted while nats-2 was up", Since: time.Now()}
-		d.DCs[recDC] = maintenance.Entry{Reason: "whole dc, forced", Force: true, Since: time.Now()}
-	})
-	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	recInForcedByDC(t, fs, r)
 	assert.Equal(t, recEnterCalls, node.Calls())
 	st, _ := recStatus(t, fs)
 	assert.Contains(t, st.Message, "pod."+recPod, "the pod's own entry is the one in force")
+}
+
+// TestReconcilerBackWhenForceEnds checks a forced entry that ends while
+// one that is not forced still wants the pod out: the entry left keeps the
+// pod out only if the rule allows it. Here it does not (nats-2 is offline),
+// so the pod comes back, caught up, and waits at Requested, held back; once
+// nats-2 is back it goes in again on the entry left.
+func TestReconcilerBackWhenForceEnds(t *testing.T) {
+	fs, node, cluster, r := recStartNats2Down(t)
+	recInForcedByDC(t, fs, r)
+	require.Equal(t, recEnterCalls, node.Calls())
+
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.DCs, recDC) })
+	recWaitFor(t, "back and held back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseRequested && strings.Contains(st.Message, "held back")
+	})
+	assert.Equal(t, append(slices.Clone(recEnterCalls), recOpUnfence, recOpResume, recOpCaughtUp), node.Calls(),
+		"unfenced, resumed and caught up before it waits")
+	assert.False(t, node.Quiesced(), "JetStream back on")
+	fenced, err := node.Fenced()
+	require.NoError(t, err)
+	assert.False(t, fenced)
+	ready, why := r.Ready()
+	assert.True(t, ready, "a held node serves: %s", why)
+
+	cluster.set("nats-2", false)
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	st, _ := recStatus(t, fs)
+	assert.Contains(t, st.Message, "pod."+recPod, "in again on its own entry")
+}
+
+// TestReconcilerStaysWhenForceEndsSafely checks the same end of a forced
+// entry when the entry left may keep the pod out: it stays in maintenance.
+func TestReconcilerStaysWhenForceEndsSafely(t *testing.T) {
+	fs := recFileStore(t)
+	node := &recNode{}
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: &recCluster{}, Resync: 50 * time.Millisecond})
+	recInForcedByDC(t, fs, r)
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.DCs, recDC) })
+	ended := time.Now()
+	recWaitFor(t, "two passes in maintenance after the forced entry ended", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseInMaintenance && st.ObservedAt.After(ended.Add(100*time.Millisecond))
+	})
+	assert.Equal(t, recEnterCalls, node.Calls(), "nothing undone")
 }
 
 // TestReconcilerHandOffAvoidsPodsOnTheirWay checks that the hand-off is

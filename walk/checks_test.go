@@ -233,6 +233,12 @@ func (w *walker) excused(d *maintenance.Document, fenced, down []string, now tim
 		if l, forced := w.m.desire(p, now); forced || l != live {
 			return true
 		}
+		// Its forced entry has just ended and one that is not forced
+		// still asks for it: the prober brings it back if it may not
+		// stay (this check names it if it is still fenced after that).
+		if w.m.forceEndedWithin(p, now, convergeTimeout) {
+			return true
+		}
 		fencedAt := now
 		if st, ok := d.Status[p]; ok && st.Phase == maintenance.PhaseInMaintenance {
 			fencedAt = st.PhaseSince

@@ -67,11 +67,14 @@ type model struct {
 	dcs    map[string]expectedEntry
 	// crashed are the NATS nodes stopped by the walk, with when.
 	crashed map[string]time.Time
+	// forceEnded are the pods whose forced entry was deleted or forgotten
+	// as expired, with the latest instant it may have ended.
+	forceEnded map[string]time.Time
 }
 
 func newModel(nodes []node, groups []group) *model {
 	return &model{nodes: nodes, groups: groups, pods: map[string]expectedEntry{},
-		dcs: map[string]expectedEntry{}, crashed: map[string]time.Time{}}
+		dcs: map[string]expectedEntry{}, crashed: map[string]time.Time{}, forceEnded: map[string]time.Time{}}
 }
 
 func (m *model) dcOf(pod string) string {
@@ -155,13 +158,48 @@ func (m *model) put(kind, name string, r request, lo, hi time.Time) {
 
 // forget drops the entries that are surely expired at now.
 func (m *model) forget(now time.Time) {
-	for _, es := range []map[string]expectedEntry{m.pods, m.dcs} {
-		for k, e := range es {
+	for _, kind := range []string{"pods", "dcs"} {
+		for k, e := range m.entries(kind) {
 			if e.at(now) == expired {
-				delete(es, k)
+				m.drop(kind, k, e.expHi)
 			}
 		}
 	}
+}
+
+// drop removes the entry kind/name, which ended by at.
+func (m *model) drop(kind, name string, at time.Time) {
+	es := m.entries(kind)
+	if e, ok := es[name]; ok && e.force {
+		pods := []string{name}
+		if kind == "dcs" {
+			pods = m.membersOf(name)
+		}
+		for _, p := range pods {
+			m.forceEnded[p] = at
+		}
+	}
+	delete(es, name)
+}
+
+// forceEndedWithin says whether a forced entry that asked for pod ended
+// within d before now: an entry that is not forced may still ask for the
+// pod, and the prober then brings it back if the rule forbids it to stay
+// out, which takes it a moment.
+func (m *model) forceEndedWithin(pod string, now time.Time, d time.Duration) bool {
+	recent := func(at time.Time) bool { return !at.IsZero() && !now.Before(at) && now.Sub(at) < d }
+	if recent(m.forceEnded[pod]) {
+		return true
+	}
+	for _, e := range []struct {
+		e  expectedEntry
+		ok bool
+	}{m.lookup(m.pods, pod), m.lookup(m.dcs, m.dcOf(pod))} {
+		if e.ok && e.e.force && e.e.at(now) == expired && recent(e.e.expHi) {
+			return true
+		}
+	}
+	return false
 }
 
 // desire says whether maintenance is desired for pod at now: yes, no, or

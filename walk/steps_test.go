@@ -191,7 +191,7 @@ func (w *walker) remove(kind, name string) {
 	w.t.Logf("step %d: DELETE /%s/%s -> %d", w.step, kind, name, rep.code)
 	switch {
 	case rep.code == http.StatusOK || rep.code == http.StatusAccepted:
-		delete(w.m.entries(kind), name)
+		w.m.drop(kind, name, rep.hi)
 	case rep.code == http.StatusConflict && kind == "pods" && w.dcHolds(name):
 		// A pod its dc's entry holds in maintenance comes back with its
 		// dc: the prober says so and changes nothing.
