@@ -49,7 +49,10 @@ func (v *View) memberBehind(g *Group, self Peer) string {
 		if !v.routed(self.Name, g.Leader) {
 			return fmt.Sprintf("never heard from by leader %s, and no route to it", g.Leader)
 		}
-	case !self.Current && (self.Lag > ReadyLag || self.Active > ActiveThreshold || !v.routed(self.Name, g.Leader)):
+	case self.Active > ActiveThreshold || (!self.Current && (self.Lag > ReadyLag || !v.routed(self.Name, g.Leader))):
+		// Current by its index alone is not enough: a leader that has not
+		// heard from the member within ActiveThreshold counts it unhealthy
+		// in the safety rule, which would then refuse the next pod.
 		return fmt.Sprintf("not current (lag %d, active %s, leader %s)",
 			self.Lag, self.Active.Round(time.Millisecond), g.Leader)
 	}
