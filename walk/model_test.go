@@ -191,11 +191,8 @@ func (m *model) forceEndedWithin(pod string, now time.Time, d time.Duration) boo
 	if recent(m.forceEnded[pod]) {
 		return true
 	}
-	for _, e := range []struct {
-		e  expectedEntry
-		ok bool
-	}{m.lookup(m.pods, pod), m.lookup(m.dcs, m.dcOf(pod))} {
-		if e.ok && e.e.force && e.e.at(now) == expired && recent(e.e.expHi) {
+	for _, e := range m.asking(pod) {
+		if e.force && e.at(now) == expired && recent(e.expHi) {
 			return true
 		}
 	}
@@ -207,36 +204,32 @@ func (m *model) forceEndedWithin(pod string, now time.Time, d time.Duration) boo
 // forced is true when an entry in force that asks for it is forced.
 func (m *model) desire(pod string, now time.Time) (l liveness, forced bool) {
 	l = expired
-	for _, e := range []struct {
-		e  expectedEntry
-		ok bool
-	}{m.lookup(m.pods, pod), m.lookup(m.dcs, m.dcOf(pod))} {
-		if !e.ok {
-			continue
-		}
-		switch e.e.at(now) {
+	for _, e := range m.asking(pod) {
+		switch e.at(now) {
 		case live:
 			l = live
-			forced = forced || e.e.force
+			forced = forced || e.force
 		case uncertain:
 			if l == expired {
 				l = uncertain
 			}
-			forced = forced || e.e.force
+			forced = forced || e.force
 		}
 	}
 	return l, forced
 }
 
-func (m *model) lookup(es map[string]expectedEntry, name string) struct {
-	e  expectedEntry
-	ok bool
-} {
-	e, ok := es[name]
-	return struct {
-		e  expectedEntry
-		ok bool
-	}{e, ok}
+// asking returns the entries the model holds that name pod: its own and
+// its dc's, whatever their expiry.
+func (m *model) asking(pod string) []expectedEntry {
+	var out []expectedEntry
+	if e, ok := m.pods[pod]; ok {
+		out = append(out, e)
+	}
+	if e, ok := m.dcs[m.dcOf(pod)]; ok {
+		out = append(out, e)
+	}
+	return out
 }
 
 // heldByForce returns the pods of a request for the entry kind/name that

@@ -142,8 +142,8 @@ func run(out io.Writer, rounds int) error {
 				return fmt.Errorf("round %d, %v: %w", r+1, hook, err)
 			}
 			o := res[r][i]
-			fmt.Fprintf(out, "  round %d %-10s took %.0fs, max gap %.3fs, %d acked, %d waits >= 1s, %d lost, leader changes %v\n",
-				r+1, []string{"baseline", "prober"}[i], o.took.Seconds(), o.maxGap, o.acked, o.waits, o.lost, o.changes)
+			fmt.Fprintf(out, "  round %d %s: took %.0fs, max gap %.3fs, %d acked, %d waits >= 1s, %d lost, leader changes %v\n",
+				r+1, hookNames[i], o.took.Seconds(), o.maxGap, o.acked, o.waits, o.lost, o.changes)
 		}
 	}
 	report(out, res)
