@@ -489,6 +489,11 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 				return 0, nil
 			}
 		}
+		// Nor, unless forced, a node restoring a snapshot: NATS's shutdown
+		// would wait for it.
+		if wait, err := r.awaitRestore(ctx, entry, now); wait > 0 || err != nil {
+			return wait, err
+		}
 		if err := r.step(ctx, PhaseFencing, "quiescing JetStream", now, "quiesce", r.node.Quiesce); err != nil {
 			return 0, err
 		}
@@ -509,6 +514,34 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		}
 	}
 	return 0, nil
+}
+
+// awaitRestore says how long a node entering maintenance waits before it
+// is quiesced, 0 when it need not: while streams of it restore a snapshot
+// from their leader (Node.Restoring), which NATS's JetStream shutdown waits
+// for, it waits at Fencing, saying why, and looks again every SafetyPoll.
+// A catch-up from a leader in reach ends on its own; one whose leader is
+// away (fenced, down) would hold the shutdown as long. A forced entry does
+// not wait: the node is quiesced and the shutdown's end is left to NATS
+// (JetStream is off as it begins; the fence follows).
+func (r *Reconciler) awaitRestore(ctx context.Context, entry Entry, now time.Time) (time.Duration, error) {
+	streams, err := r.node.Restoring(ctx)
+	switch {
+	case err != nil:
+		return 0, &stepError{fmt.Errorf("read what %s restores: %w", r.pod, err)}
+	case len(streams) == 0:
+		return 0, nil
+	case entry.Force:
+		r.log.Warn().Strs("streams", streams).
+			Msg("forced: quiescing while streams restore a snapshot; NATS's JetStream shutdown ends when their catch-up does")
+		return 0, nil
+	}
+	msg := fmt.Sprintf("waiting for %s to restore a snapshot from the leader before quiescing JetStream (NATS's shutdown would wait for it)",
+		strings.Join(streams, ", "))
+	if err := r.report(ctx, PhaseFencing, msg, now); err != nil {
+		return 0, err
+	}
+	return r.safetyPoll, nil
 }
 
 // drain takes the next step of a leadership-only maintenance: a node

@@ -58,6 +58,9 @@ type recNode struct {
 	// nothing); givenBack records what GiveBack was given.
 	leaders   func() []string
 	givenBack [][]string
+	// restoring, if set, answers Restoring: the streams restoring a
+	// snapshot (default none).
+	restoring func() []string
 
 	mu       sync.Mutex
 	fenced   bool
@@ -200,6 +203,13 @@ func (f *recNode) HandOff(ctx context.Context, s natsraft.Scope) error {
 	f.mu.Unlock()
 	return f.call(ctx, recOpHandOff, nil)
 }
+func (f *recNode) Restoring(context.Context) ([]string, error) {
+	if f.restoring == nil {
+		return nil, nil
+	}
+	return f.restoring(), nil
+}
+
 func (f *recNode) Quiesce(ctx context.Context) error {
 	return f.call(ctx, recOpQuiesce, func() { f.quiesced = true })
 }
@@ -906,6 +916,55 @@ func TestReconcilerBacksOffButHonoursChanges(t *testing.T) {
 // with the node, as asked), while an entry that is not forced keeps trying.
 // Found by the walk (seed 1: step 17 on one dc of three, step 18 on three
 // dcs of two), a forced dc stuck at Failed.
+// A node whose stream restores a snapshot is not quiesced: NATS's shutdown
+// would wait for the catch-up. It waits at Fencing, saying why, still
+// ready to go back, and goes in once the restore is over.
+func TestReconcilerWaitsForRestoreBeforeQuiesce(t *testing.T) {
+	fs := recFileStore(t)
+	store := &recStore{Store: fs}
+	var restoring atomic.Bool
+	restoring.Store(true)
+	node := &recNode{restoring: func() []string {
+		if restoring.Load() {
+			return []string{"stream s"}
+		}
+		return nil
+	}}
+	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Reason: "test", Since: time.Now()} })
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: time.Second,
+		SafetyPoll: 10 * time.Millisecond})
+	recWaitFor(t, "Fencing, waiting for stream s", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseFencing &&
+			strings.Contains(st.Message, "waiting for stream s to restore a snapshot from the leader before quiescing")
+	})
+	assert.Equal(t, []string{recOpHandOff}, node.Calls(), "handed off, then nothing")
+
+	restoring.Store(false)
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	assert.Equal(t, recEnterCalls, node.Calls())
+	assert.True(t, node.isFenced())
+	for _, st := range store.Statuses() {
+		assert.NotEqual(t, maintenance.PhaseFailed, st.Phase, "a restore waited for is not a failure: %s", st.Message)
+	}
+}
+
+// A forced entry does not wait for a restore: the node is quiesced and
+// fenced as usual.
+func TestReconcilerForcedQuiescesWhileRestoring(t *testing.T) {
+	fs := recFileStore(t)
+	node := &recNode{restoring: func() []string { return []string{"stream s"} }}
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		d.Pods[recPod] = maintenance.Entry{Reason: "test", Since: time.Now(), Force: true}
+	})
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second,
+		SafetyPoll: 10 * time.Millisecond})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	assert.Equal(t, recEnterCalls, node.Calls())
+	st, _ := recStatus(t, fs)
+	assert.Contains(t, st.Message, "fenced and quiesced")
+}
+
 func TestReconcilerForcedGoesOnWhenHandOffCannot(t *testing.T) {
 	for _, force := range []bool{true, false} {
 		t.Run(fmt.Sprintf("force=%t", force), func(t *testing.T) {

@@ -170,6 +170,9 @@ type Node interface {
 	// Leads names the groups the node leads that a hand-off of scope s
 	// would move.
 	Leads(ctx context.Context, s natsraft.Scope) ([]string, error)
+	// Restoring names the node's streams that are restoring a snapshot
+	// from their leader, which a quiesce would wait for.
+	Restoring(ctx context.Context) ([]string, error)
 	// Quiesce switches the node's JetStream off.
 	Quiesce(ctx context.Context) error
 	// MoveClients asks the node's clients to reconnect to its peers.

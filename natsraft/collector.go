@@ -1040,6 +1040,7 @@ func (o *groupObs) memberState(node string, nodes map[string]*nodeReport) *Membe
 	}
 	ms := &MemberState{Committed: rs.Committed, Applied: rs.Applied, CatchingUp: rs.CatchingUp}
 	if o.key.kind == KindStream {
+		ms.Restoring = rs.Paused
 		i := slices.IndexFunc(o.reports, func(c claim) bool { return c.node == node })
 		if i < 0 {
 			return nil

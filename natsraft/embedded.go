@@ -131,6 +131,9 @@ type EmbeddedNode struct {
 	// confEdit, when set, rewrites the configuration before each start
 	// (fault injection in the tests, see faults_inject_test.go).
 	confEdit func(string) string
+	// shutdown is the JetStream shutdown a quiesce started, until it
+	// ends (see Quiesce).
+	shutdown *jsShutdown
 }
 
 // StartEmbedded starts every node of the topology concurrently and returns

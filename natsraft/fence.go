@@ -108,6 +108,12 @@ func (m *Member) Fenced() (bool, error) { return m.fence.Fenced() }
 // Quiesced reports whether the node's JetStream is off.
 func (m *Member) Quiesced() bool { return m.fence.Quiesced() }
 
+// Restoring names the node's streams that are restoring a snapshot from
+// their leader (see HandOff.Restoring).
+func (m *Member) Restoring(ctx context.Context) ([]string, error) {
+	return m.handOff.Restoring(ctx, m.name)
+}
+
 // Quiesce switches the node's JetStream off.
 func (m *Member) Quiesce(ctx context.Context) error { return m.fence.Quiesce(ctx) }
 

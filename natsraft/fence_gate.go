@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // The gate fence: an embedded node fenced by the in-process TCP gates in
@@ -93,13 +95,48 @@ func (n *EmbeddedNode) Quiesced() bool {
 	return s == nil || !s.JetStreamEnabled()
 }
 
+// quiesceWait bounds how long Quiesce waits for NATS's JetStream shutdown
+// to end. NATS switches JetStream off (to clients, to the monitoring
+// endpoints) as the shutdown begins; the rest, stopping every stream and
+// Raft group, waits for each stream's monitor, and a stream restoring a
+// snapshot from a leader that is out of reach stalls, asks again and
+// replays the snapshot for as long as the leader stays away.
+const quiesceWait = 10 * time.Second
+
+// jsShutdown is a JetStream shutdown in flight: done is closed when
+// ShutdownJetStream on srv returns.
+type jsShutdown struct {
+	srv  *server.Server
+	done chan struct{}
+}
+
+// inFlight returns the JetStream shutdown of s that has not ended yet, nil
+// when there is none.
+func (n *EmbeddedNode) inFlight(s *server.Server) *jsShutdown {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if sd := n.shutdown; sd != nil && sd.srv == s {
+		select {
+		case <-sd.done:
+		default:
+			return sd
+		}
+	}
+	return nil
+}
+
 // Quiesce switches the node's JetStream off, keeping its meta and stream
 // state on disk so that Resume rejoins the same Raft groups. A quiesced
 // node stops campaigning, so an isolated follower cannot raise its term and
 // depose healthy leaders when it comes back. It is idempotent. ctx is
-// checked before the shutdown starts; NATS's shutdown takes no context, so
-// once started it runs to its end, and a shutdown that succeeded is
-// reported as such even when ctx ended meanwhile (the node is quiesced).
+// checked before the shutdown starts.
+//
+// NATS's shutdown takes no context, so it runs on a goroutine of its own:
+// Quiesce waits for its end up to quiesceWait (or ctx) and then, JetStream
+// being off already, returns with the rest going on in the background, as
+// the kernel fence's reload does; Resume waits for it. The reconciler does
+// not quiesce a node whose streams restore a snapshot unless forced (see
+// HandOff.Restoring), which is what holds a shutdown that long.
 func (n *EmbeddedNode) Quiesce(ctx context.Context) error {
 	s := n.running()
 	if s == nil {
@@ -112,31 +149,65 @@ func (n *EmbeddedNode) Quiesce(ctx context.Context) error {
 		return fmt.Errorf("quiesce %s: %w", n.name, err)
 	}
 	start := time.Now()
-	if err := s.ShutdownJetStream(); err != nil {
-		return fmt.Errorf("quiesce %s: %w", n.name, err)
+	sd := &jsShutdown{srv: s, done: make(chan struct{})}
+	n.mu.Lock()
+	n.shutdown = sd
+	n.mu.Unlock()
+	var err error
+	go func() {
+		defer close(sd.done)
+		err = s.ShutdownJetStream()
+	}()
+	wait := time.NewTimer(quiesceWait)
+	defer wait.Stop()
+	select {
+	case <-sd.done:
+		if err != nil {
+			return fmt.Errorf("quiesce %s: %w", n.name, err)
+		}
+		ev := n.log.Info()
+		if ctx.Err() != nil {
+			ev = n.log.Warn().AnErr("ctx", ctx.Err())
+		}
+		ev.Dur("took", time.Since(start)).Msg("JetStream quiesced")
+		return nil
+	case <-wait.C:
+	case <-ctx.Done():
 	}
-	ev := n.log.Info()
-	if ctx.Err() != nil {
-		ev = n.log.Warn().AnErr("ctx", ctx.Err())
+	if s.JetStreamEnabled() {
+		return fmt.Errorf("quiesce %s: JetStream still on %s after the shutdown began", n.name, time.Since(start).Round(time.Millisecond))
 	}
-	ev.Dur("took", time.Since(start)).Msg("JetStream quiesced")
+	n.log.Warn().Dur("took", time.Since(start)).
+		Msg("JetStream off; NATS's shutdown goes on in the background (a stream waits for a catch-up)")
+	go func() {
+		<-sd.done
+		n.log.Info().Dur("took", time.Since(start)).Msg("JetStream shutdown ended")
+	}()
 	return nil
 }
 
 // Resume switches the node's JetStream back on by reloading its
 // configuration (which has JetStream enabled, as a reload after an
-// out-of-space shutdown does) and returns once JetStream runs again. It is
-// idempotent.
+// out-of-space shutdown does) and returns once JetStream runs again. A
+// JetStream shutdown still in flight is waited for first (bounded by ctx).
+// It is idempotent.
 func (n *EmbeddedNode) Resume(ctx context.Context) error {
 	s := n.running()
 	if s == nil {
 		return fmt.Errorf("resume %s: node is stopped", n.name)
 	}
+	ctx, cancel := context.WithTimeout(ctx, embeddedOpTimeout)
+	defer cancel()
+	if sd := n.inFlight(s); sd != nil {
+		select {
+		case <-sd.done:
+		case <-ctx.Done():
+			return fmt.Errorf("resume %s: the JetStream shutdown the quiesce began has not ended: %w", n.name, ctx.Err())
+		}
+	}
 	if s.JetStreamEnabled() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, embeddedOpTimeout)
-	defer cancel()
 	start := time.Now()
 	if err := s.Reload(); err != nil {
 		return fmt.Errorf("resume %s: reload: %w", n.name, err)

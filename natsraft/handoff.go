@@ -292,6 +292,28 @@ func (h *HandOff) Leads(ctx context.Context, node string, s Scope) ([]string, er
 	return out, nil
 }
 
+// Restoring names the streams ("stream <name>") of which node's copy is
+// restoring a snapshot from the stream's leader, read from a view no older
+// than the call. NATS's JetStream shutdown (a quiesce) waits for each such
+// catch-up to end, and one whose leader is out of reach (fenced, down)
+// does not end: it stalls every 5 s, asks again and, after three tries,
+// replays the snapshot and starts over. A quiesce begun then held the
+// embedded default's reconciler for more than 30 s; the kernel fence's
+// reload, and with it the reload that resumes, would wait as long.
+func (h *HandOff) Restoring(ctx context.Context, node string) ([]string, error) {
+	v, err := h.freshView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, g := range v.Groups {
+		if p, ok := peerOf(g, node); ok && p.Own != nil && p.Own.Restoring {
+			out = append(out, fmt.Sprintf("%s %s", g.Kind, g.Name))
+		}
+	}
+	return out, nil
+}
+
 // leaderlessAmong names the groups of keys that the view shows without a
 // leader, and among them those orphaned: no member but node is on a
 // reachable node with JetStream on, so no other member can win the

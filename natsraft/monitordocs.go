@@ -203,9 +203,14 @@ type raftzGroupDoc struct {
 	State     string `json:"state"`
 	Committed uint64 `json:"committed"`
 	Applied   uint64 `json:"applied"`
-	// CatchingUp is set while the node catches up from a snapshot.
-	CatchingUp bool   `json:"catching_up"`
-	Term       uint64 `json:"term"`
+	// CatchingUp is set while the node's Raft layer catches up on the
+	// leader's log.
+	CatchingUp bool `json:"catching_up"`
+	// Paused is set while the group's apply channel is paused: for a
+	// stream, while it restores a snapshot from its leader (and briefly
+	// while a large log is replayed at start).
+	Paused bool   `json:"paused"`
+	Term   uint64 `json:"term"`
 	// PIndex is the index of the last entry of the node's log.
 	PIndex uint64 `json:"pindex"`
 }

@@ -54,3 +54,35 @@ func TestKernelFenceQuiescedNeedsTheInclude(t *testing.T) {
 	require.NoError(t, os.Remove(include))
 	assert.False(t, f.Quiesced(), "no file")
 }
+
+// TestHandOffRestoring: the streams a node restores a snapshot of are
+// those of which its own /raftz says the group's apply is paused; another
+// member's restore does not count.
+func TestHandOffRestoring(t *testing.T) {
+	restoring := true
+	view := func(context.Context) (*View, error) {
+		return &View{
+			Nodes: []Node{{Name: "n0", Reachable: true, JetStream: true}, {Name: "n1", Reachable: true, JetStream: true}},
+			Groups: []Group{
+				{Kind: KindStream, Name: "s", Account: "APP", Stream: "s", Leader: "n0", Peers: []Peer{
+					{Name: "n0", Leader: true, Current: true, Own: &MemberState{Committed: 9, Applied: 9}},
+					{Name: "n1", Current: true, Own: &MemberState{Committed: 9, Applied: 5, Restoring: restoring}}}},
+				{Kind: KindStream, Name: "t", Account: "APP", Stream: "t", Leader: "n1", Peers: []Peer{
+					{Name: "n0", Current: true, Own: &MemberState{Committed: 3, Applied: 3, Restoring: true}},
+					{Name: "n1", Leader: true, Current: true, Own: &MemberState{Committed: 3, Applied: 3}}}},
+				{Kind: KindStream, Name: "u", Account: "APP", Stream: "u", Leader: "n0", Peers: []Peer{
+					{Name: "n0", Leader: true, Current: true, Own: &MemberState{Committed: 3, Applied: 3}},
+					{Name: "n1", Current: true}}},
+			},
+		}, nil
+	}
+	m := NewMember("n1", nil, &HandOff{Views: viewFunc(view), Logger: zerolog.Nop()})
+	got, err := m.Restoring(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"stream s"}, got)
+
+	restoring = false
+	got, err = m.Restoring(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, got)
+}

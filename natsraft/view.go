@@ -197,6 +197,11 @@ type MemberState struct {
 	Committed  uint64 `json:"committed"`
 	Applied    uint64 `json:"applied"`
 	CatchingUp bool   `json:"catchingUp,omitempty"`
+	// Restoring is set for a stream whose member restores a snapshot from
+	// its leader (NATS pauses the group's apply meanwhile). NATS's
+	// JetStream shutdown waits for such a catch-up to end, and one whose
+	// leader is out of reach only stalls and asks again.
+	Restoring bool `json:"restoring,omitempty"`
 	// LastSeq is the last sequence of the member's copy of the stream
 	// (streams only).
 	LastSeq uint64 `json:"lastSeq,omitempty"`

@@ -142,8 +142,11 @@ func tailFile(path string, n int) string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
+		// Left out: requests, route churn and NATS's "Healthcheck failed"
+		// (one per sweep and node while anything is in maintenance), which
+		// would fill the tail.
 		if line := sc.Text(); !strings.Contains(line, `"component":"http"`) && !strings.Contains(line, "Route connection created") &&
-			!strings.Contains(line, "Router connection closed") {
+			!strings.Contains(line, "Router connection closed") && !strings.Contains(line, "Healthcheck failed") {
 			lines = append(lines, line)
 		}
 		if len(lines) > n {

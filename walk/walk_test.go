@@ -47,9 +47,9 @@ const (
 	// quiesceTimeout bounds how long a node may take through the Fencing
 	// phase on its way in, where it switches its JetStream off: NATS's
 	// JetStream shutdown waits up to 10 s for its cluster routine to stop,
-	// and a stream stops only once a catch-up in flight has stalled out;
-	// with every node of a cluster forced in at once both were seen to
-	// hold the quiesce past convergeTimeout.
+	// and a node not forced first waits for its streams that restore a
+	// snapshot (a quiesce would wait for them; the prober does not start
+	// one then).
 	quiesceTimeout = 30 * time.Second
 	// leaderTimeout is how long a group that keeps its quorum may take to
 	// have a leader again: NATS elects within 4–9 s of noticing a loss.
