@@ -137,8 +137,10 @@ type Reconciler struct {
 	// left may keep the node out only if that is safe. releasing is set
 	// while it comes back because it was not (unfenced, resumed, caught
 	// up); it then waits at Requested, held back, like any node the rule
-	// holds back. Memory only: after a restart a node found in
-	// maintenance stays there, as before.
+	// holds back. inByForce is stored with the status (Status.InByForce)
+	// and read back after a restart; releasing is not: a prober restarted
+	// while the node comes back finds it unfenced or on its way, and holds
+	// it back at the entry as it holds any node.
 	inByForce, releasing bool
 	failures             int
 	// seen is the resourceVersion of the document the current decision is
@@ -338,7 +340,7 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 		r.entering, r.handedOff, r.movedClients, r.evacuated, r.failures = desired, false, false, false, 0
 		r.snapshotted = false
 		r.forcedPast = false
-		r.inByForce, r.releasing = false, false
+		r.inByForce, r.releasing = desired && hasStatus && status.InByForce, false
 	}
 	fenced, err := r.node.Fenced()
 	quiesced := r.node.Quiesced()
@@ -968,9 +970,9 @@ func (r *Reconciler) report(ctx context.Context, phase Phase, msg string, now ti
 		}
 		since := now
 		next := cur.clone()
-		next.Entry = ""
+		next.Entry, next.InByForce = "", false
 		if r.entering {
-			next.Entry, next.Mode = r.inForce, r.mode
+			next.Entry, next.Mode, next.InByForce = r.inForce, r.mode, r.inByForce
 			// The entry's choice as stored now: an exit written meanwhile
 			// (with restoreLeaders=false, say) is not undone.
 			if e, _, desired := d.Desired(r.pod, r.dc, now); desired {
@@ -986,7 +988,7 @@ func (r *Reconciler) report(ctx context.Context, phase Phase, msg string, now ti
 		}
 		if ok && cur.Phase == phase {
 			age := now.Sub(cur.ObservedAt)
-			if cur.Message == msg && cur.Entry == next.Entry && cur.Mode == next.Mode &&
+			if cur.Message == msg && cur.Entry == next.Entry && cur.Mode == next.Mode && cur.InByForce == next.InByForce &&
 				boolOr(cur.RestoreLeaders) == boolOr(next.RestoreLeaders) && age < r.resync {
 				return errUnchanged
 			}

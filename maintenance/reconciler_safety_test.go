@@ -183,6 +183,34 @@ func TestReconcilerBackWhenForceEnds(t *testing.T) {
 	assert.Contains(t, st.Message, "pod."+recPod, "in again on its own entry")
 }
 
+// TestReconcilerBackWhenForceEndsAfterRestart checks the same with the
+// prober restarted while the pod was in under the forced entry: the status
+// says so (inByForce), and the new reconciler judges the entry left as the
+// old one would have.
+func TestReconcilerBackWhenForceEndsAfterRestart(t *testing.T) {
+	fs := recFileStore(t)
+	cluster := &recCluster{}
+	cluster.set("nats-2", true)
+	node := &recNode{}
+	opts := maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond}
+	r, stop := recStart(t, opts)
+	recInForcedByDC(t, fs, r)
+	st, _ := recStatus(t, fs)
+	require.True(t, st.InByForce, "stored: in under a forced entry")
+	stop()
+
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.DCs, recDC) })
+	recStart(t, opts)
+	recWaitFor(t, "back and held back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseRequested && strings.Contains(st.Message, "held back")
+	})
+	assert.Equal(t, append(slices.Clone(recEnterCalls), recOpUnfence, recOpResume, recOpCaughtUp), node.Calls(),
+		"unfenced, resumed and caught up before it waits")
+	st, _ = recStatus(t, fs)
+	assert.False(t, st.InByForce)
+}
+
 // TestReconcilerStaysWhenForceEndsSafely checks the same end of a forced
 // entry when the entry left may keep the pod out: it stays in maintenance.
 func TestReconcilerStaysWhenForceEndsSafely(t *testing.T) {
@@ -197,6 +225,8 @@ func TestReconcilerStaysWhenForceEndsSafely(t *testing.T) {
 		return ok && st.Phase == maintenance.PhaseInMaintenance && st.ObservedAt.After(ended.Add(100*time.Millisecond))
 	})
 	assert.Equal(t, recEnterCalls, node.Calls(), "nothing undone")
+	st, _ := recStatus(t, fs)
+	assert.False(t, st.InByForce, "judged once: in on the entry left")
 }
 
 // TestReconcilerHandOffAvoidsPodsOnTheirWay checks that the hand-off is

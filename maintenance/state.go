@@ -102,6 +102,12 @@ type Status struct {
 	// this maintenance that go back to it when it leaves
 	// ("<account>/<stream>").
 	Evacuated []string `json:"evacuated,omitempty"`
+	// InByForce is set while the node is in maintenance under a forced
+	// entry: when that entry ends and one that is not forced still asks
+	// for the node, the safety rule is judged as for a node entering, and
+	// the node comes back if it may not stay out. Stored so that a prober
+	// restarted meanwhile judges the same.
+	InByForce bool `json:"inByForce,omitempty"`
 	// Mode is the mode the node is in: ModeDrain once a drain has it
 	// routed and serving (a drain only moves leaderships), else ModeFence
 	// or "" (fence). A draining node is not out of service.
