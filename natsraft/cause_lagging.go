@@ -30,8 +30,12 @@ func checkLagging(a *analysis) *draft {
 	for _, b := range a.attachBlamed(dr, CauseLagging) {
 		for _, n := range b.nodes {
 			if p, ok := peerOf(*b.g, n); ok {
-				dr.groupNotes = append(dr.groupNotes, fmt.Sprintf("%s %s: %s is %d entries behind leader %s, last heard %s ago",
-					b.g.Kind, b.g.Name, n, p.Lag, b.g.Leader, p.Active.Round(time.Millisecond)))
+				restoring := ""
+				if p.Own != nil && p.Own.Restoring {
+					restoring = ", restoring a snapshot from it"
+				}
+				dr.groupNotes = append(dr.groupNotes, fmt.Sprintf("%s %s: %s is %d entries behind leader %s%s, last heard %s ago",
+					b.g.Kind, b.g.Name, n, p.Lag, b.g.Leader, restoring, p.Active.Round(time.Millisecond)))
 			}
 		}
 	}

@@ -375,6 +375,20 @@ func diagnoseCases() []diagnoseCase {
 			evidence: []string{"stream s: n1 is 5000 entries behind leader n0"},
 		},
 		{
+			name: "lagging replica restoring a snapshot",
+			mutate: func(v *View) {
+				setPeer(v.group("s"), "n1", func(p *Peer) {
+					p.Current, p.Healthy, p.Lag = false, false, 5000
+					p.Own = &MemberState{Committed: 100, Applied: 40, Restoring: true}
+				})
+			},
+			want:     []Cause{CauseLagging},
+			cause:    CauseLagging,
+			nodes:    []string{"n1"},
+			groups:   []string{"s"},
+			evidence: []string{"stream s: n1 is 5000 entries behind leader n0, restoring a snapshot from it"},
+		},
+		{
 			name:   "a small lag is no finding",
 			mutate: func(v *View) { setPeer(v.group("s"), "n1", func(p *Peer) { p.Current, p.Lag = false, 3 }) },
 		},
