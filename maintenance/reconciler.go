@@ -138,9 +138,9 @@ type Reconciler struct {
 	// while it comes back because it was not (unfenced, resumed, caught
 	// up); it then waits at Requested, held back, like any node the rule
 	// holds back. inByForce is stored with the status (Status.InByForce)
-	// and read back after a restart; releasing is not: a prober restarted
-	// while the node comes back finds it unfenced or on its way, and holds
-	// it back at the entry as it holds any node.
+	// and read back after a restart; it stays set while the node comes
+	// back, so that a prober restarted on the way, which finds releasing
+	// unset, judges the entry again.
 	inByForce, releasing bool
 	failures             int
 	// seen is the resourceVersion of the document the current decision is
@@ -396,20 +396,26 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		if fenced || quiesced || (hasStatus && (st.Phase == PhaseUnfencing || st.Phase == PhaseCatchingUp)) {
 			return r.leave(ctx, st, hasStatus, fenced, quiesced, now)
 		}
-		r.releasing = false
+		r.releasing, r.inByForce = false, false
+	}
+	if !fenced && !quiesced {
+		// Not in (any more): nothing a force took in is left to judge.
+		r.inByForce = false
 	}
 	if fenced && quiesced && !entry.Force && r.inByForce {
 		violations, cost, err := r.judge(ctx, doc, false, now)
 		if err != nil {
 			return 0, err
 		}
-		r.inByForce = false
 		if len(violations) > 0 {
 			r.log.Warn().Str("entry", key).Strs("groups", groupNames(violations)).
 				Msgf("the forced entry has ended and %s alone would "+cost+": coming back", key, len(violations))
+			// inByForce stays set, and stored, until the node is back: a
+			// prober restarted on the way judges again and goes on.
 			r.releasing = true
 			return r.leave(ctx, st, hasStatus, fenced, quiesced, now)
 		}
+		r.inByForce = false
 	}
 	if fenced && quiesced {
 		r.inByForce = r.inByForce || entry.Force

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,6 +208,53 @@ func TestReconcilerBackWhenForceEndsAfterRestart(t *testing.T) {
 	})
 	assert.Equal(t, append(slices.Clone(recEnterCalls), recOpUnfence, recOpResume, recOpCaughtUp), node.Calls(),
 		"unfenced, resumed and caught up before it waits")
+	st, _ = recStatus(t, fs)
+	assert.False(t, st.InByForce)
+}
+
+// TestReconcilerBackWhenRestartedOnTheWay checks a prober restarted while
+// the pod comes back because the forced entry ended (here: its unfence
+// hangs until the reconciler stops): the status still says inByForce, so
+// the new reconciler judges again and brings the pod back instead of
+// keeping it in on the entry left.
+func TestReconcilerBackWhenRestartedOnTheWay(t *testing.T) {
+	fs := recFileStore(t)
+	cluster := &recCluster{}
+	cluster.set("nats-2", true)
+	unfencing := make(chan struct{})
+	var hang atomic.Bool
+	hang.Store(true)
+	node := &recNode{before: func(ctx context.Context, op string, _ int) error {
+		if op == recOpUnfence && hang.Load() {
+			close(unfencing)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}}
+	opts := maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond}
+	r, stop := recStart(t, opts)
+	recInForcedByDC(t, fs, r)
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.DCs, recDC) })
+	select {
+	case <-unfencing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pod did not start back")
+	}
+	stop()
+	st, _ := recStatus(t, fs)
+	require.Equal(t, maintenance.PhaseUnfencing, st.Phase)
+	require.True(t, st.InByForce, "still stored while the pod comes back")
+	require.True(t, node.isFenced())
+
+	hang.Store(false)
+	recStart(t, opts)
+	recWaitFor(t, "back and held back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseRequested && strings.Contains(st.Message, "held back")
+	})
+	assert.False(t, node.isFenced())
+	assert.False(t, node.Quiesced())
 	st, _ = recStatus(t, fs)
 	assert.False(t, st.InByForce)
 }
