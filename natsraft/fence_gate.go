@@ -186,11 +186,22 @@ func (n *EmbeddedNode) Quiesce(ctx context.Context) error {
 	return nil
 }
 
+// resumeWait bounds how long Resume waits for a JetStream shutdown still
+// in flight before it restarts the server instead.
+const resumeWait = 2 * time.Second
+
 // Resume switches the node's JetStream back on by reloading its
 // configuration (which has JetStream enabled, as a reload after an
-// out-of-space shutdown does) and returns once JetStream runs again. A
-// JetStream shutdown still in flight is waited for first (bounded by ctx).
-// It is idempotent.
+// out-of-space shutdown does) and returns once JetStream runs again. It is
+// idempotent.
+//
+// A JetStream shutdown the quiesce began that is still in flight holds on
+// a stream's catch-up from a leader out of reach (see quiesceWait), which
+// may last as long as that leader is away, and a reload cannot switch
+// JetStream on before it ends. Resume waits for it up to resumeWait, then
+// restarts the server: the shutdown of the whole server ends the catch-up
+// at once, and the server starts with JetStream on, from its store. Its
+// clients were moved away on entry.
 func (n *EmbeddedNode) Resume(ctx context.Context) error {
 	s := n.running()
 	if s == nil {
@@ -198,17 +209,23 @@ func (n *EmbeddedNode) Resume(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, embeddedOpTimeout)
 	defer cancel()
+	start := time.Now()
 	if sd := n.inFlight(s); sd != nil {
+		held := time.NewTimer(resumeWait)
+		defer held.Stop()
 		select {
 		case <-sd.done:
 		case <-ctx.Done():
 			return fmt.Errorf("resume %s: the JetStream shutdown the quiesce began has not ended: %w", n.name, ctx.Err())
+		case <-held.C:
+			n.log.Warn().Dur("waited", time.Since(start)).
+				Msg("the JetStream shutdown the quiesce began still waits for a stream's catch-up: restarting the server")
+			return n.restartOn(ctx, start)
 		}
 	}
 	if s.JetStreamEnabled() {
 		return nil
 	}
-	start := time.Now()
 	if err := s.Reload(); err != nil {
 		return fmt.Errorf("resume %s: reload: %w", n.name, err)
 	}
@@ -216,6 +233,24 @@ func (n *EmbeddedNode) Resume(ctx context.Context) error {
 		return fmt.Errorf("resume %s: JetStream did not come back: %w", n.name, err)
 	}
 	n.log.Info().Dur("took", time.Since(start)).Msg("JetStream resumed")
+	return nil
+}
+
+// restartOn stops the node's server and starts it again, with JetStream
+// on as configured, and returns once JetStream runs.
+func (n *EmbeddedNode) restartOn(ctx context.Context, start time.Time) error {
+	n.stop()
+	if err := n.start(ctx); err != nil {
+		return fmt.Errorf("resume %s: restart: %w", n.name, err)
+	}
+	s := n.running()
+	if s == nil {
+		return fmt.Errorf("resume %s: restarted, then stopped", n.name)
+	}
+	if err := pollUntil(ctx, 5*time.Millisecond, s.JetStreamEnabled); err != nil {
+		return fmt.Errorf("resume %s: restarted without JetStream: %w", n.name, err)
+	}
+	n.log.Info().Dur("took", time.Since(start)).Msg("JetStream resumed (server restarted)")
 	return nil
 }
 

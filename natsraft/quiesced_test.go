@@ -86,3 +86,28 @@ func TestHandOffRestoring(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, got)
 }
+
+// TestEmbeddedResumeRestartsAHeldShutdown: a JetStream shutdown the
+// quiesce began that is still held (a stream waiting for a catch-up from a
+// leader out of reach; here, one that never reports its end) does not keep
+// the node from resuming: Resume restarts the server, which comes back with
+// JetStream on and rejoins its groups.
+func TestEmbeddedResumeRestartsAHeldShutdown(t *testing.T) {
+	e, c := raftCluster(t)
+	waitView(t, c, 15*time.Second, "a healthy view", healthyDemo)
+	node := e.Node("nats-2")
+	old := node.running()
+	require.NoError(t, old.ShutdownJetStream())
+	node.mu.Lock()
+	node.shutdown = &jsShutdown{srv: old, done: make(chan struct{})} // never ends
+	node.mu.Unlock()
+	require.True(t, node.Quiesced())
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, node.Resume(ctx))
+	assert.NotSame(t, old, node.running(), "the server was restarted")
+	assert.False(t, node.Quiesced())
+	require.NoError(t, node.Resume(ctx), "idempotent")
+	waitView(t, c, 30*time.Second, "healthy again", healthyDemo)
+}
