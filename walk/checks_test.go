@@ -144,6 +144,14 @@ func (w *walker) phaseProblems(d *maintenance.Document, v *prober.RaftResponse, 
 			switch {
 			case l == expired && pv.Phase == maintenance.PhaseCatchingUp && !fenced:
 				within = catchUpTimeout
+			case l == live && !forced && !fenced && w.m.forceEndedWithin(n.name, now, catchUpTimeout+convergeTimeout) &&
+				(pv.Phase == maintenance.PhaseCatchingUp || pv.Phase == maintenance.PhaseRequested):
+				// Coming back because the forced entry that held it
+				// ended and the one left may not keep it out: catching
+				// up, after a forced dc maintenance, takes as long as on
+				// any way back, and the rule holds it at Requested until
+				// its peers back from the same maintenance are healthy.
+				within = catchUpTimeout
 			case l == live && pv.Phase == maintenance.PhaseFencing:
 				// Quiescing, then moving the clients and fencing, which
 				// are quick once the quiesce has taken its time.
