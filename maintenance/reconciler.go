@@ -396,7 +396,7 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		if fenced || quiesced || (hasStatus && (st.Phase == PhaseUnfencing || st.Phase == PhaseCatchingUp)) {
 			return r.leave(ctx, st, hasStatus, fenced, quiesced, now)
 		}
-		r.releasing, r.inByForce = false, false
+		r.releasing = false
 	}
 	if !fenced && !quiesced {
 		// Not in (any more): nothing a force took in is left to judge.
