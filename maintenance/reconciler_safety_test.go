@@ -53,16 +53,23 @@ func (c *recCluster) View(context.Context) (*natsraft.View, error) {
 	return v, nil
 }
 
-// recStartNats2Down runs the local pod's reconciler over a cluster whose
-// nats-2 is offline: taking the pod out then costs the meta group and
-// ORDERS their quorum.
-func recStartNats2Down(t *testing.T) (*filestore.Store, *recNode, *recCluster, *maintenance.Reconciler) {
+// recNats2Down returns the options of the local pod's reconciler, driving
+// node, over a cluster whose nats-2 is offline: taking the pod out then
+// costs the meta group and ORDERS their quorum.
+func recNats2Down(t *testing.T, node *recNode) (*filestore.Store, *recCluster, maintenance.ReconcilerOptions) {
 	t.Helper()
 	fs := recFileStore(t)
 	cluster := &recCluster{}
 	cluster.set("nats-2", true)
+	return fs, cluster, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond}
+}
+
+// recStartNats2Down runs the local pod's reconciler over that cluster.
+func recStartNats2Down(t *testing.T) (*filestore.Store, *recNode, *recCluster, *maintenance.Reconciler) {
+	t.Helper()
 	node := &recNode{}
-	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond})
+	fs, cluster, opts := recNats2Down(t, node)
+	r, _ := recStart(t, opts)
 	return fs, node, cluster, r
 }
 
@@ -189,11 +196,8 @@ func TestReconcilerBackWhenForceEnds(t *testing.T) {
 // says so (inByForce), and the new reconciler judges the entry left as the
 // old one would have.
 func TestReconcilerBackWhenForceEndsAfterRestart(t *testing.T) {
-	fs := recFileStore(t)
-	cluster := &recCluster{}
-	cluster.set("nats-2", true)
 	node := &recNode{}
-	opts := maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond}
+	fs, _, opts := recNats2Down(t, node)
 	r, stop := recStart(t, opts)
 	recInForcedByDC(t, fs, r)
 	st, _ := recStatus(t, fs)
@@ -218,9 +222,6 @@ func TestReconcilerBackWhenForceEndsAfterRestart(t *testing.T) {
 // the new reconciler judges again and brings the pod back instead of
 // keeping it in on the entry left.
 func TestReconcilerBackWhenRestartedOnTheWay(t *testing.T) {
-	fs := recFileStore(t)
-	cluster := &recCluster{}
-	cluster.set("nats-2", true)
 	unfencing := make(chan struct{})
 	var hang atomic.Bool
 	hang.Store(true)
@@ -232,15 +233,11 @@ func TestReconcilerBackWhenRestartedOnTheWay(t *testing.T) {
 		}
 		return nil
 	}}
-	opts := maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond}
+	fs, _, opts := recNats2Down(t, node)
 	r, stop := recStart(t, opts)
 	recInForcedByDC(t, fs, r)
 	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.DCs, recDC) })
-	select {
-	case <-unfencing:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the pod did not start back")
-	}
+	recWaitClosed(t, unfencing, "the pod starting back")
 	stop()
 	st, _ := recStatus(t, fs)
 	require.Equal(t, maintenance.PhaseUnfencing, st.Phase)

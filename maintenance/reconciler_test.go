@@ -380,6 +380,17 @@ func recStatus(t *testing.T, s maintenance.Store) (maintenance.Status, bool) {
 	return st, ok
 }
 
+// recWaitClosed waits until ch is closed (what has happened) or the
+// deadline passes.
+func recWaitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("waiting for %s", what)
+	}
+}
+
 // recWaitFor polls cond until it holds or the deadline passes.
 func recWaitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -800,11 +811,7 @@ func TestReconcilerReversesWhenDeletedWhileEntering(t *testing.T) {
 			}}
 			recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
 			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
-			select {
-			case <-entered:
-			case <-time.After(10 * time.Second):
-				t.Fatalf("%s never ran", tt.blockAt)
-			}
+			recWaitClosed(t, entered, tt.blockAt)
 			recUpdate(t, fs, func(d *maintenance.Document) { delete(d.Pods, recPod) })
 			close(release)
 			recWaitPhase(t, r, fs, maintenance.PhaseActive)
@@ -860,11 +867,7 @@ func TestReconcilerStopsCleanlyMidStep(t *testing.T) {
 	}}
 	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
 	_, stop := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Quiesce never ran")
-	}
+	recWaitClosed(t, entered, "Quiesce")
 	stop()
 	st, ok := recStatus(t, fs)
 	require.True(t, ok)
