@@ -11,13 +11,15 @@ import (
 const maxCatchUpDetails = 10
 
 // CaughtUp tells whether node has caught up with every Raft group it is a
-// member of: the same question as View.NodeReady, asked of a view no
-// older than the call. detail lists what is still behind; err is set only
-// when no view could be had. A cached view may predate the very change (a
-// quiesce, a fence) the caller is asking about; concurrent and rapid
-// callers share one sweep.
+// member of: the same question as View.NodeReady, asked of a view swept
+// after the call began. detail lists what is still behind; err is set only
+// when no view could be had. A view swept even shortly before the call may
+// predate the very change (a resume, an unfence) the caller asks about: a
+// maintenance in and out within 0.1 s then read as caught up from the
+// state before it. Concurrent callers still share a sweep that began after
+// the call.
 func (h *HandOff) CaughtUp(ctx context.Context, node string) (ok bool, detail string, err error) {
-	v, err := h.freshView(ctx)
+	v, err := h.viewSince(ctx, time.Now())
 	if err != nil {
 		return false, "", fmt.Errorf("caught up %s: %w", node, err)
 	}
@@ -29,9 +31,10 @@ func (h *HandOff) CaughtUp(ctx context.Context, node string) (ok bool, detail st
 // when it has. The leader's view of a follower is not enough: NATS counts
 // a follower current from the replies to its appends, failed ones
 // included, and /jsz does not correct it for a stream catch-up in flight.
-// So the member's own report must agree: its log committed as far as the
-// leader's, applied as far as committed, no snapshot catch-up running and,
-// for a stream, its copy as long as the leader's. Each comparison allows
+// So the member's own report must agree: its Raft node has heard from a
+// leader since it started, its log is committed as far as the leader's,
+// applied as far as committed, no snapshot catch-up is running and, for a
+// stream, its copy is as long as the leader's. Each comparison allows
 // ReadyLag. A group's leader has caught up by definition.
 func (v *View) memberBehind(g *Group, self Peer) string {
 	switch {
@@ -62,6 +65,11 @@ func (v *View) memberBehind(g *Group, self Peer) string {
 		return fmt.Sprintf("no Raft state of its own reported (leader %s)", g.Leader)
 	case own.CatchingUp:
 		return fmt.Sprintf("catching up from a snapshot (leader %s)", g.Leader)
+	case own.NoLeaderYet:
+		// Its log may be complete, but until the leader's next append it
+		// has not rejoined: NATS counts it not current, and it cannot take
+		// the leadership a give-back hands it.
+		return fmt.Sprintf("not heard from leader %s since its JetStream started", g.Leader)
 	case own.Committed+ReadyLag < g.Commit:
 		return fmt.Sprintf("committed %d of the leader's %d (leader %s)", own.Committed, g.Commit, g.Leader)
 	case own.Applied+ReadyLag < own.Committed:
@@ -102,6 +110,10 @@ func (v *View) electionBehind(g *Group, self Peer) string {
 	switch {
 	case own.CatchingUp:
 		return fmt.Sprintf("no leader for %s, and catching up from a snapshot", age)
+	case own.NoLeaderYet:
+		// The grace is for members a hand-off leaves leaderless for a
+		// moment, not for one that has not rejoined since it started.
+		return fmt.Sprintf("no leader for %s, and none heard from since its JetStream started", age)
 	case own.Committed+ReadyLag < committed:
 		return fmt.Sprintf("no leader for %s, and committed %d of the %d another member has", age, own.Committed, committed)
 	case own.Applied+ReadyLag < own.Committed:

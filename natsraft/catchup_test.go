@@ -119,6 +119,11 @@ func TestCaughtUpOnView(t *testing.T) {
 			wantDetail: []string{"stream s: catching up from a snapshot"},
 		},
 		{
+			name:       "its JetStream has just resumed: no leader heard from yet",
+			groups:     stream(func(p *Peer) { p.Own.NoLeaderYet = true }),
+			wantDetail: []string{"stream s: not heard from leader n2 since its JetStream started"},
+		},
+		{
 			name:       "commit behind the leader's",
 			groups:     stream(func(p *Peer) { p.Own.Committed, p.Own.Applied = 1000-ReadyLag-1, 1000-ReadyLag-1 }),
 			wantDetail: []string{"stream s: committed 983 of the leader's 1000"},
@@ -186,12 +191,18 @@ func TestCaughtUpOnView(t *testing.T) {
 	}
 }
 
-func TestCaughtUpEmbedded(t *testing.T) {
+// caughtUpCluster starts a healthy embedded cluster and returns it, its
+// collector, a hand-off over them and the node the tests take out: nats-2.
+func caughtUpCluster(t *testing.T) (*Embedded, *Collector, *HandOff, *EmbeddedNode) {
+	t.Helper()
 	e, c := raftCluster(t)
 	waitView(t, c, 15*time.Second, "a healthy view", healthyDemo)
-	h := &HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}
-	const name = "nats-2"
-	node := e.Node(name)
+	return e, c, &HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}, e.Node("nats-2")
+}
+
+func TestCaughtUpEmbedded(t *testing.T) {
+	e, c, h, node := caughtUpCluster(t)
+	name := node.Name()
 
 	ok, detail, err := h.CaughtUp(t.Context(), name)
 	require.NoError(t, err)
@@ -309,4 +320,80 @@ func ownLastSeq(t *testing.T, node *EmbeddedNode, stream string) uint64 {
 	}
 	require.FailNow(t, "no stream", "%s has no stream %s", node.Name(), stream)
 	return 0
+}
+
+// A maintenance in and out within the window in which callers share sweeps
+// must not read as caught up from the view swept before it, nor while the
+// node's resumed JetStream has not heard from its leaders yet (its log on
+// disk alone is complete). Each time CaughtUp says yes, the node's own Raft
+// layer, read from the server in process, knows the leader of every group.
+func TestCaughtUpAfterAQuickRoundTrip(t *testing.T) {
+	_, _, h, node := caughtUpCluster(t)
+	name := node.Name()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.Run(ctx, name, Scope{}))
+	ok, detail, err := h.CaughtUp(ctx, name)
+	require.NoError(t, err)
+	require.True(t, ok, "before the round trip: %s", detail)
+
+	start := time.Now()
+	require.NoError(t, node.Quiesce(ctx))
+	require.NoError(t, node.Fence(ctx))
+	require.NoError(t, node.Unfence(ctx))
+	require.NoError(t, node.Resume(ctx))
+	t.Logf("quiesced, fenced, unfenced and resumed in %s", time.Since(start).Round(time.Millisecond))
+	looks := 0
+	for {
+		ok, detail, err := h.CaughtUp(ctx, name)
+		require.NoError(t, err)
+		looks++
+		if ok {
+			for _, acc := range []string{SystemAccount, AppAccount} {
+				rz := node.Server().Raftz(&server.RaftzOptions{AccountFilter: acc})
+				require.NotNil(t, rz)
+				for _, groups := range *rz {
+					for id, g := range groups {
+						assert.NotEmpty(t, g.Leader, "caught up while group %s knows no leader", id)
+						assert.True(t, g.EverHadLeader, "caught up while group %s never heard from a leader", id)
+					}
+				}
+			}
+			break
+		}
+		t.Logf("look %d: %s", looks, detail)
+		select {
+		case <-ctx.Done():
+			require.FailNow(t, "not caught up", "after %s: %s", time.Since(start).Round(time.Millisecond), detail)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Logf("caught up %s after the round trip began, at look %d", time.Since(start).Round(time.Millisecond), looks)
+}
+
+// sinceRecorder is a view source that records the since it is asked for.
+type sinceRecorder struct {
+	v     *View
+	since []time.Time
+}
+
+func (r *sinceRecorder) View(context.Context) (*View, error) { return r.v, nil }
+
+func (r *sinceRecorder) ViewSince(_ context.Context, since time.Time) (*View, error) {
+	r.since = append(r.since, since)
+	return r.v, nil
+}
+
+// CaughtUp asks for a view swept after the call began, never for one a
+// little older that an earlier caller may have had swept: that one may
+// show the node as it was before the change the caller asks about.
+func TestCaughtUpSweepsAfterTheCall(t *testing.T) {
+	r := &sinceRecorder{v: &View{}}
+	h := &HandOff{Views: r, Logger: zerolog.Nop()}
+	before := time.Now()
+	_, _, err := h.CaughtUp(t.Context(), "n1")
+	require.NoError(t, err)
+	require.Len(t, r.since, 1)
+	assert.False(t, r.since[0].Before(before), "asked for a view swept from %s, %s before the call",
+		r.since[0].Format(time.StampMicro), before.Sub(r.since[0]))
 }

@@ -1038,7 +1038,8 @@ func (o *groupObs) memberState(node string, nodes map[string]*nodeReport) *Membe
 	if !ok {
 		return nil
 	}
-	ms := &MemberState{Committed: rs.Committed, Applied: rs.Applied, CatchingUp: rs.CatchingUp}
+	ms := &MemberState{Committed: rs.Committed, Applied: rs.Applied, CatchingUp: rs.CatchingUp,
+		NoLeaderYet: rs.EverHadLeader != nil && !*rs.EverHadLeader}
 	if o.key.kind == KindStream {
 		ms.Restoring = rs.Paused
 		i := slices.IndexFunc(o.reports, func(c claim) bool { return c.node == node })

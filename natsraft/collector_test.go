@@ -248,6 +248,18 @@ func TestBuildViewPeerHealth(t *testing.T) {
 			want: Peer{Name: "n1", Current: true, Healthy: true, Active: 100 * time.Millisecond},
 		},
 		{
+			// A member whose JetStream has just resumed has not heard from
+			// a leader yet; it still votes and acks the next append, so
+			// only readiness waits for that (see memberBehind).
+			name: "its Raft node has heard from no leader yet: reported as such, a voter still",
+			mutate: func(rs map[string]*nodeReport) {
+				rg := rs["n1"].raft["S-1"]
+				rg.EverHadLeader = new(bool)
+				rs["n1"].raft["S-1"] = rg
+			},
+			want: Peer{Name: "n1", Current: true, Healthy: true, Active: 100 * time.Millisecond},
+		},
+		{
 			name: "never heard from, no report of its own: not a voter",
 			mutate: func(rs map[string]*nodeReport) {
 				setN1(rs, func(p *peerDoc) { p.Current, p.Active, p.Lag = false, 0, 10 })
@@ -306,7 +318,8 @@ func TestBuildViewPeerHealth(t *testing.T) {
 			got, ok := peerOf(s, "n1")
 			require.True(t, ok)
 			if rg, ok := rs["n1"].raft["S-1"]; ok && rs["n1"].err == nil && !rs["n1"].jsz.Disabled {
-				assert.Equal(t, &MemberState{Committed: rg.Committed, Applied: rg.Applied, CatchingUp: rg.CatchingUp, Restoring: rg.Paused}, got.Own, "n1's own report")
+				assert.Equal(t, &MemberState{Committed: rg.Committed, Applied: rg.Applied, CatchingUp: rg.CatchingUp, Restoring: rg.Paused,
+					NoLeaderYet: rg.EverHadLeader != nil && !*rg.EverHadLeader}, got.Own, "n1's own report")
 			} else {
 				assert.Nil(t, got.Own, "n1 reported nothing")
 			}

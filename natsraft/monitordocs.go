@@ -213,4 +213,9 @@ type raftzGroupDoc struct {
 	Term   uint64 `json:"term"`
 	// PIndex is the index of the last entry of the node's log.
 	PIndex uint64 `json:"pindex"`
+	// EverHadLeader is false until the node's Raft node, since it was
+	// created (a start, a JetStream resume), has heard from a leader. NATS
+	// always writes it; a peer's report from a prober that did not read it
+	// leaves it nil (unknown).
+	EverHadLeader *bool `json:"ever_had_leader,omitempty"`
 }

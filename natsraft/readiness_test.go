@@ -66,6 +66,11 @@ func TestNodeReady(t *testing.T) {
 			leaderless(g, diagAt.Add(-time.Second))
 			setPeer(g, "n2", func(p *Peer) { p.Own.CatchingUp = true })
 		}, why: "stream s: no leader for 1s, and catching up"},
+		{name: "a young election, no leader heard from since it started", mutate: func(v *View) {
+			g := v.group("s")
+			leaderless(g, diagAt.Add(-time.Second))
+			setPeer(g, "n2", func(p *Peer) { p.Own.NoLeaderYet = true })
+		}, why: "stream s: no leader for 1s, and none heard from since its JetStream started"},
 		{name: "a young election, no own report", mutate: func(v *View) {
 			g := v.group("s")
 			leaderless(g, diagAt.Add(-time.Second))

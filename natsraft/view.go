@@ -202,6 +202,11 @@ type MemberState struct {
 	// JetStream shutdown waits for such a catch-up to end, and one whose
 	// leader is out of reach only stalls and asks again.
 	Restoring bool `json:"restoring,omitempty"`
+	// NoLeaderYet is set while the member's Raft node has not heard from
+	// any leader since it was created: a node whose JetStream has just
+	// started (or resumed) knows the log it has on disk but not yet the
+	// leader, until the leader's next append or heartbeat (every second).
+	NoLeaderYet bool `json:"noLeaderYet,omitempty"`
 	// LastSeq is the last sequence of the member's copy of the stream
 	// (streams only).
 	LastSeq uint64 `json:"lastSeq,omitempty"`
