@@ -134,6 +134,9 @@ type EmbeddedNode struct {
 	// shutdown is the JetStream shutdown a quiesce started, until it
 	// ends (see Quiesce).
 	shutdown *jsShutdown
+	// redials counts the unfences that made the node dial its routes at
+	// once; it spells the node's route URLs (see redial).
+	redials int
 }
 
 // StartEmbedded starts every node of the topology concurrently and returns
@@ -520,16 +523,24 @@ func (n *EmbeddedNode) conf() string {
 	fmt.Fprintf(&b, "  %s {\n    users: [{user: %q, password: %q}]\n  }\n}\n",
 		SystemAccount, embeddedUsers[SystemAccount][0], embeddedUsers[SystemAccount][1])
 	fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  max_memory_store: 256MB\n  max_file_store: 2GB\n}\n", n.storeDir)
+	// After an unfence the route URLs carry the redial count: a reload
+	// that changes them makes NATS dial the new ones at once (see redial).
+	spell := func(addr string) string {
+		if n.redials == 0 {
+			return fmt.Sprintf("%q", "nats-route://"+addr)
+		}
+		return fmt.Sprintf("%q", fmt.Sprintf("nats-route://%s/?redial=%d", addr, n.redials))
+	}
 	var routes []string
 	for _, p := range n.e.nodes {
 		if p != n && p.dc == n.dc {
-			routes = append(routes, fmt.Sprintf("%q", "nats-route://"+p.route.addr()))
+			routes = append(routes, spell(p.route.addr()))
 		}
 	}
 	if len(routes) == 0 {
 		// A dc of one: JetStream in clustered mode insists on configured
 		// routes; a route to itself satisfies it and NATS ignores it.
-		routes = append(routes, fmt.Sprintf("%q", "nats-route://"+n.route.addr()))
+		routes = append(routes, spell(n.route.addr()))
 	}
 	// A reload sorts the running options' lists in place (while route and
 	// gateway goroutines read them); written in that order already, nothing
@@ -601,7 +612,9 @@ func (n *EmbeddedNode) start(ctx context.Context) error {
 	return nil
 }
 
-func (n *EmbeddedNode) newServer() (*server.Server, error) {
+// options writes the node's configuration file and returns the options it
+// gives.
+func (n *EmbeddedNode) options() (*server.Options, error) {
 	n.mu.Lock()
 	text := n.conf()
 	if n.confEdit != nil {
@@ -616,6 +629,14 @@ func (n *EmbeddedNode) newServer() (*server.Server, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	opts.NoSigs = true
+	return opts, nil
+}
+
+func (n *EmbeddedNode) newServer() (*server.Server, error) {
+	opts, err := n.options()
+	if err != nil {
+		return nil, err
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)

@@ -44,6 +44,10 @@ func (n *EmbeddedNode) Unfence(ctx context.Context) error {
 	defer cancel()
 	start := time.Now()
 	n.e.fab.unfence(n.name)
+	if err := n.redial(); err != nil {
+		// NATS's own timer brings the routes back within a second or two.
+		n.log.Warn().Err(err).Msg("unfence: could not make the node dial its routes at once")
+	}
 	missing, err := n.links().awaitLinks(ctx, 10*time.Millisecond, func() (int, error) {
 		cut := n.e.fab.fence(n.name)
 		n.e.fab.unfence(n.name)
@@ -53,6 +57,37 @@ func (n *EmbeddedNode) Unfence(ctx context.Context) error {
 		return fmt.Errorf("unfence %s: still missing %v: %w", n.name, missing, err)
 	}
 	n.log.Info().Dur("took", time.Since(start)).Msg("unfenced")
+	return nil
+}
+
+// redial makes the node dial its routes now instead of on NATS's timer.
+// The fence cut them; NATS redials a route a second after it broke and then
+// every second (DEFAULT_ROUTE_RECONNECT, DEFAULT_ROUTE_CONNECT, neither
+// configurable), so an unfence would wait up to a second for the next try,
+// and each peer's own tries keep the same rhythm. A reload that changes the
+// route URLs makes NATS drop the old ones (their retry loops end) and dial
+// the new ones at once, so each unfence spells them anew (a query NATS
+// ignores when it dials). A peer's retry that lands after the node's dial is
+// a duplicate route, which NATS closes as it does at any cluster's start.
+//
+// The reload keeps JetStream as it is: a quiesced node resumes only in
+// Resume, after the routes are back.
+func (n *EmbeddedNode) redial() error {
+	s := n.running()
+	if s == nil {
+		return nil
+	}
+	n.mu.Lock()
+	n.redials++
+	n.mu.Unlock()
+	opts, err := n.options()
+	if err != nil {
+		return err
+	}
+	opts.JetStream = opts.JetStream && s.JetStreamEnabled()
+	if err := s.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	return nil
 }
 
