@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prober-dev/prober/events"
 	"github.com/prober-dev/prober/maintenance"
 )
 
@@ -40,10 +41,12 @@ func dryRunResponse(res maintenance.Result) DryRunResponse {
 	return out
 }
 
-// settle waits up to wait for every pod to reach g, polling fetch, and
-// returns the last views seen and whether they reached it. It gives up
-// early when the request ends or the server closes. A failed poll keeps
-// the views it had: the answer is then 202 and the client asks again.
+// settle waits up to wait for every pod to reach g and returns the last
+// views seen and whether they reached it. It asks fetch again at each
+// phase or stored-state event and every waitPoll (events may be off, or
+// drop a reader). It gives up early when the request ends or the
+// server closes. A failed poll keeps the views it had: the answer is then
+// 202 and the client asks again.
 func (s *Server) settle(ctx context.Context, pods []maintenance.PodView, wait time.Duration,
 	fetch func(context.Context) ([]maintenance.PodView, error), g maintenance.Goal,
 ) ([]maintenance.PodView, bool) {
@@ -52,8 +55,14 @@ func (s *Server) settle(ctx context.Context, pods []maintenance.PodView, wait ti
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	tick := time.NewTicker(pollInterval)
+	tick := time.NewTicker(s.waitPoll)
 	defer tick.Stop()
+	var changed <-chan events.Event
+	if s.events != nil {
+		sub := s.events.Subscribe(0, false)
+		defer sub.Close()
+		changed = sub.C()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -62,6 +71,14 @@ func (s *Server) settle(ctx context.Context, pods []maintenance.PodView, wait ti
 			return pods, false
 		case <-deadline.C:
 			return pods, false
+		case ev, ok := <-changed:
+			if !ok {
+				changed = nil
+				continue
+			}
+			if ev.Type != events.TypePhase && ev.Type != events.TypeState {
+				continue
+			}
 		case <-tick.C:
 		}
 		next, err := fetch(ctx)

@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/prober-dev/prober/events"
 	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
 	"github.com/prober-dev/prober/prober"
 )
 
@@ -332,5 +334,36 @@ func TestEventsMetrics(t *testing.T) {
 		}
 		require.True(t, time.Now().Before(deadline), "no request of /events counted:\n%s", text)
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A request that waits for a phase answers once the events say the phases
+// changed, not at its next look: with the looks an hour apart, only the
+// events can end the waits before their deadline.
+func TestWaitFollowsEvents(t *testing.T) {
+	h := events.NewHub(events.HubOptions{})
+	ts := mustOpenServer(t, withEvents(h, time.Hour), func(o *prober.Options, _ *testServer) { o.WaitPoll = time.Hour })
+	w := events.NewWatcher(events.WatcherOptions{
+		Hub: h, Store: ts.store, Latest: func() *natsraft.View { return ts.view },
+		Interval: time.Hour, Logger: zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	ts.playReconciler(t)
+
+	for _, step := range []struct {
+		method, path, body string
+		phase              maintenance.Phase
+	}{
+		{"PUT", "/pods/n0?wait=30s", `{"reason":"kernel"}`, maintenance.PhaseInMaintenance},
+		{"DELETE", "/pods/n0?wait=30s", "", maintenance.PhaseActive},
+	} {
+		resp, b := ts.do(t, step.method, step.path, step.body)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s %s: %s", step.method, step.path, b)
+		var pc prober.PodChange
+		require.NoError(t, json.Unmarshal(b, &pc))
+		assert.Equal(t, step.phase, pc.Phase, "%s %s", step.method, step.path)
 	}
 }

@@ -17,8 +17,9 @@ const MaxBodyBytes = 64 << 10
 // MaxWait caps the wait query parameter.
 const MaxWait = 10 * time.Minute
 
-// pollInterval is how often a waiting request looks at the phase again.
-const pollInterval = 100 * time.Millisecond
+// DefaultWaitPoll is how often a waiting request looks at the phases
+// again when no event says they changed.
+const DefaultWaitPoll = 100 * time.Millisecond
 
 // enterBody is the optional body of PUT /pods/{pod} and PUT /dcs/{dc}.
 type enterBody struct {

@@ -70,7 +70,11 @@ type Options struct {
 	// Heartbeat is how often an idle event stream sends a comment line;
 	// DefaultHeartbeat when 0.
 	Heartbeat time.Duration
-	Logger    zerolog.Logger
+	// WaitPoll is how often a request that waits for a phase (?wait=)
+	// looks again when no event says the phases changed; DefaultWaitPoll
+	// when 0.
+	WaitPoll time.Duration
+	Logger   zerolog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -87,6 +91,7 @@ type Server struct {
 	peerIP      func(ip string) bool
 	events      *events.Hub
 	heartbeat   time.Duration
+	waitPoll    time.Duration
 	auth        AuthOptions
 	metrics     *metrics
 	log         zerolog.Logger
@@ -121,6 +126,7 @@ func NewServer(o Options) *Server {
 		peerIP:      o.PeerIP,
 		events:      o.Events,
 		heartbeat:   o.Heartbeat,
+		waitPoll:    o.WaitPoll,
 		auth:        o.Auth,
 		log:         o.Logger,
 		now:         o.Now,
@@ -138,6 +144,9 @@ func NewServer(o Options) *Server {
 	}
 	if s.heartbeat <= 0 {
 		s.heartbeat = DefaultHeartbeat
+	}
+	if s.waitPoll <= 0 {
+		s.waitPoll = DefaultWaitPoll
 	}
 	if s.addr == "" {
 		s.addr = DefaultAddr
