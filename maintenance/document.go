@@ -74,6 +74,18 @@ func (e Entry) clone() Entry {
 	return e
 }
 
+func cloneGroupRefs(gs []GroupRef) []GroupRef {
+	if gs == nil {
+		return nil
+	}
+	out := make([]GroupRef, len(gs))
+	for i, g := range gs {
+		g.Peers = slices.Clone(g.Peers)
+		out[i] = g
+	}
+	return out
+}
+
 // clone copies the status so that no slice or pointer is shared.
 func (st Status) clone() Status {
 	st.Evacuated = slices.Clone(st.Evacuated)
@@ -81,6 +93,7 @@ func (st Status) clone() Status {
 	st.GivenBack = slices.Clone(st.GivenBack)
 	st.NotGivenBack = slices.Clone(st.NotGivenBack)
 	st.RestoreLeaders = cloneBool(st.RestoreLeaders)
+	st.Dark = cloneGroupRefs(st.Dark)
 	return st
 }
 
@@ -275,6 +288,16 @@ func valueProblem(prefix, name string, v any) string {
 		for _, s := range v.Evacuated {
 			if _, err := natsraft.ParseStreamRef(s); err != nil {
 				return "evacuated " + err.Error()
+			}
+		}
+		for _, g := range v.Dark {
+			switch {
+			case g.Kind != natsraft.KindMeta && g.Kind != natsraft.KindStream && g.Kind != natsraft.KindConsumer:
+				return fmt.Sprintf("dark: unknown group kind %q", g.Kind)
+			case g.Group == "":
+				return "dark: a group without a name"
+			case len(g.Peers) == 0:
+				return fmt.Sprintf("dark: %s %s has no members", g.Kind, g.Group)
 			}
 		}
 	}

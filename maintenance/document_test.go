@@ -102,6 +102,12 @@ func TestDecodeDataRejects(t *testing.T) {
 		{"expires before it began", map[string]string{
 			"pod.nats-0": `{"since":"2025-03-01T12:00:00Z","expiresAt":"2025-03-01T11:00:00Z"}`,
 		}, "expiresAt 2025-03-01T11:00:00Z is before since 2025-03-01T12:00:00Z"},
+		{"dark group of no known kind", map[string]string{
+			"status.nats-0": `{"phase":"InMaintenance","dark":[{"kind":"queue","group":"q","peers":["nats-0"]}]}`,
+		}, `dark: unknown group kind "queue"`},
+		{"dark group without members", map[string]string{
+			"status.nats-0": `{"phase":"InMaintenance","dark":[{"kind":"stream","group":"ORDERS","peers":[]}]}`,
+		}, "dark: stream ORDERS has no members"},
 		{"status names no entry", map[string]string{"status.nats-0": `{"phase":"Fencing","entry":"node.x"}`}, `entry "node.x"`},
 		{"status names a bad pod entry", map[string]string{"status.nats-0": `{"phase":"Fencing","entry":"pod.X"}`}, `entry "pod.X"`},
 		{"evacuated not account/stream", map[string]string{"status.nats-0": `{"phase":"InMaintenance","evacuated":["ORDERS"]}`}, `"ORDERS": not <account>/<name>`},

@@ -502,6 +502,9 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		if wait, err := r.awaitRestore(ctx, entry, now); wait > 0 || err != nil {
 			return wait, err
 		}
+		if err := r.recordDark(ctx, doc, now); err != nil {
+			return 0, err
+		}
 		if err := r.step(ctx, PhaseFencing, "quiescing JetStream", now, "quiesce", r.node.Quiesce); err != nil {
 			return 0, err
 		}
@@ -654,6 +657,74 @@ func (r *Reconciler) snapshot(ctx context.Context, st Status) error {
 	}
 	r.snapshotted = true
 	return nil
+}
+
+// recordDark records in the status, before the node quiesces, the groups
+// that will then have no member serving (Status.Dark): every other member
+// is out of service or on its way out, or its node does not serve. No
+// server reports such a group afterwards, and the safety rule judges it
+// from the record. Without a view it records nothing and says so: the
+// quiesce is not held for it.
+func (r *Reconciler) recordDark(ctx context.Context, doc *Document, now time.Time) error {
+	if r.views == nil {
+		return nil
+	}
+	view, err := r.views.View(ctx)
+	if err != nil || view == nil {
+		r.log.Warn().AnErr("view", err).Msg("no cluster view: the groups left with no member serving go unrecorded")
+		return nil
+	}
+	dark := darkGroups(view, r.pod, OutOfService(view, doc, now))
+	if len(dark) == 0 {
+		return nil
+	}
+	_, err = r.write(ctx, func(d *Document) error {
+		cur, ok := d.Status[r.pod]
+		if !ok {
+			return errUnchanged
+		}
+		next := mergeGroups(cloneGroupRefs(cur.Dark), dark)
+		if len(next) == len(cur.Dark) {
+			return errUnchanged
+		}
+		cur.Dark = next
+		d.Status[r.pod] = cur
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) {
+		return fmt.Errorf("record the groups %s leaves with no member serving: %w", r.pod, err)
+	}
+	if err == nil {
+		r.log.Info().Int("groups", len(dark)).Msg("groups left with no member serving recorded")
+	}
+	return nil
+}
+
+// darkGroups returns the groups of view that pod is a member of and whose
+// other members are all in busy or not serving.
+func darkGroups(view *natsraft.View, pod string, busy map[string]bool) []GroupRef {
+	serving := map[string]bool{}
+	for _, n := range view.Nodes {
+		serving[n.Name] = n.Reachable && n.JetStream
+	}
+	var out []GroupRef
+	for _, g := range view.Groups {
+		member, lit := false, false
+		for _, p := range g.Peers {
+			switch {
+			case p.Name == pod:
+				member = true
+			case !busy[p.Name] && serving[p.Name] && !p.Offline:
+				lit = true
+			}
+		}
+		if member && !lit {
+			peers := g.PeerNames()
+			slices.Sort(peers)
+			out = append(out, GroupRef{Kind: g.Kind, Account: g.Account, Group: g.Name, Peers: peers})
+		}
+	}
+	return out
 }
 
 // heldMessage starts the status message of a node the safety rule holds
@@ -989,7 +1060,7 @@ func (r *Reconciler) report(ctx context.Context, phase Phase, msg string, now ti
 			}
 			if !ok || cur.Phase == PhaseActive {
 				// A new maintenance: the report of the last one goes.
-				next.GivenBack, next.NotGivenBack, next.Leaders = nil, nil, nil
+				next.GivenBack, next.NotGivenBack, next.Leaders, next.Dark = nil, nil, nil, nil
 			}
 		}
 		if ok && cur.Phase == phase {

@@ -425,3 +425,41 @@ func TestReconcilerEvacuates(t *testing.T) {
 		})
 	}
 }
+
+// Before the node quiesces, its status records the groups that will have
+// no member serving (Status.Dark): here the whole dc is going out, so the
+// meta group and ORDERS, whose other members are on their way out too. A
+// node whose peers stay in service records nothing.
+func TestReconcilerRecordsDarkGroups(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seed func(d *maintenance.Document)
+		want []maintenance.GroupRef
+	}{
+		{
+			name: "the whole dc, forced",
+			seed: func(d *maintenance.Document) {
+				d.DCs[recDC] = maintenance.Entry{Reason: "power", Since: time.Now(), Force: true}
+			},
+			want: []maintenance.GroupRef{
+				{Kind: natsraft.KindMeta, Group: natsraft.MetaGroupName, Peers: []string{"nats-0", recPod, "nats-2"}},
+				{Kind: natsraft.KindStream, Account: "APP", Group: "ORDERS", Peers: []string{"nats-0", recPod, "nats-2"}},
+			},
+		},
+		{
+			name: "one pod",
+			seed: func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Reason: "disk", Since: time.Now()} },
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := recFileStore(t)
+			node := &recNode{}
+			recUpdate(t, fs, tc.seed)
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: &recCluster{}, Resync: time.Second, SafetyPoll: 10 * time.Millisecond})
+			recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+			st, ok := recStatus(t, fs)
+			require.True(t, ok)
+			assert.ElementsMatch(t, tc.want, st.Dark)
+		})
+	}
+}

@@ -3,6 +3,7 @@ package maintenance
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -88,6 +89,39 @@ type Verdict struct {
 // ephemeral consumers the request would cost, as warnings.
 func Judge(view *natsraft.View, requested, inMaintenance []string) Verdict {
 	return judge(view, requested, inMaintenance, nil, false)
+}
+
+// withDark returns view with the groups that the statuses of d record as
+// dark (Status.Dark) and view lacks, every member offline: a group whose
+// members are all out of service is reported by no server. view itself is
+// left alone.
+func withDark(view *natsraft.View, d *Document) *natsraft.View {
+	if view == nil {
+		return view
+	}
+	var gs []GroupRef
+	for _, pod := range slices.Sorted(maps.Keys(d.Status)) {
+		gs = mergeGroups(gs, d.Status[pod].Dark)
+	}
+	var add []natsraft.Group
+	for _, og := range gs {
+		if slices.ContainsFunc(view.Groups, func(g natsraft.Group) bool {
+			return g.Kind == og.Kind && g.Name == og.Group && (g.Kind == natsraft.KindMeta || g.Account == og.Account)
+		}) {
+			continue
+		}
+		g := natsraft.Group{Kind: og.Kind, Account: og.Account, Name: og.Group}
+		for _, p := range og.Peers {
+			g.Peers = append(g.Peers, natsraft.Peer{Name: p, Offline: true})
+		}
+		add = append(add, g)
+	}
+	if len(add) == 0 {
+		return view
+	}
+	v := *view
+	v.Groups = append(slices.Clip(view.Groups), add...)
+	return &v
 }
 
 // JudgeDrain applies the drain rule to a request to drain the requested

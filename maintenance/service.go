@@ -507,7 +507,7 @@ func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) 
 		if entry.Drain() {
 			verdict = JudgeDrain(view, requested, others, slices.Sorted(maps.Keys(draining)))
 		} else {
-			verdict = Judge(view, requested, others)
+			verdict = Judge(withDark(view, d), requested, others)
 		}
 		if entry.Evacuate {
 			verdict = verdict.evacuating(view)
@@ -543,6 +543,18 @@ func heldByForce(sc scope, d *Document, now time.Time) map[string]bool {
 		}
 	}
 	return held
+}
+
+// mergeGroups adds the groups of add that gs does not name yet.
+func mergeGroups(gs, add []GroupRef) []GroupRef {
+	for _, g := range add {
+		if !slices.ContainsFunc(gs, func(h GroupRef) bool {
+			return h.Kind == g.Kind && h.Account == g.Account && h.Group == g.Group
+		}) {
+			gs = append(gs, g)
+		}
+	}
+	return gs
 }
 
 // sameEntry reports whether b asks for what a already says; who asked and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -737,4 +738,58 @@ func TestEnterEvacuating(t *testing.T) {
 	e2 := f.doc(t).Pods["n2"]
 	assert.True(t, e2.Evacuate)
 	assert.True(t, e2.KeepEvacuated)
+}
+
+// A group whose members are all out of service is reported by no server.
+// The statuses record it (Status.Dark, written as the last member serving
+// quiesces), and a request judged for a pod that a forced entry holds is
+// judged on it from there: once the forced entry ends, the new one alone
+// would keep the group below its quorum.
+func TestServiceJudgesDarkGroups(t *testing.T) {
+	// Every node of east quiesced under a forced dc entry: no group is seen.
+	view := threeNodes()
+	dark := view.Groups
+	view.Groups = nil
+	for i := range view.Nodes {
+		view.Nodes[i].JetStream = false
+	}
+	f := newFixture(t, staticView(view))
+	ctx := context.Background()
+	f.seed(t, func(d *maintenance.Document) {
+		d.DCs["east"] = maintenance.Entry{Since: t0, Force: true, Reason: "power work"}
+		for _, n := range []string{"n0", "n1", "n2"} {
+			st := maintenance.Status{Phase: maintenance.PhaseInMaintenance, ObservedAt: t0, PhaseSince: t0, Entry: "dc.east", InByForce: true}
+			for _, g := range dark {
+				if slices.Contains(g.PeerNames(), n) {
+					peers := g.PeerNames()
+					slices.Sort(peers)
+					st.Dark = append(st.Dark, maintenance.GroupRef{Kind: g.Kind, Account: g.Account, Group: g.Name, Peers: peers})
+				}
+			}
+			d.Status[n] = st
+		}
+	})
+
+	before := f.doc(t)
+	_, err := f.svc.EnterPod(ctx, "n0", maintenance.Request{Reason: "disk"})
+	ue := requireCode(t, err, maintenance.EUnsafe)
+	v, ok := ue.Details.([]maintenance.Violation)
+	require.True(t, ok, "details are %T", ue.Details)
+	assert.ElementsMatch(t, []string{natsraft.MetaGroupName, "ORDERS", "ORDERS/C1"}, violationGroups(v), "SCRATCH is n2's alone")
+	for _, x := range v {
+		if x.Group == "ORDERS" {
+			assert.Contains(t, x.Reason, "n0 requested")
+			assert.Contains(t, x.Reason, "n1 in maintenance")
+		}
+	}
+	assert.Equal(t, before, f.doc(t), "a refused request writes nothing")
+
+	res, err := f.svc.EnterPod(ctx, "n2", maintenance.Request{Reason: "disk", DryRun: true})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{natsraft.MetaGroupName, "ORDERS", "ORDERS/C1", "SCRATCH"}, violationGroups(res.Violations))
+
+	res, err = f.svc.EnterPod(ctx, "n0", maintenance.Request{Reason: "disk", Force: true})
+	require.NoError(t, err)
+	assert.True(t, res.Forced)
+	assert.ElementsMatch(t, []string{natsraft.MetaGroupName, "ORDERS", "ORDERS/C1"}, violationGroups(res.Violations))
 }

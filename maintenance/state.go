@@ -46,6 +46,15 @@ type Entry struct {
 	RestoreLeaders *bool `json:"restoreLeaders,omitempty"`
 }
 
+// GroupRef names a Raft group and its members.
+type GroupRef struct {
+	Kind    natsraft.GroupKind `json:"kind"`
+	Account string             `json:"account,omitempty"`
+	Group   string             `json:"group"`
+	// Peers are all members of the group, sorted.
+	Peers []string `json:"peers"`
+}
+
 // The maintenance modes of an Entry.
 const (
 	// ModeFence hands off, quiesces and fences the pod (the default).
@@ -119,6 +128,13 @@ type Status struct {
 	// RestoreLeaders mirrors the entry's (nil = true) so that the decision
 	// outlives the entry; a DELETE with restoreLeaders=false sets it false.
 	RestoreLeaders *bool `json:"restoreLeaders,omitempty"`
+	// Dark lists the Raft groups that had no member serving once the node
+	// quiesced: every other member was out of service, on its way out, or
+	// not answering. No server reports such a group, so the safety rule
+	// judges it from here while the node is out (see withDark): a request
+	// for a pod that a forced entry holds is judged as if the pod were
+	// entering, and these are the groups it cannot otherwise see.
+	Dark []GroupRef `json:"dark,omitempty"`
 	// GivenBack and NotGivenBack report the give-back on exit: the groups
 	// whose leadership went back to the node, and those that could not,
 	// with why. Once reported, the status stays (phase Active) for
