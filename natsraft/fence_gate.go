@@ -51,7 +51,7 @@ func (n *EmbeddedNode) Unfence(ctx context.Context) error {
 	missing, err := n.links().awaitLinks(ctx, 10*time.Millisecond, func() (int, error) {
 		cut := n.e.fab.fence(n.name)
 		n.e.fab.unfence(n.name)
-		return cut, nil
+		return cut, n.redial()
 	})
 	if err != nil {
 		return fmt.Errorf("unfence %s: still missing %v: %w", n.name, missing, err)
