@@ -784,7 +784,7 @@ func (r *Reconciler) judge(ctx context.Context, doc *Document, drain bool, now t
 		return JudgeDrain(view, []string{r.pod}, others, slices.Sorted(maps.Keys(draining))).Violations,
 			"leave %d Raft group(s) no peer to lead them", nil
 	}
-	return CheckSafety(view, []string{r.pod}, others), "cost %d Raft group(s) their quorum", nil
+	return CheckSafety(withDark(view, doc), []string{r.pod}, others), "cost %d Raft group(s) their quorum", nil
 }
 
 // recordEvacuated adds streams to the status's list of streams to move

@@ -463,3 +463,50 @@ func TestReconcilerRecordsDarkGroups(t *testing.T) {
 		})
 	}
 }
+
+// darkCluster is recCluster until dark is set; then, while node is
+// quiesced, no server reports a group and no node has JetStream on: every
+// member is out of service (nats-0 and nats-2 are not driven here).
+type darkCluster struct {
+	recCluster
+	node *recNode
+	dark atomic.Bool
+}
+
+func (c *darkCluster) View(ctx context.Context) (*natsraft.View, error) {
+	v, err := c.recCluster.View(ctx)
+	if err == nil && c.dark.Load() && c.node.Quiesced() {
+		v.Groups = nil
+		for i := range v.Nodes {
+			v.Nodes[i].JetStream = false
+		}
+	}
+	return v, err
+}
+
+// TestReconcilerBackWhenForceEndsOnDarkGroups checks the judgement made
+// when the forced entry ends on groups no server reports any more: the
+// pod recorded them as it quiesced (its peers were on their way out with
+// the dc), so the rule still sees that the entry left would keep them
+// below their quorum, and the pod comes back.
+func TestReconcilerBackWhenForceEndsOnDarkGroups(t *testing.T) {
+	fs := recFileStore(t)
+	node := &recNode{}
+	cluster := &darkCluster{node: node}
+	cluster.set("nats-2", true) // and nats-2 is down once the others are back
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: cluster, Resync: time.Second, SafetyPoll: 10 * time.Millisecond})
+	recInForcedByDC(t, fs, r)
+	st, _ := recStatus(t, fs)
+	require.Len(t, st.Dark, 2, "the meta group and ORDERS had no other member serving")
+
+	cluster.dark.Store(true)
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.DCs, recDC) })
+	recWaitFor(t, "back and held back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseRequested && strings.Contains(st.Message, "held back")
+	})
+	st, _ = recStatus(t, fs)
+	assert.Contains(t, st.Message, natsraft.MetaGroupName)
+	assert.Contains(t, st.Message, "ORDERS")
+	assert.Empty(t, st.Dark, "back: the record went with the maintenance it belonged to")
+}
