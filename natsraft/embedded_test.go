@@ -260,7 +260,7 @@ func TestEmbeddedStopRestartNode(t *testing.T) {
 
 	require.NoError(t, e.StopNode("nats-1"))
 	assert.False(t, victim.Running())
-	assert.True(t, victim.Quiesced(), "a stopped node runs no JetStream")
+	assert.False(t, victim.Quiesced(), "a stopped node is not quiesced: nothing to resume")
 	require.Error(t, e.StopNode("nats-9"))
 	require.Error(t, e.RestartNode(context.Background(), "nats-9"))
 	require.Eventually(t, func() bool {

@@ -124,10 +124,15 @@ func (n *EmbeddedNode) links() *linkVerifier {
 // own after the lame-duck notice before it disconnects the rest.
 const moveClientsGrace = 2 * time.Second
 
-// Quiesced reports whether the node's JetStream is off (a stopped node's is).
+// Quiesced reports whether the node's running server has its JetStream
+// off. A stopped node is not quiesced: there is nothing to resume, it
+// starts with JetStream on, and a reconciler that took it for quiesced
+// tried to resume it and reported a crashed node not in maintenance as a
+// failed maintenance step (the kernel fence, too, says not quiesced when
+// it cannot read the server).
 func (n *EmbeddedNode) Quiesced() bool {
 	s := n.running()
-	return s == nil || !s.JetStreamEnabled()
+	return s != nil && !s.JetStreamEnabled()
 }
 
 // quiesceWait bounds how long Quiesce waits for NATS's JetStream shutdown
