@@ -641,17 +641,14 @@ func (r *Reconciler) snapshot(ctx context.Context, st Status) error {
 		return &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
 	}
 	if len(leaders) > 0 {
-		_, err := r.write(ctx, func(d *Document) error {
-			cur, ok := d.Status[r.pod]
-			if !ok || len(cur.Leaders) > 0 {
-				return errUnchanged
+		if _, err := r.amendStatus(ctx, "record the leaderships of "+r.pod, func(st *Status) bool {
+			if len(st.Leaders) > 0 {
+				return false
 			}
-			cur.Leaders = leaders
-			d.Status[r.pod] = cur
-			return nil
-		})
-		if err != nil && !errors.Is(err, errUnchanged) {
-			return fmt.Errorf("record the leaderships of %s: %w", r.pod, err)
+			st.Leaders = leaders
+			return true
+		}); err != nil {
+			return err
 		}
 		r.log.Info().Strs("groups", leaders).Msg("roles snapshot taken")
 	}
@@ -678,26 +675,18 @@ func (r *Reconciler) recordDark(ctx context.Context, doc *Document, now time.Tim
 	if len(dark) == 0 {
 		return nil
 	}
-	_, err = r.write(ctx, func(d *Document) error {
-		cur, ok := d.Status[r.pod]
-		if !ok {
-			return errUnchanged
+	wrote, err := r.amendStatus(ctx, "record the groups "+r.pod+" leaves with no member serving", func(st *Status) bool {
+		next := mergeGroups(cloneGroupRefs(st.Dark), dark)
+		if len(next) == len(st.Dark) {
+			return false
 		}
-		next := mergeGroups(cloneGroupRefs(cur.Dark), dark)
-		if len(next) == len(cur.Dark) {
-			return errUnchanged
-		}
-		cur.Dark = next
-		d.Status[r.pod] = cur
-		return nil
+		st.Dark = next
+		return true
 	})
-	if err != nil && !errors.Is(err, errUnchanged) {
-		return fmt.Errorf("record the groups %s leaves with no member serving: %w", r.pod, err)
-	}
-	if err == nil {
+	if wrote {
 		r.log.Info().Int("groups", len(dark)).Msg("groups left with no member serving recorded")
 	}
-	return nil
+	return err
 }
 
 // darkGroups returns the groups of view that pod is a member of and whose
@@ -790,27 +779,38 @@ func (r *Reconciler) judge(ctx context.Context, doc *Document, drain bool, now t
 // recordEvacuated adds streams to the status's list of streams to move
 // back when the node leaves maintenance.
 func (r *Reconciler) recordEvacuated(ctx context.Context, streams []string) error {
-	_, err := r.write(ctx, func(d *Document) error {
-		st, ok := d.Status[r.pod]
-		if !ok {
-			return errUnchanged
-		}
+	_, err := r.amendStatus(ctx, "record the streams moved off "+r.pod, func(st *Status) bool {
 		before := len(st.Evacuated)
 		for _, s := range streams {
 			if !slices.Contains(st.Evacuated, s) {
 				st.Evacuated = append(st.Evacuated, s)
 			}
 		}
-		if len(st.Evacuated) == before {
+		return len(st.Evacuated) > before
+	})
+	return err
+}
+
+// amendStatus applies change to the node's stored status; change says
+// whether it changed anything. A node without a status, or a change of
+// nothing, writes nothing. It reports whether it wrote; what names the
+// change in an error.
+func (r *Reconciler) amendStatus(ctx context.Context, what string, change func(*Status) bool) (bool, error) {
+	_, err := r.write(ctx, func(d *Document) error {
+		st, ok := d.Status[r.pod]
+		if !ok || !change(&st) {
 			return errUnchanged
 		}
 		d.Status[r.pod] = st
 		return nil
 	})
-	if err != nil && !errors.Is(err, errUnchanged) {
-		return fmt.Errorf("record the streams moved off %s: %w", r.pod, err)
+	switch {
+	case errors.Is(err, errUnchanged):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("%s: %w", what, err)
 	}
-	return nil
+	return true, nil
 }
 
 // avoid names the pods a hand-off should not move leaderships to: every
