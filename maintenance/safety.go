@@ -105,9 +105,7 @@ func withDark(view *natsraft.View, d *Document) *natsraft.View {
 	}
 	var add []natsraft.Group
 	for _, og := range gs {
-		if slices.ContainsFunc(view.Groups, func(g natsraft.Group) bool {
-			return g.Kind == og.Kind && g.Name == og.Group && (g.Kind == natsraft.KindMeta || g.Account == og.Account)
-		}) {
+		if _, seen := view.Group(og.Kind, og.Account, og.Group); seen {
 			continue
 		}
 		g := natsraft.Group{Kind: og.Kind, Account: og.Account, Name: og.Group}

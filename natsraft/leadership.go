@@ -83,7 +83,7 @@ func (h *HandOff) MoveLeader(ctx context.Context, m LeaderMove) error {
 		if err != nil {
 			return err
 		}
-		g, ok := findGroup(v, m.Kind, m.Account, m.Group)
+		g, ok := v.Group(m.Kind, m.Account, m.Group)
 		switch {
 		case !ok:
 			return fmt.Errorf("%s %s: %w", m.Kind, m.Group, ErrGroupGone)
@@ -115,17 +115,6 @@ func (h *HandOff) MoveLeader(ctx context.Context, m LeaderMove) error {
 		}
 		since = time.Now()
 	}
-}
-
-// findGroup returns the group of the view with that kind, account (streams
-// and consumers) and name.
-func findGroup(v *View, kind GroupKind, account, name string) (Group, bool) {
-	for _, g := range v.Groups {
-		if g.Kind == kind && g.Name == name && (kind == KindMeta || g.Account == account) {
-			return g, true
-		}
-	}
-	return Group{}, false
 }
 
 // GiveBack moves the leadership of each named group (as Leaders names
@@ -211,7 +200,7 @@ func (h *HandOff) settle(ctx context.Context, moved []Group) {
 			return false
 		}
 		for _, m := range moved {
-			g, ok := findGroup(v, m.Kind, m.Account, m.Name)
+			g, ok := v.Group(m.Kind, m.Account, m.Name)
 			if !ok {
 				continue
 			}

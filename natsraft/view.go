@@ -224,6 +224,17 @@ func (g Group) PeerNames() []string {
 	return names
 }
 
+// Group returns the group of the view with that kind, account (streams
+// and consumers) and name, and whether the view has it.
+func (v *View) Group(kind GroupKind, account, name string) (Group, bool) {
+	for _, g := range v.Groups {
+		if g.Kind == kind && g.Name == name && (kind == KindMeta || g.Account == account) {
+			return g, true
+		}
+	}
+	return Group{}, false
+}
+
 // Node returns the named node and whether the view has it.
 func (v *View) Node(name string) (Node, bool) {
 	for _, n := range v.Nodes {
