@@ -390,6 +390,11 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		why = fmt.Sprintf("%s: %s", key, entry.Reason)
 	}
 	if entry.Drain() {
+		if !fenced && !quiesced {
+			// Routed and serving, as a drain keeps it: nothing a force
+			// took in is left to judge or to bring back.
+			r.inByForce, r.releasing = false, false
+		}
 		return r.drain(ctx, doc, entry, key, why, st, hasStatus, fenced, quiesced, now)
 	}
 	if r.releasing {

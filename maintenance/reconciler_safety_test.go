@@ -510,3 +510,29 @@ func TestReconcilerBackWhenForceEndsOnDarkGroups(t *testing.T) {
 	assert.Contains(t, st.Message, "ORDERS")
 	assert.Empty(t, st.Dark, "back: the record went with the maintenance it belonged to")
 }
+
+// TestReconcilerDrainClearsInByForce checks a pod in under a forced entry
+// whose own entry then asks for a drain: the node comes back into service
+// (unfenced, resumed) to drain, so nothing a force took in is left, and
+// the status must not go on saying inByForce.
+func TestReconcilerDrainClearsInByForce(t *testing.T) {
+	fs, node, _, r := recStartNats2Down(t)
+	recInForcedByDC(t, fs, r)
+	st, _ := recStatus(t, fs)
+	require.True(t, st.InByForce, "stored: in under a forced entry")
+
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		e := d.Pods[recPod]
+		e.Mode = maintenance.ModeDrain
+		e.Force = true
+		d.Pods[recPod] = e
+	})
+	recWaitFor(t, "drained", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseInMaintenance && st.Mode == maintenance.ModeDrain
+	})
+	assert.False(t, node.isFenced())
+	assert.False(t, node.Quiesced())
+	st, _ = recStatus(t, fs)
+	assert.False(t, st.InByForce, "draining: routed and serving, nothing in by force")
+}
