@@ -132,6 +132,12 @@ func (sp RolloutSpec) Validate() (RolloutSpec, error) {
 	return sp, nil
 }
 
+// takesOut reports whether a turn of the spec takes its pod out of service:
+// a fence does, and so does a restart in either mode (the pod stops),
+// so that such a turn is judged by the quorum rule; a drain that only
+// holds moves leaderships and is judged by the drain rule.
+func (sp RolloutSpec) takesOut() bool { return sp.Mode != ModeDrain || sp.Restart }
+
 // HoldDuration is the parsed Hold of a validated spec, 0 for a restart.
 func (sp RolloutSpec) HoldDuration() time.Duration {
 	d, _ := time.ParseDuration(sp.Hold)

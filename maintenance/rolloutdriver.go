@@ -112,7 +112,10 @@ func (r *RolloutDriver) Sync(ctx context.Context) error {
 	// first asked for, lets it tell the old instance from the new.
 	back := false
 	if i := ro.current(); i >= 0 && ro.Pods[i].Step == StepRestarting && ro.Pods[i].Restarted != nil &&
-		ro.State != RolloutStopping && r.svc.Restarter != nil {
+		ro.State != RolloutStopping && r.svc.Restarter != nil && owns(name, ro, d, ro.Pods[i].Pod) {
+		// Only while the rollout's entry keeps the pod in: one removed
+		// (DELETE /pods/<pod>) or taken over ends the turn, and the pod,
+		// on its way back or serving again, must not be stopped.
 		p := ro.Pods[i]
 		var detail string
 		back, detail, err = r.svc.Restarter.Restart(ctx, p.Pod, *p.Restarted)
@@ -209,6 +212,14 @@ func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.T
 			return
 		}
 		finishTurn(name, ro, p, d, view, now)
+		if p.Step == StepExiting && view != nil {
+			if _, in := view.Node(p.Pod); !in {
+				// The pod has left the cluster (scaled down, its node
+				// gone): there is no pod to wait for, and a rollout
+				// stopping for ever would block every other one.
+				ro.State, ro.Finished = RolloutStopped, &now
+			}
+		}
 		return
 	}
 	if i < 0 {
@@ -227,7 +238,7 @@ func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.T
 		p.Step, p.Entered = StepEntering, &now
 		ro.State, ro.PauseReason = RolloutRunning, ""
 	case StepEntering:
-		if _, ours := ownEntry(name, ro, d, p.Pod); !ours {
+		if !owns(name, *ro, d, p.Pod) {
 			// Someone removed the entry (DELETE /pods/<pod>): the turn
 			// is over.
 			p.Step, p.Exited = StepExiting, &now
@@ -243,12 +254,17 @@ func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.T
 			p.Step = StepHolding
 		}
 	case StepHolding:
+		if !owns(name, *ro, d, p.Pod) {
+			// The entry was removed or taken over: the hold is over.
+			p.Step, p.Exited = StepExiting, &now
+			return
+		}
 		if p.InMaintenance == nil || now.Before(p.InMaintenance.Add(ro.Spec.HoldDuration())) {
 			return
 		}
 		exitTurn(name, ro, p, d, now)
 	case StepRestarting:
-		if back {
+		if back || !owns(name, *ro, d, p.Pod) {
 			exitTurn(name, ro, p, d, now)
 		}
 	case StepExiting:
@@ -278,6 +294,12 @@ func finishTurn(name string, ro *Rollout, p *RolloutPod, d *Document, view *nats
 func ownEntry(name string, ro *Rollout, d *Document, pod string) (Entry, bool) {
 	e, ok := d.Pods[pod]
 	return e, ok && e.RequestedBy == ro.entryBy(name)
+}
+
+// owns reports whether the pod's stored entry is the rollout's own.
+func owns(name string, ro Rollout, d *Document, pod string) bool {
+	_, ours := ownEntry(name, &ro, d, pod)
+	return ours
 }
 
 // podBack tells whether pod is Active (no status left, nothing desired)
@@ -327,7 +349,7 @@ func turnBlocked(name string, ro *Rollout, pod string, d *Document, view *natsra
 	}
 	slices.Sort(others)
 	verdict, what := Judge(view, []string{pod}, others), "their quorum"
-	if ro.Spec.Mode == ModeDrain {
+	if !ro.Spec.takesOut() {
 		draining := Draining(view, d, now)
 		delete(draining, pod)
 		verdict, what = JudgeDrain(view, []string{pod}, others, slices.Sorted(maps.Keys(draining))), "every member that can lead"

@@ -40,7 +40,12 @@ type RolloutView struct {
 	PauseReason string       `json:"pauseReason,omitempty"`
 	// Current is the pod having its turn (or next to have it), "" when
 	// none is left.
-	Current    string           `json:"current,omitempty"`
+	Current string `json:"current,omitempty"`
+	// Waiting says what the turn of Current waits for while the rollout
+	// runs or stops and cannot take the next step yet: the pod's way into
+	// maintenance (held back by the safety rule, a failed step) or its
+	// way back (not Active, not caught up, gone from the cluster view).
+	Waiting    string           `json:"waiting,omitempty"`
 	Pods       []RolloutPodView `json:"pods"`
 	Finished   *time.Time       `json:"finished,omitempty"`
 	Driver     string           `json:"driver,omitempty"`
@@ -55,7 +60,8 @@ type RolloutChange struct {
 	Created bool
 }
 
-func rolloutView(name string, ro Rollout, d *Document, dcOf map[string]string, now time.Time) RolloutView {
+func rolloutView(name string, ro Rollout, d *Document, view *natsraft.View, now time.Time) RolloutView {
+	dcOf := dcsOf(view)
 	v := RolloutView{
 		Name: name, Spec: ro.Spec, RequestedBy: ro.RequestedBy, Created: ro.Created, State: ro.State,
 		PauseReason: ro.PauseReason, Finished: ro.Finished, Driver: ro.Driver, LeaseUntil: ro.LeaseUntil,
@@ -63,6 +69,7 @@ func rolloutView(name string, ro Rollout, d *Document, dcOf map[string]string, n
 	}
 	if i := ro.current(); i >= 0 && !ro.State.Finished() {
 		v.Current = ro.Pods[i].Pod
+		v.Waiting = turnWaits(ro.Pods[i], d, view, now)
 	}
 	for _, p := range ro.Pods {
 		pv := RolloutPodView{RolloutPod: p, Phase: d.Phase(p.Pod, dcOf[p.Pod], now)}
@@ -72,6 +79,24 @@ func rolloutView(name string, ro Rollout, d *Document, dcOf map[string]string, n
 		v.Pods = append(v.Pods, pv)
 	}
 	return v
+}
+
+// turnWaits says what the turn of p, the current pod, waits for, "" when
+// nothing holds it: entering, the pod's status while it is not yet in
+// maintenance; exiting, why it does not count as back.
+func turnWaits(p RolloutPod, d *Document, view *natsraft.View, now time.Time) string {
+	switch p.Step {
+	case StepEntering:
+		st, ok := d.Status[p.Pod]
+		if ok && (st.Phase == PhaseFailed || (st.Phase == PhaseRequested && strings.HasPrefix(st.Message, heldMessage))) {
+			return fmt.Sprintf("pod %s is %s: %s", p.Pod, st.Phase, st.Message)
+		}
+	case StepExiting:
+		if ok, why := podBack(p.Pod, d, view, now); !ok {
+			return why
+		}
+	}
+	return ""
 }
 
 // dcsOf maps each node of view to its dc; empty without a view.
@@ -99,7 +124,7 @@ func (s *Service) Rollout(ctx context.Context, name string) (RolloutView, error)
 		return RolloutView{}, unknownRollout(name)
 	}
 	view, _ := s.Views.View(ctx)
-	return rolloutView(name, ro, d, dcsOf(view), s.now()), nil
+	return rolloutView(name, ro, d, view, s.now()), nil
 }
 
 // Rollouts lists every stored rollout, by name.
@@ -109,10 +134,10 @@ func (s *Service) Rollouts(ctx context.Context) ([]RolloutView, error) {
 		return nil, err
 	}
 	view, _ := s.Views.View(ctx)
-	dcs, now := dcsOf(view), s.now()
+	now := s.now()
 	out := make([]RolloutView, 0, len(d.Rollouts))
 	for name, ro := range d.Rollouts {
-		out = append(out, rolloutView(name, ro, d, dcs, now))
+		out = append(out, rolloutView(name, ro, d, view, now))
 	}
 	slices.SortFunc(out, func(a, b RolloutView) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
@@ -149,7 +174,7 @@ func (s *Service) StartRollout(ctx context.Context, name string, spec RolloutSpe
 	if err != nil {
 		return RolloutChange{}, err
 	}
-	if err := neverSafe(view, pods, spec.Mode == ModeDrain); err != nil {
+	if err := neverSafe(view, pods, !spec.takesOut()); err != nil {
 		return RolloutChange{}, err
 	}
 	now := s.now()
@@ -190,17 +215,20 @@ func (s *Service) StartRollout(ctx context.Context, name string, spec RolloutSpe
 	if created {
 		s.Logger.Info().Str("rollout", name).Str("by", by).Strs("pods", pods).Msg("rollout started")
 	}
-	return RolloutChange{Rollout: rolloutView(name, stored.Rollouts[name], stored, dcsOf(view), now), Created: created}, nil
+	return RolloutChange{Rollout: rolloutView(name, stored.Rollouts[name], stored, view, now), Created: created}, nil
 }
 
 // StopRollout asks a running or paused rollout to stop: its driver brings
-// the pod having its turn back, and no other pod gets one. Stopping a
+// the pod having its turn back, and no other pod gets one. Asked again
+// while it stops, it stops at once: the rollout's entry of the pod having
+// its turn goes, but nobody waits for the pod to be back. Stopping a
 // finished rollout deletes its record. ENotFound when there is none.
 func (s *Service) StopRollout(ctx context.Context, name, by string) (RolloutView, error) {
 	if err := ValidName(name); err != nil {
 		return RolloutView{}, err
 	}
 	var last Rollout
+	now := s.now()
 	stored, err := s.Store.Update(ctx, func(d *Document) error {
 		ro, ok := d.Rollouts[name]
 		if !ok {
@@ -210,6 +238,22 @@ func (s *Service) StopRollout(ctx context.Context, name, by string) (RolloutView
 		switch ro.State {
 		case RolloutRunning, RolloutPaused:
 			ro.State, ro.PauseReason = RolloutStopping, ""
+			d.Rollouts[name] = ro
+		case RolloutStopping:
+			// Asked again: stop now, without waiting for the pod
+			// having its turn to be back (it may never be). Its entry
+			// goes, so the pod still comes back by itself.
+			if i := ro.current(); i >= 0 && ro.Pods[i].Step.inTurn() {
+				p := &ro.Pods[i]
+				if owns(name, ro, d, p.Pod) {
+					delete(d.Pods, p.Pod)
+				}
+				if p.Exited == nil {
+					p.Exited = &now
+				}
+				p.Step = StepExiting
+			}
+			ro.State, ro.Finished = RolloutStopped, &now
 			d.Rollouts[name] = ro
 		case RolloutStopped, RolloutDone:
 			delete(d.Rollouts, name)
@@ -224,7 +268,7 @@ func (s *Service) StopRollout(ctx context.Context, name, by string) (RolloutView
 	if ro, ok := stored.Rollouts[name]; ok {
 		last = ro
 	}
-	return rolloutView(name, last, stored, dcsOf(view), s.now()), nil
+	return rolloutView(name, last, stored, view, now), nil
 }
 
 // rolloutPods resolves the spec's pods against the view.

@@ -576,7 +576,8 @@ func sameEntry(a, b Entry) bool {
 // yet reported them Active again. The safety rule counts them as
 // unavailable; the diagnosis does not take their absence for a fault. A
 // nil document asks for nothing. A drain takes nobody out of service: the
-// pod stays routed and serving (see Draining).
+// pod stays routed and serving (see Draining), unless it is the turn of a
+// rollout that restarts its pods.
 func OutOfService(view *natsraft.View, d *Document, now time.Time) map[string]bool {
 	busy := map[string]bool{}
 	if d == nil {
@@ -599,6 +600,13 @@ func OutOfService(view *natsraft.View, d *Document, now time.Time) map[string]bo
 	for name, st := range d.Status {
 		if st.Phase != PhaseActive && st.Mode != ModeDrain {
 			busy[name] = true
+		}
+	}
+	if _, ro, ok := d.Unfinished(); ok && ro.Spec.takesOut() {
+		// A drain that restarts its pod: the entry is a drain, but the
+		// turn stops the pod.
+		if i := ro.current(); i >= 0 && (ro.Pods[i].Step == StepEntering || ro.Pods[i].Step == StepRestarting) {
+			busy[ro.Pods[i].Pod] = true
 		}
 	}
 	return busy

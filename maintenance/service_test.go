@@ -793,3 +793,44 @@ func TestServiceJudgesDarkGroups(t *testing.T) {
 	assert.True(t, res.Forced)
 	assert.ElementsMatch(t, []string{natsraft.MetaGroupName, "ORDERS", "ORDERS/C1"}, violationGroups(res.Violations))
 }
+
+// TestStopRolloutTwice checks the way out of a rollout that stops while
+// the pod having its turn does not come back: a second DELETE stops it at
+// once and removes the rollout's entry of the pod, so that another
+// rollout can start. A stopped rollout asked again is deleted.
+func TestStopRolloutTwice(t *testing.T) {
+	f := newFixture(t, staticView(threeNodes()))
+	ctx := context.Background()
+	entered := t0
+	f.seed(t, func(d *maintenance.Document) {
+		d.Pods["n0"] = maintenance.Entry{Reason: "rolling", Since: t0, RequestedBy: "rollout weekly"}
+		d.Status["n0"] = maintenance.Status{Phase: maintenance.PhaseFailed, Message: "fence failed", ObservedAt: t0, PhaseSince: t0}
+		d.Rollouts = map[string]maintenance.Rollout{"weekly": {
+			Spec: maintenance.RolloutSpec{Hold: "5m0s"}, Created: t0, State: maintenance.RolloutRunning,
+			Pods: []maintenance.RolloutPod{
+				{Pod: "n0", Step: maintenance.StepEntering, Entered: &entered},
+				{Pod: "n1", Step: maintenance.StepPending},
+			},
+		}}
+	})
+	v, err := f.svc.StopRollout(ctx, "weekly", "ops")
+	require.NoError(t, err)
+	assert.Equal(t, maintenance.RolloutStopping, v.State)
+	assert.Equal(t, "n0", v.Current)
+	assert.Equal(t, "pod n0 is Failed: fence failed", v.Waiting)
+
+	v, err = f.svc.StopRollout(ctx, "weekly", "ops")
+	require.NoError(t, err)
+	assert.Equal(t, maintenance.RolloutStopped, v.State)
+	assert.Empty(t, v.Current)
+	d := f.doc(t)
+	assert.NotContains(t, d.Pods, "n0", "the rollout's entry goes")
+	assert.Equal(t, maintenance.StepExiting, d.Rollouts["weekly"].Pods[0].Step)
+	assert.Equal(t, maintenance.StepPending, d.Rollouts["weekly"].Pods[1].Step)
+
+	_, err = f.svc.StopRollout(ctx, "weekly", "ops")
+	require.NoError(t, err)
+	assert.NotContains(t, f.doc(t).Rollouts, "weekly")
+	_, err = f.svc.StopRollout(ctx, "weekly", "ops")
+	requireCode(t, err, maintenance.ENotFound)
+}

@@ -239,7 +239,7 @@ func (x *cli) followRollout(ctx context.Context, v maintenance.RolloutView, end 
 		}
 		if now.Sub(lastLine) >= stillEvery {
 			lastLine = now
-			fmt.Fprintf(x.out, "  %7s  rollout      still %s at %s\n", elapsed(now.Sub(start)), v.State, orDash(v.Current))
+			fmt.Fprintf(x.out, "  %7s  rollout      still %s at %s%s\n", elapsed(now.Sub(start)), v.State, orDash(v.Current), messageSuffix(v.Waiting))
 		}
 	}
 	show(v)
@@ -289,6 +289,9 @@ func renderRollout(w io.Writer, v maintenance.RolloutView, now time.Time) {
 		fmt.Fprintf(w, ", driven by %s", v.Driver)
 	}
 	fmt.Fprintln(w, ")")
+	if v.Waiting != "" {
+		fmt.Fprintf(w, "%s waits: %s\n", v.Current, v.Waiting)
+	}
 	tw := newTable(w)
 	fmt.Fprintln(tw, "POD\tSTEP\tPHASE\tENTERED\tEXITED\tREADY")
 	at := func(t *time.Time) string {
