@@ -142,7 +142,11 @@ type Reconciler struct {
 	// back, so that a prober restarted on the way, which finds releasing
 	// unset, judges the entry again.
 	inByForce, releasing bool
-	failures             int
+	// drainBack is set once a drain has lifted the node's fence or
+	// resumed its JetStream (the entry turned from a fence into a drain):
+	// the node is not ready again before it has caught up.
+	drainBack bool
+	failures  int
 	// seen is the resourceVersion of the document the current decision is
 	// based on; lastWritten that of this reconciler's last write when it
 	// held nothing but its own change to seen, else "".
@@ -337,9 +341,8 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 	status, hasStatus := doc.Status[r.pod]
 	if desired != r.entering {
 		// The direction changed (or this is the first pass): start afresh.
-		r.entering, r.handedOff, r.movedClients, r.evacuated, r.failures = desired, false, false, false, 0
-		r.snapshotted = false
-		r.forcedPast = false
+		r.entering, r.failures = desired, 0
+		r.newAttempt()
 		r.inByForce, r.releasing = desired && hasStatus && status.InByForce, false
 	}
 	fenced, err := r.node.Fenced()
@@ -397,11 +400,23 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		}
 		return r.drain(ctx, doc, entry, key, why, st, hasStatus, fenced, quiesced, now)
 	}
+	if r.releasing && entry.Force {
+		// Forced again on the way back (the entry, or its dc's forced
+		// fence): the pod goes in whatever the rule says, from wherever
+		// the way back got to.
+		r.log.Info().Str("entry", key).Msg("forced again while coming back: going in")
+		r.releasing = false
+		r.newAttempt()
+	}
 	if r.releasing {
 		if fenced || quiesced || (hasStatus && (st.Phase == PhaseUnfencing || st.Phase == PhaseCatchingUp)) {
 			return r.leave(ctx, st, hasStatus, fenced, quiesced, now)
 		}
+		// Back (caught up, leaderships given back, streams moved back):
+		// going in again on the entry left is a new attempt, with a roles
+		// snapshot and an evacuation of its own.
 		r.releasing = false
+		r.newAttempt()
 	}
 	if !fenced && !quiesced {
 		// Not in (any more): nothing a force took in is left to judge.
@@ -576,6 +591,7 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 		if still, err := r.node.Fenced(); err != nil || still {
 			return 0, &stepError{fmt.Errorf("unfence %s: node still fenced after unfence (%v)", r.pod, err)}
 		}
+		r.drainBack = true
 		return 0, nil
 	case quiesced:
 		r.setReady(false, fmt.Sprintf("draining (%s): resuming JetStream first", key))
@@ -585,9 +601,25 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 		if r.node.Quiesced() {
 			return 0, &stepError{fmt.Errorf("resume %s: JetStream still disabled after resume", r.pod)}
 		}
+		r.drainBack = true
 		return 0, nil
 	}
 	r.mode = ModeDrain
+	if r.drainBack {
+		// Back from a fence to drain: serving again only once caught up,
+		// as on any way back.
+		sctx, cancel := context.WithTimeout(ctx, r.stepTimeout)
+		ok, detail, err := r.node.CaughtUp(sctx)
+		cancel()
+		if err != nil {
+			return 0, &stepError{fmt.Errorf("catch up %s: %w", r.pod, err)}
+		}
+		if !ok {
+			r.setReady(false, fmt.Sprintf("draining (%s): catching up: %s", key, detail))
+			return r.catchUpPoll, nil
+		}
+		r.drainBack = false
+	}
 	settled := hasStatus && (st.Phase == PhaseHandingOff || st.Phase == PhaseInMaintenance)
 	if !entry.Force && !settled {
 		if held, delay, err := r.holdIfUnsafe(ctx, doc, key, false, true, now); held || err != nil {
@@ -628,6 +660,13 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 	}
 	r.failures = 0
 	return r.drainPoll, nil
+}
+
+// newAttempt forgets what the current attempt at entering (or leaving) has
+// done, so that the next pass starts from the node's own state.
+func (r *Reconciler) newAttempt() {
+	r.handedOff, r.movedClients, r.evacuated = false, false, false
+	r.snapshotted, r.forcedPast, r.drainBack = false, false, false
 }
 
 // snapshot records, once per entering attempt and before the first

@@ -536,3 +536,117 @@ func TestReconcilerDrainClearsInByForce(t *testing.T) {
 	st, _ = recStatus(t, fs)
 	assert.False(t, st.InByForce, "draining: routed and serving, nothing in by force")
 }
+
+// TestReconcilerInAgainAfterReleaseIsANewAttempt checks a pod that comes
+// back because the forced entry ended (the entry left would cost a quorum)
+// and goes in again once that is safe: the way back gave its leaderships
+// and streams back, so the way in again takes a roles snapshot and moves
+// its streams of one replica off anew, and its final exit gives the
+// leaderships back again.
+func TestReconcilerInAgainAfterReleaseIsANewAttempt(t *testing.T) {
+	node := &recNode{leaders: func() []string { return []string{"stream APP/ORDERS"} }}
+	fs, cluster, opts := recNats2Down(t, node)
+	r, _ := recStart(t, opts)
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		d.Pods[recPod] = maintenance.Entry{Reason: "accepted while nats-2 was up", Since: time.Now(), Evacuate: true}
+		d.DCs[recDC] = maintenance.Entry{Reason: "whole dc, forced", Force: true, Since: time.Now()}
+	})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.DCs, recDC) })
+	recWaitFor(t, "back and held back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseRequested && strings.Contains(st.Message, "held back")
+	})
+	cluster.set("nats-2", false)
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	st, _ := recStatus(t, fs)
+	assert.Equal(t, []string{"stream APP/ORDERS"}, st.Leaders, "a roles snapshot of the new attempt")
+	assert.Equal(t, 2, countOf(node.Calls(), recOpEvacuate),
+		"moved off on each way in: %v", node.Calls())
+
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.Pods, recPod) })
+	recWaitFor(t, "back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseActive
+	})
+	node.mu.Lock()
+	defer node.mu.Unlock()
+	assert.Equal(t, [][]string{{"stream APP/ORDERS"}, {"stream APP/ORDERS"}}, node.givenBack,
+		"given back on the way back and on the final exit")
+}
+
+// TestReconcilerForcedAgainWhileComingBack checks a pod coming back
+// because its forced entry ended, forced again on the way: it goes in
+// from where it got to instead of waiting to finish the way back (here it
+// never catches up).
+func TestReconcilerForcedAgainWhileComingBack(t *testing.T) {
+	node := &recNode{caughtUp: func(int) (bool, string) { return false, "behind" }}
+	fs, _, opts := recNats2Down(t, node)
+	r, _ := recStart(t, opts)
+	recInForcedByDC(t, fs, r)
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.DCs, recDC) })
+	recWaitFor(t, "catching up on the way back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseCatchingUp
+	})
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		e := d.Pods[recPod]
+		e.Force, e.Reason = true, "forced again"
+		d.Pods[recPod] = e
+	})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	assert.True(t, node.isFenced())
+	assert.True(t, node.Quiesced())
+	assert.NotContains(t, node.Calls(), recOpGiveBack)
+	st, _ := recStatus(t, fs)
+	assert.True(t, st.InByForce)
+}
+
+func countOf(s []string, v string) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReconcilerDrainAfterFenceWaitsForCatchUp checks an entry that turns
+// from a fence into a drain: the node is brought back (unfenced, resumed)
+// and is ready again only once it has caught up, as on any way back.
+func TestReconcilerDrainAfterFenceWaitsForCatchUp(t *testing.T) {
+	var caught atomic.Bool
+	node := &recNode{caughtUp: func(int) (bool, string) {
+		if caught.Load() {
+			return true, ""
+		}
+		return false, "stream ORDERS: committed 3 of the leader's 9"
+	}}
+	fs := recFileStore(t)
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: &recCluster{}, Resync: time.Second})
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		d.Pods[recPod] = maintenance.Entry{Reason: "disk", Since: time.Now()}
+	})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		e := d.Pods[recPod]
+		e.Mode = maintenance.ModeDrain
+		d.Pods[recPod] = e
+	})
+	recWaitFor(t, "back from the fence, catching up", func() bool {
+		_, why := r.Ready()
+		return !node.isFenced() && !node.Quiesced() && strings.Contains(why, "catching up")
+	})
+	ready, why := r.Ready()
+	assert.False(t, ready, "not ready before caught up: %s", why)
+	assert.Contains(t, why, "committed 3 of the leader's 9")
+
+	caught.Store(true)
+	recWaitFor(t, "drained and ready", func() bool {
+		st, ok := recStatus(t, fs)
+		ready, _ := r.Ready()
+		return ok && ready && st.Phase == maintenance.PhaseInMaintenance && st.Mode == maintenance.ModeDrain
+	})
+}
