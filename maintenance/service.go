@@ -523,8 +523,10 @@ func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) 
 // A new entry that is not forced is judged for them as if they were
 // entering: once the forced entry ends, the new one alone keeps them out,
 // and a quorum lost then would be lost to an entry the rule never judged.
-// Other pods already out of service are not judged again (a repeated
-// request changes nothing).
+// So is a member still out under a forced entry that has ended (its
+// status says InByForce): its reconciler has yet to judge the entries
+// left. Other pods already out of service are not judged again (a
+// repeated request changes nothing).
 func heldByForce(sc scope, d *Document, now time.Time) map[string]bool {
 	held := map[string]bool{}
 	if old, ok := sc.entries(d)[sc.name]; ok && !old.Expired(now) && !old.Drain() {
@@ -538,7 +540,7 @@ func heldByForce(sc scope, d *Document, now time.Time) map[string]bool {
 		} else {
 			other, ok = d.DCs[n.DC]
 		}
-		if ok && other.forcesFence(now) {
+		if (ok && other.forcesFence(now)) || d.Status[n.Name].InByForce {
 			held[n.Name] = true
 		}
 	}

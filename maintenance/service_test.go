@@ -834,3 +834,34 @@ func TestStopRolloutTwice(t *testing.T) {
 	_, err = f.svc.StopRollout(ctx, "weekly", "ops")
 	requireCode(t, err, maintenance.ENotFound)
 }
+
+// TestServiceJudgesAPodInAfterItsForceEnded checks a request for a pod
+// still out under a forced entry that has ended (deleted or expired; the
+// status still says inByForce): it is judged as if the pod were entering,
+// since nothing else has judged it, and refused when the pod's absence
+// costs a quorum.
+func TestServiceJudgesAPodInAfterItsForceEnded(t *testing.T) {
+	f := newFixture(t, staticView(offline(threeNodes(), "n2")))
+	ctx := context.Background()
+	f.seed(t, func(d *maintenance.Document) {
+		d.Status["n0"] = maintenance.Status{Phase: maintenance.PhaseInMaintenance, ObservedAt: t0, PhaseSince: t0,
+			Entry: "pod.n0", InByForce: true}
+	})
+	before := f.doc(t)
+	_, err := f.svc.EnterPod(ctx, "n0", maintenance.Request{Reason: "disk"})
+	ue := requireCode(t, err, maintenance.EUnsafe)
+	v, ok := ue.Details.([]maintenance.Violation)
+	require.True(t, ok, "details are %T", ue.Details)
+	assert.Contains(t, violationGroups(v), "ORDERS")
+	assert.Equal(t, before, f.doc(t), "a refused request writes nothing")
+
+	// Not in by force: a pod already out is not judged again.
+	f.seed(t, func(d *maintenance.Document) {
+		st := d.Status["n0"]
+		st.InByForce = false
+		d.Status["n0"] = st
+	})
+	res, err := f.svc.EnterPod(ctx, "n0", maintenance.Request{Reason: "disk"})
+	require.NoError(t, err)
+	assert.True(t, res.Changed)
+}

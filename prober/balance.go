@@ -15,7 +15,11 @@ func (s *Server) registerBalanceRoutes() {
 // one hand-off at a time — with to, only by moves to that pod (it takes its
 // share) — and answer the moves and the skew before and after.
 func (s *Server) handleBalance(w http.ResponseWriter, r *http.Request) {
-	dry, _, err := parseBool(r, "dryRun")
+	err := knownParams(r, "dc", "to", "dryRun")
+	var dry bool
+	if err == nil {
+		dry, _, err = parseBool(r, "dryRun")
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

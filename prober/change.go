@@ -129,7 +129,7 @@ func (s *Server) serveExit(w http.ResponseWriter, r *http.Request,
 	exit func(ctx context.Context, x maintenance.Exit) (maintenance.Result, error),
 	answer func(maintenance.Result, changeQuery),
 ) {
-	q, err := parseChangeQuery(r)
+	q, err := parseChangeQuery(r, "restoreLeaders")
 	if err == nil {
 		err = noDryRun(q)
 	}

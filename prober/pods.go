@@ -82,7 +82,7 @@ func (s *Server) answerPod(w http.ResponseWriter, r *http.Request, pod string, r
 		pv, err := s.svc.Pod(ctx, pod)
 		return []maintenance.PodView{pv}, err
 	}, g)
-	body := PodChange{Changed: res.Changed, Forced: res.Forced, Violations: res.Violations}
+	body := PodChange{Changed: res.Changed, Forced: res.Forced, Violations: res.Violations, Warnings: res.Warnings}
 	if len(pods) > 0 {
 		body.PodView = pods[0]
 	}

@@ -50,7 +50,11 @@ func (s *Server) loopbackOnly(next http.Handler) http.Handler {
 // stops anyway, and the hook must let it. Nothing is stored. 404 when this
 // prober has no local node (the embedded default).
 func (s *Server) handlePreStop(w http.ResponseWriter, r *http.Request) {
-	timeout, err := durationParam(r, "timeout", maintenance.DefaultPreStopTimeout, MaxPreStopTimeout, false, "25s")
+	err := knownParams(r, "timeout")
+	var timeout time.Duration
+	if err == nil {
+		timeout, err = durationParam(r, "timeout", maintenance.DefaultPreStopTimeout, MaxPreStopTimeout, false, "25s")
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prober-dev/prober/maintenance"
@@ -43,10 +46,33 @@ type changeQuery struct {
 	wait   time.Duration
 }
 
+// knownParams refuses (400) a query parameter of a request that changes
+// something that is not one of names: a misspelt one (?dryrun=true,
+// ?dry-run) would otherwise be ignored and the change made for real, as an
+// unknown field of the body is refused rather than ignored.
+func knownParams(r *http.Request, names ...string) error {
+	for _, k := range slices.Sorted(maps.Keys(r.URL.Query())) {
+		if slices.Contains(names, k) {
+			continue
+		}
+		takes := "no query parameter"
+		if len(names) > 0 {
+			takes = strings.Join(names, ", ")
+		}
+		return maintenance.Errorf(maintenance.EInvalid, "unknown query parameter %q: %s %s takes %s",
+			k, r.Method, r.URL.Path, takes)
+	}
+	return nil
+}
+
 // parseChangeQuery reads dryRun (a bool; present without a value means
-// true) and wait (a Go duration, capped at MaxWait).
-func parseChangeQuery(r *http.Request) (changeQuery, error) {
+// true) and wait (a Go duration, capped at MaxWait); any other parameter
+// but those in more is refused.
+func parseChangeQuery(r *http.Request, more ...string) (changeQuery, error) {
 	var q changeQuery
+	if err := knownParams(r, append([]string{"dryRun", "wait"}, more...)...); err != nil {
+		return q, err
+	}
 	dry, _, err := parseBool(r, "dryRun")
 	if err != nil {
 		return q, err

@@ -52,6 +52,10 @@ func (s *Server) handleGetRollout(w http.ResponseWriter, r *http.Request) {
 // already runs (or is done).
 func (s *Server) handlePutRollout(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
+	if err := knownParams(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	raw, err := readBody(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -82,6 +86,10 @@ func (s *Server) handlePutRollout(w http.ResponseWriter, r *http.Request) {
 // record (200).
 func (s *Server) handleDeleteRollout(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
+	if err := knownParams(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	v, err := s.svc.StopRollout(r.Context(), name, requestedBy(r))
 	if err != nil {
 		s.writeError(w, r, err)

@@ -280,6 +280,22 @@ func TestRoutes(t *testing.T) {
 		{name: "negative wait", method: "DELETE", path: "/pods/n0?wait=-1s", status: 400, code: maintenance.EInvalid},
 		{name: "bad dryRun", method: "PUT", path: "/pods/n0?dryRun=maybe", status: 400, code: maintenance.EInvalid},
 		{name: "dryRun on DELETE", method: "DELETE", path: "/pods/n0?dryRun=true", status: 400, code: maintenance.EInvalid},
+		{
+			name: "misspelt dryRun", method: "PUT", path: "/pods/n0?dryrun=true", status: 400, code: maintenance.EInvalid,
+			check: func(t *testing.T, b []byte) {
+				assert.Contains(t, decodeError(t, b).Message, `unknown query parameter "dryrun": PUT /pods/n0 takes dryRun, wait`)
+			},
+		},
+		{name: "misspelt dryRun of a dc", method: "PUT", path: "/dcs/east?dry-run", status: 400, code: maintenance.EInvalid},
+		{
+			name: "misspelt restoreLeaders", method: "DELETE", path: "/pods/n0?restoreleaders=false", seed: inMaintenance("n0"),
+			status: 400, code: maintenance.EInvalid,
+			check: func(t *testing.T, b []byte) {
+				assert.Contains(t, decodeError(t, b).Message, "takes dryRun, wait, restoreLeaders")
+			},
+		},
+		{name: "dryRun on a rollout", method: "PUT", path: "/rollouts/r?dryRun=true", body: `{"hold":"5m"}`, status: 400, code: maintenance.EInvalid},
+		{name: "unknown balance parameter", method: "POST", path: "/balance?dryrun", status: 400, code: maintenance.EInvalid},
 		{name: "force without reason", method: "PUT", path: "/pods/n0", body: `{"force":true}`, status: 400, code: maintenance.EInvalid},
 		{name: "keepEvacuated without evacuate", method: "PUT", path: "/pods/n0", body: `{"keepEvacuated":true}`, status: 400, code: maintenance.EInvalid},
 		{name: "put bad name", method: "PUT", path: "/pods/Nats_1", status: 400, code: maintenance.EInvalid},
@@ -779,4 +795,21 @@ func TestServerLifecycle(t *testing.T) {
 		_, err = http.Get("http://" + s.Addr() + "/livez")
 		assert.Error(t, err, "closed")
 	})
+}
+
+// TestPutPodWarns checks that the answer of a PUT of a pod names the
+// ephemeral consumers it takes down (warnings), as the dry run and the
+// PUT of a dc do.
+func TestPutPodWarns(t *testing.T) {
+	ts := mustOpenServer(t)
+	eph := group(natsraft.KindConsumer, "ORDERS/watch", "n0")
+	eph.Ephemeral = true
+	ts.view.Groups = append(ts.view.Groups, eph)
+	resp, b := ts.do(t, "PUT", "/pods/n0", `{"reason":"kernel"}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, "%s", b)
+	var pc prober.PodChange
+	require.NoError(t, json.Unmarshal(b, &pc))
+	require.Len(t, pc.Warnings, 1, "%s", b)
+	assert.Equal(t, "ORDERS/watch", pc.Warnings[0].Group)
+	assert.Empty(t, pc.Violations)
 }
