@@ -608,11 +608,9 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 	if r.drainBack {
 		// Back from a fence to drain: serving again only once caught up,
 		// as on any way back.
-		sctx, cancel := context.WithTimeout(ctx, r.stepTimeout)
-		ok, detail, err := r.node.CaughtUp(sctx)
-		cancel()
+		ok, detail, err := r.caughtUp(ctx)
 		if err != nil {
-			return 0, &stepError{fmt.Errorf("catch up %s: %w", r.pod, err)}
+			return 0, err
 		}
 		if !ok {
 			r.setReady(false, fmt.Sprintf("draining (%s): catching up: %s", key, detail))
@@ -926,16 +924,11 @@ func (r *Reconciler) catchUp(ctx context.Context, st Status, now time.Time) (tim
 	// A drained node stayed routed and serving: it stays ready.
 	serving := st.Mode == ModeDrain
 	r.setReady(serving, "leaving maintenance: catching up")
-	sctx, cancel := context.WithTimeout(ctx, r.stepTimeout)
-	ok, detail, err := r.node.CaughtUp(sctx)
-	cancel()
+	ok, detail, err := r.caughtUp(ctx)
 	if err != nil {
-		return 0, &stepError{fmt.Errorf("catch up %s: %w", r.pod, err)}
+		return 0, err
 	}
 	if !ok {
-		if detail == "" {
-			detail = "not caught up yet"
-		}
 		r.setReady(serving, "leaving maintenance: catching up: "+detail)
 		if err := r.report(ctx, PhaseCatchingUp, detail, r.now()); err != nil {
 			return 0, err
@@ -974,6 +967,21 @@ func (r *Reconciler) catchUp(ctx context.Context, st Status, now time.Time) (tim
 	r.setPhase(PhaseActive)
 	r.setReady(true, "active")
 	return r.resync, nil
+}
+
+// caughtUp asks Node.CaughtUp once, within the step timeout; detail is
+// never empty when the node has not caught up.
+func (r *Reconciler) caughtUp(ctx context.Context) (ok bool, detail string, err error) {
+	sctx, cancel := context.WithTimeout(ctx, r.stepTimeout)
+	defer cancel()
+	ok, detail, err = r.node.CaughtUp(sctx)
+	if err != nil {
+		return false, "", &stepError{fmt.Errorf("catch up %s: %w", r.pod, err)}
+	}
+	if !ok && detail == "" {
+		detail = "not caught up yet"
+	}
+	return ok, detail, nil
 }
 
 // giveBack moves the leaderships of the roles snapshot back to the node,
