@@ -142,11 +142,12 @@ type Reconciler struct {
 	// back, so that a prober restarted on the way, which finds releasing
 	// unset, judges the entry again.
 	inByForce, releasing bool
-	// drainBack is set once a drain has lifted the node's fence or
-	// resumed its JetStream (the entry turned from a fence into a drain):
-	// the node is not ready again before it has caught up.
-	drainBack bool
-	failures  int
+	// resumed is set once the node has been brought back into service
+	// outside leave (a drain lifting the fence a fence entry put up, a
+	// hold resuming the JetStream it had quiesced): it is not ready again
+	// before it has caught up.
+	resumed  bool
+	failures int
 	// seen is the resourceVersion of the document the current decision is
 	// based on; lastWritten that of this reconciler's last write when it
 	// held nothing but its own change to seen, else "".
@@ -591,7 +592,7 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 		if still, err := r.node.Fenced(); err != nil || still {
 			return 0, &stepError{fmt.Errorf("unfence %s: node still fenced after unfence (%v)", r.pod, err)}
 		}
-		r.drainBack = true
+		r.resumed = true
 		return 0, nil
 	case quiesced:
 		r.setReady(false, fmt.Sprintf("draining (%s): resuming JetStream first", key))
@@ -601,22 +602,12 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 		if r.node.Quiesced() {
 			return 0, &stepError{fmt.Errorf("resume %s: JetStream still disabled after resume", r.pod)}
 		}
-		r.drainBack = true
+		r.resumed = true
 		return 0, nil
 	}
 	r.mode = ModeDrain
-	if r.drainBack {
-		// Back from a fence to drain: serving again only once caught up,
-		// as on any way back.
-		ok, detail, err := r.caughtUp(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			r.setReady(false, fmt.Sprintf("draining (%s): catching up: %s", key, detail))
-			return r.catchUpPoll, nil
-		}
-		r.drainBack = false
+	if ok, err := r.readyOnceCaughtUp(ctx, fmt.Sprintf("draining (%s)", key)); err != nil || !ok {
+		return r.catchUpPoll, err
 	}
 	settled := hasStatus && (st.Phase == PhaseHandingOff || st.Phase == PhaseInMaintenance)
 	if !entry.Force && !settled {
@@ -664,7 +655,7 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 // done, so that the next pass starts from the node's own state.
 func (r *Reconciler) newAttempt() {
 	r.handedOff, r.movedClients, r.evacuated = false, false, false
-	r.snapshotted, r.forcedPast, r.drainBack = false, false, false
+	r.snapshotted, r.forcedPast, r.resumed = false, false, false
 }
 
 // snapshot records, once per entering attempt and before the first
@@ -785,13 +776,39 @@ func (r *Reconciler) holdIfUnsafe(ctx context.Context, doc *Document, key string
 		if err := r.step(ctx, PhaseRequested, msg+"; resuming JetStream", now, "resume", r.node.Resume); err != nil {
 			return false, 0, err
 		}
+		r.resumed = true
 	}
 	r.handedOff, r.movedClients = false, false
-	r.setReady(true, "maintenance requested but "+msg)
+	ready, err := r.readyOnceCaughtUp(ctx, "maintenance requested but "+msg)
+	if err != nil {
+		return false, 0, err
+	}
 	if err := r.report(ctx, PhaseRequested, msg, now); err != nil {
 		return false, 0, err
 	}
+	if !ready {
+		return true, min(r.safetyPoll, r.catchUpPoll), nil
+	}
 	return true, r.safetyPoll, nil
+}
+
+// readyOnceCaughtUp reports the node ready (why says what it does) unless
+// it was resumed outside leave and has not caught up since: then it stays
+// not ready, with what is behind, and ok is false.
+func (r *Reconciler) readyOnceCaughtUp(ctx context.Context, why string) (ok bool, err error) {
+	if r.resumed {
+		caught, detail, err := r.caughtUp(ctx)
+		if err != nil {
+			return false, err
+		}
+		if !caught {
+			r.setReady(false, why+"; catching up: "+detail)
+			return false, nil
+		}
+		r.resumed = false
+	}
+	r.setReady(true, why)
+	return true, nil
 }
 
 // judge judges the safety rule for the node taking itself out of service

@@ -102,11 +102,17 @@ func TestReconcilerHeldBackBySafety(t *testing.T) {
 
 // TestReconcilerHeldBackBeforeFence checks the last look before the fence:
 // a node already quiesced when the cluster turns unsafe gets its JetStream
-// back and waits.
+// back and waits, ready again once it has caught up.
 func TestReconcilerHeldBackBeforeFence(t *testing.T) {
 	fs := recFileStore(t)
 	cluster := &recCluster{}
-	node := &recNode{}
+	var caught atomic.Bool
+	node := &recNode{caughtUp: func(int) (bool, string) {
+		if caught.Load() {
+			return true, ""
+		}
+		return false, "meta _meta_: not heard from leader nats-0 since its JetStream started"
+	}}
 	node.before = func(_ context.Context, op string, n int) error {
 		if op == recOpMoveClients && n == 1 {
 			cluster.set("nats-0", true) // lost while the pod was on its way
@@ -121,6 +127,15 @@ func TestReconcilerHeldBackBeforeFence(t *testing.T) {
 	})
 	assert.Zero(t, node.count(recOpFence), "never fenced while unsafe")
 	assert.False(t, node.Quiesced(), "JetStream back on")
+	recWaitFor(t, "not ready while catching up", func() bool {
+		ready, why := r.Ready()
+		return !ready && strings.Contains(why, "not heard from leader")
+	})
+	caught.Store(true)
+	recWaitFor(t, "ready once caught up, still held back", func() bool {
+		ready, why := r.Ready()
+		return ready && strings.Contains(why, "held back")
+	})
 
 	cluster.set("nats-0", false)
 	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
