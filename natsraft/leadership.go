@@ -22,6 +22,9 @@ const (
 	NotBackNotMember  = "no longer a member"
 	NotBackNotHealthy = "not current"
 	NotBackNotAsked   = "restoreLeaders is false"
+	// NotBackNoTime: the give-back's deadline passed before this group's
+	// turn (a node that led hundreds of groups); it stays where it is.
+	NotBackNoTime = "not tried: the give-back ran out of time"
 )
 
 // giveBackTimeout bounds the move of one leadership back: a give-back that
@@ -152,6 +155,8 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 				back = true
 			case !reachable || p.Offline || p.Pending || !(p.Current || p.Healthy):
 				why = NotBackNotHealthy
+			case ctx.Err() != nil:
+				why = NotBackNoTime
 			default:
 				mctx, cancel := context.WithTimeout(ctx, giveBackTimeout)
 				err := h.MoveLeader(mctx, LeaderMove{Group: g.Name, Kind: g.Kind, Account: g.Account, From: g.Leader, To: node})
