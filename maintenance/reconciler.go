@@ -452,21 +452,17 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		// rule is judged again: the streams it moves are then no reason to
 		// hold the node back.
 		r.setReady(false, fmt.Sprintf("entering maintenance (%s)", key))
-		var moved []string
+		// Each stream is recorded as soon as it has moved: a prober killed
+		// during a long evacuation must not forget what to move back.
+		var record func(string) error
+		if !entry.KeepEvacuated {
+			record = func(stream string) error { return r.recordEvacuated(ctx, []string{stream}) }
+		}
 		if err := r.stepWithin(ctx, r.moveTimeout, PhaseHandingOff, "moving streams of one replica off", now, "evacuate", func(ctx context.Context) error {
-			var err error
-			moved, err = r.node.Evacuate(ctx)
+			_, err := r.node.Evacuate(ctx, record)
 			return err
 		}); err != nil {
-			if len(moved) > 0 && !entry.KeepEvacuated {
-				_ = r.recordEvacuated(ctx, moved)
-			}
 			return 0, err
-		}
-		if len(moved) > 0 && !entry.KeepEvacuated {
-			if err := r.recordEvacuated(ctx, moved); err != nil {
-				return 0, err
-			}
 		}
 		r.evacuated = true
 		return 0, nil

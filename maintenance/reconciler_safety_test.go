@@ -665,3 +665,41 @@ func TestReconcilerDrainAfterFenceWaitsForCatchUp(t *testing.T) {
 		return ok && ready && st.Phase == maintenance.PhaseInMaintenance && st.Mode == maintenance.ModeDrain
 	})
 }
+
+// TestReconcilerRecordsEachEvacuatedStream checks that each stream moved
+// off is recorded as soon as it has moved, not when the whole evacuation
+// ends: a prober killed during a long evacuation (here: stopped while the
+// second stream moves) still knows, on restart, to move the first back.
+func TestReconcilerRecordsEachEvacuatedStream(t *testing.T) {
+	fs := recFileStore(t)
+	moving := make(chan struct{})
+	node := &recNode{singles: []string{"APP/solo", "APP/scratch"}}
+	node.hold = func(ctx context.Context, stream string) error {
+		if stream != "APP/scratch" {
+			return nil
+		}
+		close(moving)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	opts := maintenance.ReconcilerOptions{Store: fs, Node: node, Views: &recCluster{}, Resync: time.Second}
+	_, stop := recStart(t, opts)
+	recUpdate(t, fs, func(d *maintenance.Document) {
+		d.Pods[recPod] = maintenance.Entry{Since: time.Now(), Evacuate: true}
+	})
+	recWaitClosed(t, moving, "the second stream moving")
+	st, _ := recStatus(t, fs)
+	assert.Equal(t, []string{"APP/solo"}, st.Evacuated, "recorded while the second moves")
+	stop()
+
+	node.hold = nil
+	r, _ := recStart(t, opts)
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	st, _ = recStatus(t, fs)
+	assert.Equal(t, []string{"APP/solo", "APP/scratch"}, st.Evacuated)
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.Pods, recPod) })
+	recWaitPhase(t, r, fs, maintenance.PhaseActive)
+	node.mu.Lock()
+	defer node.mu.Unlock()
+	assert.Equal(t, []string{"APP/solo", "APP/scratch"}, node.restored, "both moved back")
+}

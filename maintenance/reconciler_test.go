@@ -61,6 +61,8 @@ type recNode struct {
 	// restoring, if set, answers Restoring: the streams restoring a
 	// snapshot (default none).
 	restoring func() []string
+	// hold, if set, is called before Evacuate moves each stream.
+	hold func(ctx context.Context, stream string) error
 
 	mu       sync.Mutex
 	fenced   bool
@@ -95,15 +97,36 @@ func (f *recNode) isFenced() bool {
 	return f.fenced
 }
 
-func (f *recNode) Evacuate(ctx context.Context) ([]string, error) {
+// Evacuate moves the singles one at a time; hold, if set, is called
+// before each and may stop the evacuation there.
+func (f *recNode) Evacuate(ctx context.Context, done func(string) error) ([]string, error) {
 	if err := f.call(ctx, recOpEvacuate, nil); err != nil {
 		return nil, err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	moved := f.singles
-	f.singles = nil
-	return moved, nil
+	var moved []string
+	for {
+		f.mu.Lock()
+		if len(f.singles) == 0 {
+			f.mu.Unlock()
+			return moved, nil
+		}
+		s := f.singles[0]
+		f.mu.Unlock()
+		if f.hold != nil {
+			if err := f.hold(ctx, s); err != nil {
+				return moved, err
+			}
+		}
+		f.mu.Lock()
+		f.singles = f.singles[1:]
+		f.mu.Unlock()
+		moved = append(moved, s)
+		if done != nil {
+			if err := done(s); err != nil {
+				return moved, err
+			}
+		}
+	}
 }
 
 func (f *recNode) Restore(ctx context.Context, streams []string) ([]string, error) {

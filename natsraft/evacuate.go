@@ -79,8 +79,11 @@ func (h *HandOff) Singles(ctx context.Context, node string) ([]StreamRef, error)
 
 // Evacuate moves every stream of one replica that lives on node to another
 // node, one at a time, and returns those it moved. It is idempotent: a
-// stream already moved is not on node any more and is left alone.
-func (h *HandOff) Evacuate(ctx context.Context, node string) ([]StreamRef, error) {
+// stream already moved is not on node any more and is left alone. done,
+// when not nil, is told of each stream as soon as it has moved, before the
+// next one starts, so that a caller killed during a long evacuation has
+// recorded what moved; an error from done ends the evacuation.
+func (h *HandOff) Evacuate(ctx context.Context, node string, done func(StreamRef) error) ([]StreamRef, error) {
 	streams, err := h.Singles(ctx, node)
 	if err != nil {
 		return nil, err
@@ -100,6 +103,11 @@ func (h *HandOff) Evacuate(ctx context.Context, node string) ([]StreamRef, error
 		}
 		h.Logger.Info().Str("node", node).Stringer("stream", s).Dur("took", time.Since(start)).Msg("stream of one replica moved off")
 		moved = append(moved, s)
+		if done != nil {
+			if err := done(s); err != nil {
+				return moved, fmt.Errorf("evacuate: after stream %s moved: %w", s, err)
+			}
+		}
 	}
 	return moved, nil
 }

@@ -55,7 +55,7 @@ func TestEvacuateAndRestore(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, singles, StreamRef{Account: AppAccount, Name: "solo"})
 
-	moved, err := h.Evacuate(ctx, owner)
+	moved, err := h.Evacuate(ctx, owner, nil)
 	require.NoError(t, err)
 	assert.Equal(t, []StreamRef{{Account: AppAccount, Name: "solo"}}, moved)
 	info, err := js.Stream(ctx, "solo")
@@ -65,7 +65,7 @@ func TestEvacuateAndRestore(t *testing.T) {
 	assert.NotEqual(t, owner, away, "moved off")
 	assert.Equal(t, 1, info.CachedInfo().Config.Replicas, "one replica again")
 	assert.Equal(t, uint64(n), info.CachedInfo().State.Msgs, "every message moved with it")
-	again, err := h.Evacuate(ctx, owner)
+	again, err := h.Evacuate(ctx, owner, nil)
 	require.NoError(t, err)
 	assert.Empty(t, again, "nothing left to move: idempotent")
 

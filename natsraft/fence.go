@@ -130,9 +130,14 @@ func (m *Member) Unfence(ctx context.Context) error { return m.fence.Unfence(ctx
 func (m *Member) Resume(ctx context.Context) error { return m.fence.Resume(ctx) }
 
 // Evacuate moves every stream of one replica off the node (see
-// HandOff.Evacuate) and names those it moved, as "<account>/<stream>".
-func (m *Member) Evacuate(ctx context.Context) ([]string, error) {
-	moved, err := m.handOff.Evacuate(ctx, m.name)
+// HandOff.Evacuate) and names those it moved, as "<account>/<stream>";
+// done, when not nil, is told of each as soon as it has moved.
+func (m *Member) Evacuate(ctx context.Context, done func(stream string) error) ([]string, error) {
+	var each func(StreamRef) error
+	if done != nil {
+		each = func(s StreamRef) error { return done(s.String()) }
+	}
+	moved, err := m.handOff.Evacuate(ctx, m.name, each)
 	return streamNames(moved), err
 }
 
