@@ -452,14 +452,18 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		// rule is judged again: the streams it moves are then no reason to
 		// hold the node back.
 		r.setReady(false, fmt.Sprintf("entering maintenance (%s)", key))
-		// Each stream is recorded as soon as it has moved: a prober killed
-		// during a long evacuation must not forget what to move back.
+		// Each stream is recorded before its move starts: a prober killed
+		// during a long evacuation must not forget what to move back, and
+		// the next attempt finishes a move cut short (the stream then has
+		// more than one replica and is no longer found as a single). A
+		// stream recorded but never moved is on the node already when the
+		// exit moves it back.
 		var record func(string) error
 		if !entry.KeepEvacuated {
 			record = func(stream string) error { return r.recordEvacuated(ctx, []string{stream}) }
 		}
 		if err := r.stepWithin(ctx, r.moveTimeout, PhaseHandingOff, "moving streams of one replica off", now, "evacuate", func(ctx context.Context) error {
-			_, err := r.node.Evacuate(ctx, record)
+			_, err := r.node.Evacuate(ctx, st.Evacuated, record)
 			return err
 		}); err != nil {
 			return 0, err

@@ -667,9 +667,10 @@ func TestReconcilerDrainAfterFenceWaitsForCatchUp(t *testing.T) {
 }
 
 // TestReconcilerRecordsEachEvacuatedStream checks that each stream moved
-// off is recorded as soon as it has moved, not when the whole evacuation
+// off is recorded before its move starts, not when the whole evacuation
 // ends: a prober killed during a long evacuation (here: stopped while the
-// second stream moves) still knows, on restart, to move the first back.
+// second stream moves) still knows, on restart, to move the first back,
+// and hands the second to the next evacuation, which finishes its move.
 func TestReconcilerRecordsEachEvacuatedStream(t *testing.T) {
 	fs := recFileStore(t)
 	moving := make(chan struct{})
@@ -689,7 +690,7 @@ func TestReconcilerRecordsEachEvacuatedStream(t *testing.T) {
 	})
 	recWaitClosed(t, moving, "the second stream moving")
 	st, _ := recStatus(t, fs)
-	assert.Equal(t, []string{"APP/solo"}, st.Evacuated, "recorded while the second moves")
+	assert.Equal(t, []string{"APP/solo", "APP/scratch"}, st.Evacuated, "the first moved, the second moving")
 	stop()
 
 	node.hold = nil
@@ -702,4 +703,7 @@ func TestReconcilerRecordsEachEvacuatedStream(t *testing.T) {
 	node.mu.Lock()
 	defer node.mu.Unlock()
 	assert.Equal(t, []string{"APP/solo", "APP/scratch"}, node.restored, "both moved back")
+	require.Len(t, node.unfinished, 2)
+	assert.Empty(t, node.unfinished[0])
+	assert.Equal(t, []string{"APP/solo", "APP/scratch"}, node.unfinished[1], "the restarted evacuation is told what was moving")
 }

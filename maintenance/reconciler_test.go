@@ -61,8 +61,10 @@ type recNode struct {
 	// restoring, if set, answers Restoring: the streams restoring a
 	// snapshot (default none).
 	restoring func() []string
-	// hold, if set, is called before Evacuate moves each stream.
-	hold func(ctx context.Context, stream string) error
+	// hold, if set, is called before Evacuate moves each stream;
+	// unfinished records what each Evacuate was given as recorded.
+	hold       func(ctx context.Context, stream string) error
+	unfinished [][]string
 
 	mu       sync.Mutex
 	fenced   bool
@@ -99,10 +101,13 @@ func (f *recNode) isFenced() bool {
 
 // Evacuate moves the singles one at a time; hold, if set, is called
 // before each and may stop the evacuation there.
-func (f *recNode) Evacuate(ctx context.Context, done func(string) error) ([]string, error) {
+func (f *recNode) Evacuate(ctx context.Context, unfinished []string, moving func(string) error) ([]string, error) {
 	if err := f.call(ctx, recOpEvacuate, nil); err != nil {
 		return nil, err
 	}
+	f.mu.Lock()
+	f.unfinished = append(f.unfinished, slices.Clone(unfinished))
+	f.mu.Unlock()
 	var moved []string
 	for {
 		f.mu.Lock()
@@ -112,6 +117,11 @@ func (f *recNode) Evacuate(ctx context.Context, done func(string) error) ([]stri
 		}
 		s := f.singles[0]
 		f.mu.Unlock()
+		if moving != nil {
+			if err := moving(s); err != nil {
+				return moved, err
+			}
+		}
 		if f.hold != nil {
 			if err := f.hold(ctx, s); err != nil {
 				return moved, err
@@ -121,11 +131,6 @@ func (f *recNode) Evacuate(ctx context.Context, done func(string) error) ([]stri
 		f.singles = f.singles[1:]
 		f.mu.Unlock()
 		moved = append(moved, s)
-		if done != nil {
-			if err := done(s); err != nil {
-				return moved, err
-			}
-		}
 	}
 }
 

@@ -207,10 +207,12 @@ type Node interface {
 	// Resume switches JetStream back on.
 	Resume(ctx context.Context) error
 	// Evacuate moves every stream of one replica off the node and names
-	// those it moved ("<account>/<stream>"). done, when not nil, is told
-	// of each as soon as it has moved, before the next one starts; an
-	// error from it ends the evacuation.
-	Evacuate(ctx context.Context, done func(stream string) error) ([]string, error)
+	// those it moved ("<account>/<stream>"). Of unfinished (the streams
+	// recorded as moving), one a move cut short left with more replicas,
+	// the node among them, is moved off too. moving, when not nil, is told
+	// of each stream before its move starts; an error from it ends the
+	// evacuation.
+	Evacuate(ctx context.Context, unfinished []string, moving func(stream string) error) ([]string, error)
 	// Restore moves the streams back onto the node and names those it
 	// moved back; one gone, or no longer of one replica, is skipped.
 	Restore(ctx context.Context, streams []string) ([]string, error)

@@ -68,28 +68,52 @@ func (h *HandOff) Singles(ctx context.Context, node string) ([]StreamRef, error)
 	if err != nil {
 		return nil, err
 	}
+	return singleStreams(v, node), nil
+}
+
+// singleStreams names the streams of one replica that live on node in v.
+func singleStreams(v *View, node string) []StreamRef {
 	var out []StreamRef
 	for _, g := range v.Groups {
 		if g.Kind == KindStream && len(g.Peers) == 1 && g.Peers[0].Name == node {
 			out = append(out, StreamRef{Account: g.Account, Name: g.Stream})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Evacuate moves every stream of one replica that lives on node to another
 // node, one at a time, and returns those it moved. It is idempotent: a
-// stream already moved is not on node any more and is left alone. done,
-// when not nil, is told of each stream as soon as it has moved, before the
-// next one starts, so that a caller killed during a long evacuation has
-// recorded what moved; an error from done ends the evacuation.
-func (h *HandOff) Evacuate(ctx context.Context, node string, done func(StreamRef) error) ([]StreamRef, error) {
-	streams, err := h.Singles(ctx, node)
+// stream already moved is not on node any more and is left alone.
+//
+// A move raises the stream's replicas before it lowers them again, so one
+// cut short (the caller killed, a timeout) leaves the stream with more
+// than one replica, node among them, and no longer of one replica: of the
+// streams in unfinished (those a caller recorded as moving), such a one is
+// moved off too. moving, when not nil, is told of each stream before its
+// move starts, so that the caller can record it first; an error from it
+// ends the evacuation.
+func (h *HandOff) Evacuate(ctx context.Context, node string, unfinished []StreamRef, moving func(StreamRef) error) ([]StreamRef, error) {
+	v, err := h.freshView(ctx)
 	if err != nil {
 		return nil, err
 	}
+	streams := singleStreams(v, node)
+	for _, g := range v.Groups {
+		s := StreamRef{Account: g.Account, Name: g.Stream}
+		if g.Kind == KindStream && slices.Contains(unfinished, s) && !slices.Contains(streams, s) &&
+			len(g.Peers) > 1 && len(g.Peers) <= maxMoveReplicas && slices.Contains(g.PeerNames(), node) {
+			h.Logger.Info().Str("node", node).Stringer("stream", s).Int("replicas", len(g.Peers)).Msg("finishing a move cut short")
+			streams = append(streams, s)
+		}
+	}
 	var moved []StreamRef
 	for _, s := range streams {
+		if moving != nil {
+			if err := moving(s); err != nil {
+				return moved, fmt.Errorf("evacuate: before stream %s moves: %w", s, err)
+			}
+		}
 		start := time.Now()
 		if err := h.move(ctx, s, node, func(peers []string) string {
 			for _, p := range peers {
@@ -103,11 +127,6 @@ func (h *HandOff) Evacuate(ctx context.Context, node string, done func(StreamRef
 		}
 		h.Logger.Info().Str("node", node).Stringer("stream", s).Dur("took", time.Since(start)).Msg("stream of one replica moved off")
 		moved = append(moved, s)
-		if done != nil {
-			if err := done(s); err != nil {
-				return moved, fmt.Errorf("evacuate: after stream %s moved: %w", s, err)
-			}
-		}
 	}
 	return moved, nil
 }

@@ -22,20 +22,28 @@ func TestParseStreamRef(t *testing.T) {
 	}
 }
 
-// TestEvacuateAndRestore moves a stream of one replica, with its messages
-// and its durable consumer, off its node and back, on a real cluster.
-func TestEvacuateAndRestore(t *testing.T) {
+// evacuateCluster starts a real cluster with a healthy view and returns
+// its collector, a HandOff over it, a JetStream client of the APP account
+// and a context bounding the test.
+func evacuateCluster(t *testing.T) (*Collector, *HandOff, jetstream.JetStream, context.Context) {
+	t.Helper()
 	e, c := raftCluster(t)
 	waitView(t, c, 15*time.Second, "a healthy view", healthyDemo)
 	h := &HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-
+	t.Cleanup(cancel)
 	nc, err := e.Dial(AppAccount)
 	require.NoError(t, err)
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
+	return c, h, js, ctx
+}
+
+// TestEvacuateAndRestore moves a stream of one replica, with its messages
+// and its durable consumer, off its node and back, on a real cluster.
+func TestEvacuateAndRestore(t *testing.T) {
+	c, h, js, ctx := evacuateCluster(t)
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "solo", Subjects: []string{"solo.>"}, Replicas: 1})
 	require.NoError(t, err)
 	const n = 500
@@ -55,7 +63,7 @@ func TestEvacuateAndRestore(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, singles, StreamRef{Account: AppAccount, Name: "solo"})
 
-	moved, err := h.Evacuate(ctx, owner, nil)
+	moved, err := h.Evacuate(ctx, owner, nil, nil)
 	require.NoError(t, err)
 	assert.Equal(t, []StreamRef{{Account: AppAccount, Name: "solo"}}, moved)
 	info, err := js.Stream(ctx, "solo")
@@ -65,7 +73,7 @@ func TestEvacuateAndRestore(t *testing.T) {
 	assert.NotEqual(t, owner, away, "moved off")
 	assert.Equal(t, 1, info.CachedInfo().Config.Replicas, "one replica again")
 	assert.Equal(t, uint64(n), info.CachedInfo().State.Msgs, "every message moved with it")
-	again, err := h.Evacuate(ctx, owner, nil)
+	again, err := h.Evacuate(ctx, owner, nil, nil)
 	require.NoError(t, err)
 	assert.Empty(t, again, "nothing left to move: idempotent")
 
@@ -86,4 +94,49 @@ func TestEvacuateAndRestore(t *testing.T) {
 	gone, err := h.Restore(ctx, owner, []StreamRef{{Account: AppAccount, Name: "no-such-stream"}})
 	require.NoError(t, err)
 	assert.Empty(t, gone, "a stream that is gone is not restored")
+}
+
+// TestEvacuateFinishesAMoveCutShort checks a move cut short after it
+// raised the stream's replicas (the caller killed): the stream is no
+// longer of one replica, so only the caller's record names it, and an
+// evacuation told of it (unfinished) moves it off.
+func TestEvacuateFinishesAMoveCutShort(t *testing.T) {
+	c, h, js, ctx := evacuateCluster(t)
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "cut", Subjects: []string{"cut.>"}, Replicas: 1})
+	require.NoError(t, err)
+	for i := range 50 {
+		_, err := js.Publish(ctx, "cut.x", []byte{byte(i)})
+		require.NoError(t, err)
+	}
+	v := waitView(t, c, 15*time.Second, "cut led", func(v *View) bool {
+		g, ok := lookupGroup(v, "cut")
+		return ok && g.Leader != ""
+	})
+	owner := groupNamed(t, v, "cut").Leader
+	s := StreamRef{Account: AppAccount, Name: "cut"}
+	_, err = h.grow(ctx, js, s, 2) // the first half of a move, then the caller is gone
+	require.NoError(t, err)
+	waitView(t, c, 15*time.Second, "cut seen with two replicas", func(v *View) bool {
+		g, ok := lookupGroup(v, "cut")
+		return ok && len(g.Peers) == 2
+	})
+
+	moved, err := h.Evacuate(ctx, owner, nil, nil)
+	require.NoError(t, err)
+	assert.NotContains(t, moved, s, "not a stream of one replica any more: unknown without the record")
+
+	var told []StreamRef
+	moved, err = h.Evacuate(ctx, owner, []StreamRef{s}, func(r StreamRef) error {
+		told = append(told, r)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Contains(t, moved, s)
+	assert.Contains(t, told, s, "told before its move")
+	info, err := js.Stream(ctx, "cut")
+	require.NoError(t, err)
+	require.NotNil(t, info.CachedInfo().Cluster)
+	assert.NotEqual(t, owner, info.CachedInfo().Cluster.Leader, "moved off")
+	assert.Equal(t, 1, info.CachedInfo().Config.Replicas, "one replica again")
+	assert.Equal(t, uint64(50), info.CachedInfo().State.Msgs)
 }

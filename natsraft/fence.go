@@ -129,15 +129,22 @@ func (m *Member) Unfence(ctx context.Context) error { return m.fence.Unfence(ctx
 // Resume switches the node's JetStream back on.
 func (m *Member) Resume(ctx context.Context) error { return m.fence.Resume(ctx) }
 
-// Evacuate moves every stream of one replica off the node (see
-// HandOff.Evacuate) and names those it moved, as "<account>/<stream>";
-// done, when not nil, is told of each as soon as it has moved.
-func (m *Member) Evacuate(ctx context.Context, done func(stream string) error) ([]string, error) {
-	var each func(StreamRef) error
-	if done != nil {
-		each = func(s StreamRef) error { return done(s.String()) }
+// Evacuate moves every stream of one replica off the node, and finishes
+// the moves of unfinished cut short (see HandOff.Evacuate); it names those
+// it moved, as "<account>/<stream>". moving, when not nil, is told of each
+// before its move starts.
+func (m *Member) Evacuate(ctx context.Context, unfinished []string, moving func(stream string) error) ([]string, error) {
+	refs := make([]StreamRef, 0, len(unfinished))
+	for _, s := range unfinished {
+		if ref, err := ParseStreamRef(s); err == nil {
+			refs = append(refs, ref)
+		}
 	}
-	moved, err := m.handOff.Evacuate(ctx, m.name, each)
+	var each func(StreamRef) error
+	if moving != nil {
+		each = func(s StreamRef) error { return moving(s.String()) }
+	}
+	moved, err := m.handOff.Evacuate(ctx, m.name, refs, each)
 	return streamNames(moved), err
 }
 

@@ -101,7 +101,7 @@ func run(sizeMB, msgSize, reps int, out io.Writer) error {
 		}
 		owner := st.CachedInfo().Cluster.Leader
 		t0 := time.Now()
-		moved, err := h.Evacuate(ctx, owner, nil)
+		moved, err := h.Evacuate(ctx, owner, nil, nil)
 		if err != nil {
 			return fmt.Errorf("evacuate %s: %w", owner, err)
 		}
