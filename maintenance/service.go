@@ -412,6 +412,9 @@ func (s *Service) enter(ctx context.Context, view *natsraft.View, sc scope, r Re
 		if err != nil {
 			return Result{}, err
 		}
+		if err := evacuateOnDrain(sc, doc, r, now); err != nil {
+			return Result{}, err
+		}
 		changed, verdict := plan(view, sc, doc.Clone(), r, now)
 		return Result{
 			Pods:       podViews(view, sc.members, doc, now),
@@ -425,6 +428,9 @@ func (s *Service) enter(ctx context.Context, view *natsraft.View, sc scope, r Re
 	var changed bool
 	var verdict Verdict
 	stored, err := s.Store.Update(ctx, func(d *Document) error {
+		if err := evacuateOnDrain(sc, d, r, now); err != nil {
+			return err
+		}
 		changed, verdict = plan(view, sc, d, r, now)
 		if len(verdict.Violations) > 0 && !r.Force {
 			return unsafe(sc, verdict.Violations)
@@ -474,10 +480,14 @@ func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) 
 			entry.ExpiresAt = old.ExpiresAt
 		}
 		entry.Force = entry.Force || old.Force
-		entry.Evacuate = entry.Evacuate || old.Evacuate
-		entry.KeepEvacuated = entry.KeepEvacuated || old.KeepEvacuated
 		if r.Mode == "" {
 			entry.Mode = old.Mode
+		}
+		if !entry.Drain() {
+			// A drain keeps the streams where they are: what a fence
+			// entry asked to evacuate does not carry over into one.
+			entry.Evacuate = entry.Evacuate || old.Evacuate
+			entry.KeepEvacuated = entry.KeepEvacuated || old.KeepEvacuated
 		}
 		if r.RestoreLeaders == nil {
 			entry.RestoreLeaders = cloneBool(old.RestoreLeaders)
@@ -515,6 +525,20 @@ func plan(view *natsraft.View, sc scope, d *Document, r Request, now time.Time) 
 	}
 	entries[sc.name] = entry
 	return true, verdict
+}
+
+// evacuateOnDrain refuses (EInvalid) a request to evacuate that names no
+// mode while the entry it changes is a drain: the entry would keep its
+// mode, and a drain keeps the streams where they are.
+func evacuateOnDrain(sc scope, d *Document, r Request, now time.Time) error {
+	if !r.Evacuate || r.Mode != "" {
+		return nil
+	}
+	if old, ok := sc.entries(d)[sc.name]; ok && !old.Expired(now) && old.Drain() {
+		return Errorf(EInvalid, "evacuate applies to mode fence only, and the entry of %s is a drain: "+
+			`say "mode": "fence" to turn it into a fence that evacuates`, sc)
+	}
+	return nil
 }
 
 // heldByForce returns the members of sc that some other entry holds in

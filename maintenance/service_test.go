@@ -865,3 +865,34 @@ func TestServiceJudgesAPodInAfterItsForceEnded(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, res.Changed)
 }
+
+// TestServiceDrainAndEvacuateDoNotMix checks that a fence entry asking to
+// evacuate, turned into a drain, does not keep evacuate (a drain keeps the
+// streams where they are), and that a request to evacuate a pod whose
+// entry is a drain, naming no mode, is refused rather than stored.
+func TestServiceDrainAndEvacuateDoNotMix(t *testing.T) {
+	f := newFixture(t, staticView(threeNodes()))
+	ctx := context.Background()
+	_, err := f.svc.EnterPod(ctx, "n0", maintenance.Request{Reason: "disk", Evacuate: true, KeepEvacuated: true})
+	require.NoError(t, err)
+	_, err = f.svc.EnterPod(ctx, "n0", maintenance.Request{Mode: maintenance.ModeDrain})
+	require.NoError(t, err)
+	e := f.doc(t).Pods["n0"]
+	assert.True(t, e.Drain())
+	assert.False(t, e.Evacuate)
+	assert.False(t, e.KeepEvacuated)
+
+	before := f.doc(t)
+	_, err = f.svc.EnterPod(ctx, "n0", maintenance.Request{Evacuate: true})
+	e2 := requireCode(t, err, maintenance.EInvalid)
+	assert.Contains(t, e2.Message, `"mode": "fence"`)
+	_, err = f.svc.EnterPod(ctx, "n0", maintenance.Request{Evacuate: true, DryRun: true})
+	requireCode(t, err, maintenance.EInvalid)
+	assert.Equal(t, before, f.doc(t))
+
+	_, err = f.svc.EnterPod(ctx, "n0", maintenance.Request{Evacuate: true, Mode: maintenance.ModeFence})
+	require.NoError(t, err)
+	e = f.doc(t).Pods["n0"]
+	assert.False(t, e.Drain())
+	assert.True(t, e.Evacuate)
+}
