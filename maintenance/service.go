@@ -316,12 +316,20 @@ func (s *Service) ExitPodWith(ctx context.Context, pod string, x Exit) (Result, 
 	changed := false
 	stored, err := s.Store.Update(ctx, func(d *Document) error {
 		changed = false
-		if node.DC != "" {
-			if e, ok := d.DCs[node.DC]; ok && !e.Expired(now) {
+		dc := node.DC
+		if dc == "" {
+			// No cluster view to place the pod: its status says which
+			// entry keeps it in, a dc's too.
+			if held, ok := strings.CutPrefix(d.Status[pod].Entry, "dc."); ok {
+				dc = held
+			}
+		}
+		if dc != "" {
+			if e, ok := d.DCs[dc]; ok && !e.Expired(now) {
 				return &Error{
 					Code: EConflict,
 					Message: fmt.Sprintf("pod %s is in maintenance with its dc %s: DELETE /dcs/%s to bring the dc back",
-						pod, node.DC, node.DC),
+						pod, dc, dc),
 				}
 			}
 		}

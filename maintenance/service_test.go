@@ -896,3 +896,22 @@ func TestServiceDrainAndEvacuateDoNotMix(t *testing.T) {
 	assert.False(t, e.Drain())
 	assert.True(t, e.Evacuate)
 }
+
+// TestExitPodHeldByItsDCWithoutAView checks DELETE /pods/<pod> of a pod
+// its dc's entry keeps in while no cluster view can be had: the pod's
+// status names the dc entry, and the answer is the same 409 as with a
+// view, nothing removed.
+func TestExitPodHeldByItsDCWithoutAView(t *testing.T) {
+	f := newFixture(t, viewFunc(func(context.Context) (*natsraft.View, error) {
+		return nil, errors.New("no NATS server answers")
+	}))
+	f.seed(t, func(d *maintenance.Document) {
+		d.DCs["east"] = maintenance.Entry{Since: t0, Reason: "power"}
+		d.Status["n0"] = maintenance.Status{Phase: maintenance.PhaseInMaintenance, ObservedAt: t0, PhaseSince: t0, Entry: "dc.east"}
+	})
+	before := f.doc(t)
+	_, err := f.svc.ExitPod(context.Background(), "n0", "ops")
+	e := requireCode(t, err, maintenance.EConflict)
+	assert.Contains(t, e.Message, "DELETE /dcs/east")
+	assert.Equal(t, before, f.doc(t))
+}
