@@ -208,7 +208,7 @@ type Node interface {
 	Resume(ctx context.Context) error
 	// Evacuate moves every stream of one replica off the node and names
 	// those it moved ("<account>/<stream>"). Of unfinished (the streams
-	// recorded as moving), one a move cut short left with more replicas,
+	// recorded as moving), one a move cut short left of two replicas,
 	// the node among them, is moved off too. moving, when not nil, is told
 	// of each stream before its move starts; an error from it ends the
 	// evacuation.

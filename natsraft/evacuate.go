@@ -86,11 +86,12 @@ func singleStreams(v *View, node string) []StreamRef {
 // node, one at a time, and returns those it moved. It is idempotent: a
 // stream already moved is not on node any more and is left alone.
 //
-// A move raises the stream's replicas before it lowers them again, so one
-// cut short (the caller killed, a timeout) leaves the stream with more
-// than one replica, node among them, and no longer of one replica: of the
-// streams in unfinished (those a caller recorded as moving), such a one is
-// moved off too. moving, when not nil, is told of each stream before its
+// A move off raises the stream to two replicas (NATS places the second on
+// another node) before it lowers it again, so one cut short (the caller
+// killed, a timeout) leaves the stream of two replicas, node among them,
+// and no longer of one replica: of the streams in unfinished (those a
+// caller recorded as moving), such a one is moved off too. One of more
+// replicas was changed by someone else and is left alone. moving, when not nil, is told of each stream before its
 // move starts, so that the caller can record it first; an error from it
 // ends the evacuation.
 func (h *HandOff) Evacuate(ctx context.Context, node string, unfinished []StreamRef, moving func(StreamRef) error) ([]StreamRef, error) {
@@ -102,7 +103,7 @@ func (h *HandOff) Evacuate(ctx context.Context, node string, unfinished []Stream
 	for _, g := range v.Groups {
 		s := StreamRef{Account: g.Account, Name: g.Stream}
 		if g.Kind == KindStream && slices.Contains(unfinished, s) && !slices.Contains(streams, s) &&
-			len(g.Peers) > 1 && len(g.Peers) <= maxMoveReplicas && slices.Contains(g.PeerNames(), node) {
+			len(g.Peers) == 2 && slices.Contains(g.PeerNames(), node) {
 			h.Logger.Info().Str("node", node).Stringer("stream", s).Int("replicas", len(g.Peers)).Msg("finishing a move cut short")
 			streams = append(streams, s)
 		}
