@@ -34,9 +34,24 @@ func TestAppGroupsOfOneReplica(t *testing.T) {
 	require.NoError(t, err)
 
 	// An ordered consumer on demo, as `nats stream view` and KV watchers
-	// make, consuming.
-	oc, err := js.OrderedConsumer(ctx, natsraft.DemoStream, jetstream.OrderedConsumerConfig{})
-	require.NoError(t, err)
+	// make, consuming; once demo is led and its replicas current (the app
+	// answers before its streams are: one run waited here, with nothing to
+	// say why, until the test's deadline), and within a bound of its own.
+	waitGroup(t, running, "demo led, every replica current", func(g natsraft.Group) bool {
+		if g.Kind != natsraft.KindStream || g.Name != natsraft.DemoStream || g.Leader == "" {
+			return false
+		}
+		for _, p := range g.Peers {
+			if !p.Current {
+				return false
+			}
+		}
+		return true
+	})
+	octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
+	oc, err := js.OrderedConsumer(octx, natsraft.DemoStream, jetstream.OrderedConsumerConfig{})
+	ocancel()
+	require.NoError(t, err, "an ordered consumer on %s", natsraft.DemoStream)
 	cc, err := oc.Consume(func(jetstream.Msg) {})
 	require.NoError(t, err)
 	defer cc.Stop()
