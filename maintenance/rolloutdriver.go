@@ -112,7 +112,7 @@ func (r *RolloutDriver) Sync(ctx context.Context) error {
 	// first asked for, lets it tell the old instance from the new.
 	back := false
 	if i := ro.current(); i >= 0 && ro.Pods[i].Step == StepRestarting && ro.Pods[i].Restarted != nil &&
-		ro.State != RolloutStopping && r.svc.Restarter != nil && owns(name, ro, d, ro.Pods[i].Pod) {
+		ro.State != RolloutStopping && r.svc.Restarter != nil && owns(name, &ro, d, ro.Pods[i].Pod) {
 		// Only while the rollout's entry keeps the pod in: one removed
 		// (DELETE /pods/<pod>) or taken over ends the turn, and the pod,
 		// on its way back or serving again, must not be stopped.
@@ -238,7 +238,7 @@ func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.T
 		p.Step, p.Entered = StepEntering, &now
 		ro.State, ro.PauseReason = RolloutRunning, ""
 	case StepEntering:
-		if !owns(name, *ro, d, p.Pod) {
+		if !owns(name, ro, d, p.Pod) {
 			// Someone removed the entry (DELETE /pods/<pod>): the turn
 			// is over.
 			p.Step, p.Exited = StepExiting, &now
@@ -254,7 +254,7 @@ func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.T
 			p.Step = StepHolding
 		}
 	case StepHolding:
-		if !owns(name, *ro, d, p.Pod) {
+		if !owns(name, ro, d, p.Pod) {
 			// The entry was removed or taken over: the hold is over.
 			p.Step, p.Exited = StepExiting, &now
 			return
@@ -264,7 +264,7 @@ func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.T
 		}
 		exitTurn(name, ro, p, d, now)
 	case StepRestarting:
-		if back || !owns(name, *ro, d, p.Pod) {
+		if back || !owns(name, ro, d, p.Pod) {
 			exitTurn(name, ro, p, d, now)
 		}
 	case StepExiting:
@@ -272,17 +272,21 @@ func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.T
 	}
 }
 
-// exitTurn removes the rollout's entry of the pod: it comes back.
+// exitTurn removes the rollout's entry of the pod: it comes back. A turn
+// already exiting keeps the time it began to.
 func exitTurn(name string, ro *Rollout, p *RolloutPod, d *Document, now time.Time) {
-	if _, ours := ownEntry(name, ro, d, p.Pod); ours {
+	if owns(name, ro, d, p.Pod) {
 		delete(d.Pods, p.Pod)
 	}
-	p.Step, p.Exited = StepExiting, &now
+	p.Step = StepExiting
+	if p.Exited == nil {
+		p.Exited = &now
+	}
 }
 
 // finishTurn ends the pod's turn once it is Active and current again.
 func finishTurn(name string, ro *Rollout, p *RolloutPod, d *Document, view *natsraft.View, now time.Time) {
-	if _, ours := ownEntry(name, ro, d, p.Pod); ours {
+	if owns(name, ro, d, p.Pod) {
 		delete(d.Pods, p.Pod)
 	}
 	if ok, _ := podBack(p.Pod, d, view, now); ok {
@@ -290,16 +294,10 @@ func finishTurn(name string, ro *Rollout, p *RolloutPod, d *Document, view *nats
 	}
 }
 
-// ownEntry returns the pod's entry and whether the rollout wrote it.
-func ownEntry(name string, ro *Rollout, d *Document, pod string) (Entry, bool) {
-	e, ok := d.Pods[pod]
-	return e, ok && e.RequestedBy == ro.entryBy(name)
-}
-
 // owns reports whether the pod's stored entry is the rollout's own.
-func owns(name string, ro Rollout, d *Document, pod string) bool {
-	_, ours := ownEntry(name, &ro, d, pod)
-	return ours
+func owns(name string, ro *Rollout, d *Document, pod string) bool {
+	e, ok := d.Pods[pod]
+	return ok && e.RequestedBy == ro.entryBy(name)
 }
 
 // podBack tells whether pod is Active (no status left, nothing desired)

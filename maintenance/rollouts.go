@@ -244,14 +244,7 @@ func (s *Service) StopRollout(ctx context.Context, name, by string) (RolloutView
 			// having its turn to be back (it may never be). Its entry
 			// goes, so the pod still comes back by itself.
 			if i := ro.current(); i >= 0 && ro.Pods[i].Step.inTurn() {
-				p := &ro.Pods[i]
-				if owns(name, ro, d, p.Pod) {
-					delete(d.Pods, p.Pod)
-				}
-				if p.Exited == nil {
-					p.Exited = &now
-				}
-				p.Step = StepExiting
+				exitTurn(name, &ro, &ro.Pods[i], d, now)
 			}
 			ro.State, ro.Finished = RolloutStopped, &now
 			d.Rollouts[name] = ro
