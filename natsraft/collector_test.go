@@ -1138,18 +1138,8 @@ func TestCollectorSupercluster(t *testing.T) {
 
 	dcs := map[string]string{"nats-dc1-0": "dc1", "nats-dc1-1": "dc1", "nats-dc2-0": "dc2", "nats-dc2-1": "dc2"}
 	v := waitView(t, c, 20*time.Second, "meta and demo current across dcs", func(v *View) bool {
-		if len(v.Groups) != 3 {
+		if len(v.Groups) != 3 || !ledAndCurrent(v) {
 			return false
-		}
-		for _, g := range v.Groups {
-			if g.Leader == "" {
-				return false
-			}
-			for _, p := range g.Peers {
-				if !p.Current {
-					return false
-				}
-			}
 		}
 		for _, n := range v.Nodes {
 			if len(n.Gateways) == 0 {

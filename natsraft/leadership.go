@@ -121,65 +121,169 @@ func (h *HandOff) MoveLeader(ctx context.Context, m LeaderMove) error {
 }
 
 // GiveBack moves the leadership of each named group (as Leaders names
-// them) back to node, one group at a time, and says which went back and
-// which did not: a group that is gone, one node is no longer a member of,
-// or one whose replica on node is not healthy (not caught up) stays where
-// it is. A name several accounts use gives back each such group node is a
-// member of. Only a view that cannot be had is an error.
+// them) back to node, and says which went back and which did not: a group
+// that is gone, one node is no longer a member of, or one whose replica on
+// node is not healthy (not caught up) stays where it is. A name several
+// accounts use gives back each such group node is a member of. Only a
+// view that cannot be had at the start is an error.
+//
+// The moves go in rounds, like a hand-off's: one fresh view, then a step
+// down with node preferred for every group still led elsewhere, a bounded
+// number in flight at once, then one view again. A node that led hundreds
+// of groups gets them back in a few rounds, not in one sweep and one
+// election per group. A group gets at most maxStepDownAttempts step downs
+// and giveBackTimeout from its first; one whose turn never came before ctx
+// ended is NotBackNoTime. Without a deadline in ctx, GiveBack gives up
+// after DefaultHandOffTimeout.
 func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([]string, []NotGivenBack, error) {
+	ctx, cancel := withDefaultDeadline(ctx, DefaultHandOffTimeout)
+	defer cancel()
 	v, err := h.freshView(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	n, ok := v.Node(node)
 	reachable := ok && n.Serving()
-	var given []string
-	var notGiven []NotGivenBack
-	var moved []Group
-	for _, name := range groups {
-		var found, member bool
-		var why string
-		back := false
-		for _, g := range v.Groups {
-			if g.Name != name {
-				continue
-			}
-			found = true
+
+	// One move per group node is a member of, in the order of groups.
+	type move struct {
+		name     string
+		key      groupKey
+		group    Group
+		attempts int
+		first    time.Time
+		lastErr  error
+		done     bool
+		back     bool
+		why      string
+	}
+	var moves []*move
+	found := map[string]bool{}
+	member := map[string]bool{}
+	byName := map[string][]Group{}
+	for _, g := range v.Groups {
+		byName[g.Name] = append(byName[g.Name], g)
+	}
+	for _, name := range slices.Compact(slices.Clone(groups)) {
+		for _, g := range byName[name] {
+			found[name] = true
 			p, isPeer := peerOf(g, node)
 			if !isPeer {
 				continue
 			}
-			member = true
+			member[name] = true
+			m := &move{name: name, key: keyOf(&g), group: g}
 			switch {
 			case g.Leader == node:
-				back = true
+				m.done, m.back = true, true
 			case !reachable || p.Offline || p.Pending || !(p.Current || p.Healthy):
-				why = NotBackNotHealthy
-			case ctx.Err() != nil:
-				why = NotBackNoTime
-			default:
-				mctx, cancel := context.WithTimeout(ctx, giveBackTimeout)
-				err := h.MoveLeader(mctx, LeaderMove{Group: g.Name, Kind: g.Kind, Account: g.Account, From: g.Leader, To: node})
-				cancel()
-				switch {
-				case errors.Is(err, ErrGroupGone):
-					why = NotBackGone
-				case err != nil:
-					why = err.Error()
-				default:
-					back = true
+				m.done, m.why = true, NotBackNotHealthy
+			}
+			moves = append(moves, m)
+		}
+	}
+
+	conns := &connCache{dial: h.Dial}
+	defer conns.close()
+	var moved []Group
+	since := time.Now().Add(-sharedViewAge)
+	for round := 0; ; round++ {
+		var steps []stepDown
+		var stepping []*move
+		idx := indexGroups(v)
+		for _, m := range moves {
+			if m.done {
+				continue
+			}
+			g, ok := idx[metaKeyed(m.key)]
+			_, isPeer := peerOf(g, node)
+			switch {
+			case !ok:
+				m.done, m.why = true, NotBackGone
+			case g.Leader == node:
+				m.done, m.back = true, true
+				if m.attempts > 0 {
 					moved = append(moved, g)
+				}
+			case !isPeer:
+				m.done, m.why = true, NotBackNotMember
+			case g.Leader == "":
+				// An election is under way: look again.
+			case m.attempts >= maxStepDownAttempts || (m.attempts > 0 && time.Since(m.first) > giveBackTimeout):
+				m.done, m.why = true, notLedError(g, node, m.attempts, m.lastErr).Error()
+			default:
+				if m.attempts == 0 {
+					m.first = time.Now()
+				}
+				m.attempts++
+				steps = append(steps, stepDown{group: g, to: node})
+				stepping = append(stepping, m)
+			}
+		}
+		if !slices.ContainsFunc(moves, func(m *move) bool { return !m.done }) {
+			break
+		}
+		if len(steps) > 0 {
+			errs := h.stepDownAll(ctx, conns, steps, h.Logger.With().Str("node", node).Logger())
+			for i, err := range errs {
+				stepping[i].lastErr = err
+			}
+		} else if sleepCtx(ctx, electionPoll) != nil {
+			break
+		}
+		since = time.Now()
+		if ctx.Err() != nil {
+			break
+		}
+		nv, err := h.viewSince(ctx, since)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			// Lost a sweep: the next round looks again.
+			h.Logger.Debug().Err(err).Msg("give back: view")
+			if sleepCtx(ctx, time.Duration(round+1)*20*time.Millisecond) != nil {
+				break
+			}
+			continue
+		}
+		v = nv
+	}
+
+	// What ctx's end left: a group never tried, or one not yet seen led by
+	// node.
+	for _, m := range moves {
+		switch {
+		case m.done:
+		case m.attempts == 0:
+			m.done, m.why = true, NotBackNoTime
+		default:
+			m.done, m.why = true, notLedError(m.group, node, m.attempts, m.lastErr).Error()
+		}
+	}
+	var given []string
+	var notGiven []NotGivenBack
+	for _, name := range groups {
+		if !found[name] {
+			notGiven = append(notGiven, NotGivenBack{Group: name, Why: NotBackGone})
+			continue
+		}
+		if !member[name] {
+			notGiven = append(notGiven, NotGivenBack{Group: name, Why: NotBackNotMember})
+			continue
+		}
+		back, why := false, ""
+		for _, m := range moves {
+			if m.name == name {
+				back = back || m.back
+				if !m.back {
+					why = m.why
 				}
 			}
 		}
-		switch {
-		case back:
+		if back {
 			given = append(given, name)
-		case !found:
-			notGiven = append(notGiven, NotGivenBack{Group: name, Why: NotBackGone})
-		case !member:
-			notGiven = append(notGiven, NotGivenBack{Group: name, Why: NotBackNotMember})
-		default:
+		} else {
 			notGiven = append(notGiven, NotGivenBack{Group: name, Why: why})
 		}
 	}
@@ -190,6 +294,34 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 		h.Logger.Info().Str("node", node).Strs("given", given).Int("notGiven", len(notGiven)).Msg("leaderships given back")
 	}
 	return given, notGiven, nil
+}
+
+// indexGroups maps v's groups by their key, the meta group's reduced to
+// its kind (see metaKeyed).
+func indexGroups(v *View) map[groupKey]Group {
+	idx := make(map[groupKey]Group, len(v.Groups))
+	for i := range v.Groups {
+		idx[metaKeyed(keyOf(&v.Groups[i]))] = v.Groups[i]
+	}
+	return idx
+}
+
+// metaKeyed is k, or only its kind for the meta group: there is one, and
+// its account depends on who reported it.
+func metaKeyed(k groupKey) groupKey {
+	if k.kind == KindMeta {
+		return groupKey{kind: KindMeta}
+	}
+	return k
+}
+
+// notLedError says that g is not led by node after attempts step downs,
+// with the last step down's error when it had one.
+func notLedError(g Group, node string, attempts int, last error) error {
+	if last == nil {
+		last = fmt.Errorf("led by %s", cmp.Or(g.Leader, "nobody"))
+	}
+	return fmt.Errorf("%s %s not led by %s after %d step downs: %w", g.Kind, g.Name, node, attempts, last)
 }
 
 // settle waits, at most giveBackTimeout, until a fresh view shows every

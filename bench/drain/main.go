@@ -7,7 +7,12 @@
 //	    default mode) on the same app;
 //	(2) the leader skew (most minus fewest leaderships of a pod) after a
 //	    rolling maintenance of every pod (PUT /rollouts/<name>, hold 1 s per
-//	    turn), with the give-back and without it (restoreLeaders=false).
+//	    turn), with the give-back and without it (restoreLeaders=false);
+//	(3) the time to give a node back the leaderships of a stream and its
+//	    consumers (-consumers, R3), one group at a time (a fresh sweep and an
+//	    election per group, as the give-back did before) next to the
+//	    give-back in rounds (HandOff.GiveBack: one sweep per round, the step
+//	    downs in flight together).
 package main
 
 import (
@@ -18,8 +23,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/prober-dev/prober/app"
@@ -31,14 +38,16 @@ import (
 func main() {
 	reps := flag.Int("reps", 3, "repetitions of the write-gap measurement and of the maintenance sequence")
 	settle := flag.Duration("settle", 1500*time.Millisecond, "how long writes keep going after a step has completed")
+	consumers := flag.Int("consumers", 200, "consumers of the stream whose leaderships (3) gives back")
+	only := flag.Int("only", 0, "run only this part (1, 2 or 3); 0 runs all")
 	flag.Parse()
-	if err := run(*reps, *settle, os.Stdout); err != nil {
+	if err := run(*reps, *settle, *consumers, *only, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "drain:", err)
 		os.Exit(1)
 	}
 }
 
-func run(reps int, settle time.Duration, out io.Writer) error {
+func run(reps int, settle time.Duration, consumers, only int, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "bench-drain-")
@@ -55,6 +64,24 @@ func run(reps int, settle time.Duration, out io.Writer) error {
 	c := embedded.Cluster()
 	base := "http://" + embedded.Addr()
 
+	if only == 0 || only == 1 {
+		if err := writeGaps(ctx, c, base, reps, settle, out); err != nil {
+			return err
+		}
+	}
+	if only == 0 || only == 2 {
+		if err := skews(ctx, c, base, reps, out); err != nil {
+			return err
+		}
+	}
+	if only == 0 || only == 3 {
+		return giveBacks(ctx, c, consumers, reps, out)
+	}
+	return nil
+}
+
+// writeGaps measures (1).
+func writeGaps(ctx context.Context, c *natsraft.Embedded, base string, reps int, settle time.Duration, out io.Writer) error {
 	fmt.Fprintf(out, "(1) write gap on R3 stream demo, sync publishes through a node that stays up, %d repetitions\n", reps)
 	gaps := map[string][2][]time.Duration{}
 	for _, mode := range []string{"drain", "fence"} {
@@ -86,6 +113,11 @@ func run(reps int, settle time.Duration, out io.Writer) error {
 		fmt.Fprintf(out, "%-28s %-26s %-26s\n", mode, gap.Stats(gaps[mode][0]), gap.Stats(gaps[mode][1]))
 	}
 
+	return nil
+}
+
+// skews measures (2).
+func skews(ctx context.Context, c *natsraft.Embedded, base string, reps int, out io.Writer) error {
 	fmt.Fprintf(out, "\n(2) leader skew after a rollout of every pod (fence, hold 1s per turn), %d repetitions\n", reps)
 	var with, without []int
 	for i := 0; i < reps; i++ {
@@ -106,6 +138,152 @@ func run(reps int, settle time.Duration, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%-28s %v\n%-28s %v\n", "with give-back", with, "without (restoreLeaders=false)", without)
 	return nil
+}
+
+// giveBacks measures (3): a stream "bulk" with consumers durable consumers,
+// R3; each repetition hands every leadership off one pod and gives the
+// bulk ones back, one group at a time and then in rounds.
+func giveBacks(ctx context.Context, c *natsraft.Embedded, consumers, reps int, out io.Writer) error {
+	js, closeJS, err := gap.JetStream(c)
+	if err != nil {
+		return err
+	}
+	defer closeJS()
+	// Right after (2) the last pod of the rollout may still count as
+	// offline for placement: each creation is tried again for a while.
+	var s jetstream.Stream
+	if err := retry(ctx, "create stream bulk", func() (err error) {
+		s, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "bulk", Subjects: []string{"bulk.>"}, Replicas: 3})
+		return err
+	}); err != nil {
+		return err
+	}
+	names := []string{"bulk"}
+	for i := range consumers {
+		name := fmt.Sprintf("c%04d", i)
+		if err := retry(ctx, "create consumer "+name, func() error {
+			_, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy})
+			return err
+		}); err != nil {
+			return err
+		}
+		names = append(names, "bulk/"+name)
+	}
+	col := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: c.Endpoints(), Logger: zerolog.Nop()})
+	h := &natsraft.HandOff{Views: col, Dial: c.Dial, Logger: zerolog.Nop()}
+	pod := c.Nodes()[1].Name()
+	if err := settled(ctx, col, len(names)); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n(3) give-back of %d leaderships (stream bulk and %d consumers, R3) to %s, %d repetitions\n",
+		len(names), consumers, pod, reps)
+	took := map[string][]time.Duration{}
+	modes := []string{"one group at a time", "in rounds"}
+	for i := 0; i < reps; i++ {
+		for _, mode := range modes {
+			if err := h.Run(ctx, pod, natsraft.Scope{}); err != nil {
+				return fmt.Errorf("hand-off of %s: %w", pod, err)
+			}
+			if err := settled(ctx, col, len(names)); err != nil {
+				return err
+			}
+			begin := time.Now()
+			back := 0
+			if mode == modes[0] {
+				back, err = oneAtATime(ctx, h, col, pod, names)
+			} else {
+				var given []string
+				given, _, err = h.GiveBack(ctx, pod, names)
+				back = len(given)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", mode, err)
+			}
+			d := time.Since(begin)
+			took[mode] = append(took[mode], d)
+			fmt.Fprintf(out, "  %-20s run %d: %d of %d back in %7.3fs\n", mode, i+1, back, len(names), d.Seconds())
+		}
+	}
+	fmt.Fprintf(out, "%-28s %s\n", "give-back (min/med/max)", "")
+	for _, mode := range modes {
+		fmt.Fprintf(out, "%-28s %s\n", mode, gap.Stats(took[mode]))
+	}
+	if a, b := gap.Median(sorted(took[modes[0]])), gap.Median(sorted(took[modes[1]])); b > 0 {
+		fmt.Fprintf(out, "%-28s %.1fx faster on the medians\n", "in rounds", a.Seconds()/b.Seconds())
+	}
+	return nil
+}
+
+// oneAtATime gives the leadership of each named group back to pod the way
+// the give-back did before the rounds: each group on its own, stepped down
+// and waited for in a fresh sweep before the next, 10 s at most each.
+func oneAtATime(ctx context.Context, h *natsraft.HandOff, col *natsraft.Collector, pod string, names []string) (int, error) {
+	v, err := col.Sweep(ctx)
+	if err != nil {
+		return 0, err
+	}
+	back := 0
+	for _, name := range names {
+		for _, g := range v.Groups {
+			if g.Name != name {
+				continue
+			}
+			mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := h.MoveLeader(mctx, natsraft.LeaderMove{Group: g.Name, Kind: g.Kind, Account: g.Account, From: g.Leader, To: pod})
+			cancel()
+			if err == nil {
+				back++
+			}
+		}
+	}
+	return back, nil
+}
+
+// settled waits until the view has at least groups groups besides demo's
+// and meta, each led, with every replica current.
+func settled(ctx context.Context, col *natsraft.Collector, groups int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		v, err := col.Sweep(ctx)
+		if err == nil && len(v.Groups) >= groups+3 && !slices.ContainsFunc(v.Groups, func(g natsraft.Group) bool {
+			return g.Leader == "" || slices.ContainsFunc(g.Peers, func(p natsraft.Peer) bool { return !p.Current })
+		}) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("groups not led and current after 2m (last sweep: %v)", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// retry calls fn until it succeeds, for a minute at most.
+func retry(ctx context.Context, what string, fn func() error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func sorted(ds []time.Duration) []time.Duration {
+	out := slices.Clone(ds)
+	slices.Sort(out)
+	return out
 }
 
 // rollout runs a rolling maintenance of every pod, waits until it is Done

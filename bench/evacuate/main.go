@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/prober-dev/prober/bench/internal/gap"
 	"github.com/prober-dev/prober/natsraft"
 )
 
@@ -48,15 +49,11 @@ func run(sizeMB, msgSize, reps int, out io.Writer) error {
 	c := natsraft.NewCollector(natsraft.CollectorOptions{Endpoints: e.Endpoints(), Logger: zerolog.Nop()})
 	h := &natsraft.HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}
 
-	nc, err := e.Dial(natsraft.AppAccount)
+	js, closeJS, err := gap.JetStream(e)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer closeJS()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "big", Subjects: []string{"big.>"}, Replicas: 1,
 		MaxBytes: int64(sizeMB+16) << 20}); err != nil {
 		return err

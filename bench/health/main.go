@@ -45,6 +45,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/prober-dev/prober/bench/internal/gap"
 	"github.com/prober-dev/prober/bench/internal/proc"
 	"github.com/prober-dev/prober/natsraft"
 	"github.com/prober-dev/prober/prober"
@@ -378,15 +379,11 @@ func serveCluster(ctx context.Context, streams, consumers int, out io.Writer, in
 	}
 	defer e.Close()
 	fmt.Fprintf(out, "cluster up in %.1fs, creating %d streams and %d consumers\n", time.Since(start).Seconds(), streams, streams*consumers)
-	nc, err := e.Dial(natsraft.AppAccount)
+	js, closeJS, err := gap.JetStream(e)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer closeJS()
 	created := time.Now()
 	var next atomic.Int64
 	var done atomic.Int64

@@ -204,3 +204,18 @@ func RunEmbedded(ctx context.Context, e *app.Embedded) (stop func(), err error) 
 		return nil, err
 	}
 }
+
+// JetStream connects to c as a user of the app account and returns the
+// JetStream API over that connection, and a func that closes it.
+func JetStream(c *natsraft.Embedded) (jetstream.JetStream, func(), error) {
+	nc, err := c.Dial(natsraft.AppAccount)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
+}

@@ -1,0 +1,97 @@
+package natsraft
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestGiveBackMany: a node that led many groups (a stream and sixty
+// consumers, besides demo's) is handed off and then gets every one of them
+// back in one GiveBack; a group that is gone and one the node is no member
+// of are reported, not tried.
+func TestGiveBackMany(t *testing.T) {
+	e, c := raftCluster(t)
+	waitView(t, c, 15*time.Second, "a healthy view", healthyDemo)
+	h := &HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}
+	const node, consumers = "nats-1", 60
+
+	nc, err := e.Dial(AppAccount)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "many", Subjects: []string{"many.>"}, Replicas: 3})
+	require.NoError(t, err)
+	for i := range consumers {
+		_, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: fmt.Sprintf("c%02d", i), AckPolicy: jetstream.AckExplicitPolicy})
+		require.NoError(t, err)
+	}
+	// A group of one replica on another node: node is no member of it.
+	other := "nats-2"
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "elsewhere", Subjects: []string{"elsewhere.>"}, Replicas: 1})
+	require.NoError(t, err)
+	v := waitView(t, c, 30*time.Second, "every group led and every replica current", func(v *View) bool {
+		return len(v.Groups) == 3+1+consumers+1 && ledAndCurrent(v)
+	})
+	if g := groupNamed(t, v, "elsewhere"); g.Leader == node {
+		other = "" // placed on node itself: no non-member case in this run
+	}
+
+	leadEverything(t, c, e, node)
+	led, err := h.Leaders(ctx, node)
+	require.NoError(t, err)
+	require.Len(t, led, 4+consumers, "the roles snapshot: meta, demo, demo's consumer, many and its consumers")
+	require.NoError(t, h.Run(ctx, node, Scope{}))
+	v, err = c.Sweep(ctx)
+	require.NoError(t, err)
+	for _, name := range led {
+		require.NotEqual(t, node, groupNamed(t, v, name).Leader, "%s handed off", name)
+	}
+
+	asked := append(slices.Clone(led), "many/gone")
+	if other != "" {
+		asked = append(asked, "elsewhere")
+	}
+	begin := time.Now()
+	given, notGiven, err := h.GiveBack(ctx, node, asked)
+	require.NoError(t, err)
+	t.Logf("gave %d leaderships back in %s", len(given), time.Since(begin).Round(time.Millisecond))
+	assert.ElementsMatch(t, led, given)
+	want := []NotGivenBack{{Group: "many/gone", Why: NotBackGone}}
+	if other != "" {
+		want = append(want, NotGivenBack{Group: "elsewhere", Why: NotBackNotMember})
+	}
+	assert.Equal(t, want, notGiven)
+
+	v, err = c.Sweep(ctx)
+	require.NoError(t, err)
+	for _, name := range led {
+		assert.Equal(t, node, groupNamed(t, v, name).Leader, "%s given back", name)
+	}
+}
+
+// ledAndCurrent says whether every group of v has a leader and every
+// replica is current.
+func ledAndCurrent(v *View) bool {
+	for _, g := range v.Groups {
+		if g.Leader == "" {
+			return false
+		}
+		for _, p := range g.Peers {
+			if !p.Current {
+				return false
+			}
+		}
+	}
+	return true
+}
