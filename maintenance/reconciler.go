@@ -146,8 +146,14 @@ type Reconciler struct {
 	// outside leave (a drain lifting the fence a fence entry put up, a
 	// hold resuming the JetStream it had quiesced): it is not ready again
 	// before it has caught up.
-	resumed  bool
-	failures int
+	resumed bool
+	// fenceVerified is set once this process has seen the fence of the
+	// node verified from the peers' side (Node.Fence returned), and unset
+	// when the fence is lifted. A fence found in place without it (its
+	// check failed, or a prober restarted, or the pod was held at boot)
+	// is verified again before the node is reported InMaintenance.
+	fenceVerified bool
+	failures      int
 	// seen is the resourceVersion of the document the current decision is
 	// based on; lastWritten that of this reconciler's last write when it
 	// held nothing but its own change to seen, else "".
@@ -441,6 +447,19 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 	if fenced && quiesced {
 		r.inByForce = r.inByForce || entry.Force
 		r.setReady(false, fmt.Sprintf("in maintenance (%s)", key))
+		if !r.fenceVerified {
+			// Fence is idempotent and returns once the cut is verified
+			// from both ends; the phase is not changed for it, so that a
+			// restarted prober does not show a pod long in maintenance
+			// as fencing again.
+			vctx, cancel := context.WithTimeout(ctx, r.stepTimeout)
+			err := r.node.Fence(vctx)
+			cancel()
+			if err != nil {
+				return 0, &stepError{fmt.Errorf("verify the fence of %s: %w", r.pod, err)}
+			}
+			r.fenceVerified = true
+		}
 		if err := r.report(ctx, PhaseInMaintenance, "fenced and quiesced ("+why+")", now); err != nil {
 			return 0, err
 		}
@@ -544,6 +563,7 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		if ok, err := r.node.Fenced(); err != nil || !ok {
 			return 0, &stepError{fmt.Errorf("fence %s: node not fenced after fence (%v)", r.pod, err)}
 		}
+		r.fenceVerified = true
 	}
 	return 0, nil
 }
@@ -586,6 +606,7 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 	switch {
 	case fenced:
 		r.setReady(false, fmt.Sprintf("draining (%s): lifting the fence first", key))
+		r.fenceVerified = false
 		if err := r.step(ctx, PhaseUnfencing, "lifting the fence: the entry asks for a drain", now, "unfence", r.node.Unfence); err != nil {
 			return 0, err
 		}
@@ -900,6 +921,7 @@ func (r *Reconciler) leave(ctx context.Context, st Status, hasStatus, fenced, qu
 	switch {
 	case fenced:
 		r.setReady(false, "leaving maintenance: unfencing")
+		r.fenceVerified = false
 		if err := r.step(ctx, PhaseUnfencing, "lifting the fence", now, "unfence", r.node.Unfence); err != nil {
 			return 0, err
 		}
@@ -1075,7 +1097,7 @@ func (r *Reconciler) step(ctx context.Context, phase Phase, msg string, now time
 
 // stepWithin is step bounded by timeout instead of the step timeout.
 func (r *Reconciler) stepWithin(ctx context.Context, timeout time.Duration, phase Phase, msg string, now time.Time, op string, fn func(context.Context) error) error {
-	if err := r.report(ctx, phase, msg, now); err != nil {
+	if err := r.reportStep(ctx, phase, msg, now, true); err != nil {
 		return err
 	}
 	r.log.Debug().Str("phase", string(phase)).Str("step", op).Msg("step")
@@ -1107,6 +1129,13 @@ func (r *Reconciler) fail(ctx context.Context, err error) {
 // the stored one is younger than Resync (no write storms from resyncs). A
 // catch-up detail alone is written at most every catchUpReportInterval.
 func (r *Reconciler) report(ctx context.Context, phase Phase, msg string, now time.Time) error {
+	return r.reportStep(ctx, phase, msg, now, false)
+}
+
+// reportStep is report; a step (the give-back, the move back of streams)
+// is no catch-up detail and is written whatever the throttle says, or the
+// status would show the detail before it while the step runs.
+func (r *Reconciler) reportStep(ctx context.Context, phase Phase, msg string, now time.Time, step bool) error {
 	var prev Phase
 	_, err := r.write(ctx, func(d *Document) error {
 		cur, ok := d.Status[r.pod]
@@ -1138,7 +1167,7 @@ func (r *Reconciler) report(ctx context.Context, phase Phase, msg string, now ti
 				boolOr(cur.RestoreLeaders) == boolOr(next.RestoreLeaders) && age < r.resync {
 				return errUnchanged
 			}
-			if phase == PhaseCatchingUp && age < catchUpReportInterval {
+			if phase == PhaseCatchingUp && !step && age < catchUpReportInterval {
 				return errUnchanged
 			}
 			since = cur.PhaseSince

@@ -707,3 +707,32 @@ func TestReconcilerRecordsEachEvacuatedStream(t *testing.T) {
 	assert.Empty(t, node.unfinished[0])
 	assert.Equal(t, []string{"APP/solo", "APP/scratch"}, node.unfinished[1], "the restarted evacuation is told what was moving")
 }
+
+// TestReconcilerGiveBackIsShownWhileItRuns: the give-back's status
+// ("giving leaderships back: …") is written as the step starts, even right
+// after a catch-up detail, which alone is written at most once a second.
+func TestReconcilerGiveBackIsShownWhileItRuns(t *testing.T) {
+	var shown atomic.Bool
+	fs := recFileStore(t)
+	node := &recNode{
+		leaders:  func() []string { return []string{"stream APP/ORDERS"} },
+		caughtUp: func(n int) (bool, string) { return n > 1, "stream APP/ORDERS behind by 3" },
+	}
+	node.before = func(ctx context.Context, op string, n int) error {
+		if op == recOpGiveBack {
+			st, ok := recStatus(t, fs)
+			shown.Store(ok && st.Phase == maintenance.PhaseCatchingUp &&
+				strings.HasPrefix(st.Message, "giving leaderships back: stream APP/ORDERS"))
+		}
+		return nil
+	}
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second, CatchUpPoll: 10 * time.Millisecond})
+	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	recUpdate(t, fs, func(d *maintenance.Document) { delete(d.Pods, recPod) })
+	recWaitFor(t, "given back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseActive && len(st.GivenBack) == 1
+	})
+	assert.True(t, shown.Load(), "the status said what the give-back does while it ran")
+}

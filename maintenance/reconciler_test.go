@@ -618,10 +618,11 @@ func TestReconcilerConvergesAfterRestart(t *testing.T) {
 			wantUp:     true,
 		},
 		{
-			name:       "desired node already fenced and quiesced goes straight to InMaintenance",
+			name:       "desired node already fenced and quiesced has its fence verified and goes straight to InMaintenance",
 			setup:      []func(*maintenance.Document){desired},
 			fenced:     true,
 			quiesced:   true,
+			wantCalls:  []string{recOpFence},
 			wantPhases: []maintenance.Phase{maintenance.PhaseInMaintenance},
 			wantFenced: true,
 		},
@@ -656,6 +657,39 @@ func TestReconcilerConvergesAfterRestart(t *testing.T) {
 			assert.Equal(t, tt.wantUp, ready)
 		})
 	}
+}
+
+// TestReconcilerVerifiesAFenceItFindsInPlace: a fence applied whose check
+// from the peers' side failed (a peer still listed a route) is in place on
+// the next pass. The node is reported InMaintenance only once a Fence has
+// returned, never on the strength of Fenced alone.
+func TestReconcilerVerifiesAFenceItFindsInPlace(t *testing.T) {
+	fs := recFileStore(t)
+	store := &recStore{Store: fs}
+	node := &recNode{}
+	node.before = func(ctx context.Context, op string, n int) error {
+		if op != recOpFence || n > 2 {
+			return nil
+		}
+		node.mu.Lock()
+		node.fenced = true // the table is in, the check failed
+		node.mu.Unlock()
+		return fmt.Errorf("still linked: route nats-2->%s (attempt %d)", recPod, n)
+	}
+	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: store, Node: node, Resync: time.Second})
+	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+	assert.Equal(t, 3, node.count(recOpFence), "calls: %v", node.Calls())
+	var phases []maintenance.Phase
+	for _, st := range store.Statuses() {
+		phases = append(phases, st.Phase)
+	}
+	require.Equal(t, []maintenance.Phase{maintenance.PhaseRequested, maintenance.PhaseHandingOff, maintenance.PhaseFencing,
+		maintenance.PhaseFencing, maintenance.PhaseFencing, maintenance.PhaseFailed, maintenance.PhaseFailed,
+		maintenance.PhaseInMaintenance}, phases, "statuses: %+v", store.Statuses())
+	failed := store.Statuses()[6]
+	assert.Contains(t, failed.Message, "verify the fence of "+recPod)
+	assert.Contains(t, failed.Message, "attempt 2")
 }
 
 func TestReconcilerTTLExpiry(t *testing.T) {
