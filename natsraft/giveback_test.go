@@ -2,11 +2,13 @@ package natsraft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -94,4 +96,43 @@ func ledAndCurrent(v *View) bool {
 		}
 	}
 	return true
+}
+
+// TestGiveBackLeaderlessGroup: a group with no leader (its quorum lost)
+// holds the give-back up for giveBackTimeout at most, and is reported with
+// why; a group the node leads already counts as given back.
+func TestGiveBackLeaderlessGroup(t *testing.T) {
+	defer func(d time.Duration) { giveBackTimeout = d }(giveBackTimeout)
+	giveBackTimeout = 300 * time.Millisecond
+	peers := func(leader string) []Peer {
+		var out []Peer
+		for _, n := range []string{"nats-0", "nats-1", "nats-2"} {
+			out = append(out, Peer{Name: n, Leader: n == leader, Current: true, Healthy: true})
+		}
+		return out
+	}
+	v := &View{
+		Nodes: []Node{
+			{Name: "nats-0", Reachable: true, JetStream: true},
+			{Name: "nats-1", Reachable: true, JetStream: true},
+			{Name: "nats-2", Reachable: true, JetStream: true},
+		},
+		Groups: []Group{
+			{Kind: KindStream, Name: "lost", Account: AppAccount, Stream: "lost", Peers: peers("")},
+			{Kind: KindStream, Name: "mine", Account: AppAccount, Stream: "mine", Leader: "nats-1", Peers: peers("nats-1")},
+		},
+	}
+	looks := 0
+	h := &HandOff{Views: viewFunc(func(context.Context) (*View, error) { looks++; return v, nil }), Logger: zerolog.Nop(),
+		Dial: func(string, ...string) (*nats.Conn, error) { return nil, errors.New("no step down expected") }}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	given, notGiven, err := h.GiveBack(ctx, "nats-1", []string{"lost", "mine"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"mine"}, given)
+	require.Len(t, notGiven, 1)
+	assert.Equal(t, "lost", notGiven[0].Group)
+	assert.Contains(t, notGiven[0].Why, "has had no leader")
+	assert.NoError(t, ctx.Err(), "gave up on the group, not on the caller's deadline")
+	assert.Greater(t, looks, 2, "looked again while waiting for a leader")
 }

@@ -28,9 +28,10 @@ const (
 )
 
 // giveBackTimeout bounds the move of one leadership back: a give-back that
-// cannot happen (NATS keeps refusing the preferred peer, say) is reported
-// as not given back rather than holding the node's exit up.
-const giveBackTimeout = 10 * time.Second
+// cannot happen (NATS keeps refusing the preferred peer, say, or the group
+// has no leader) is reported as not given back rather than holding the
+// node's exit up. A variable only so that a test can shorten it.
+var giveBackTimeout = 10 * time.Second
 
 // ErrGroupGone is returned by MoveLeader when the group no longer exists.
 var ErrGroupGone = errors.New("group gone")
@@ -132,8 +133,8 @@ func (h *HandOff) MoveLeader(ctx context.Context, m LeaderMove) error {
 // number in flight at once, then one view again. A node that led hundreds
 // of groups gets them back in a few rounds, not in one sweep and one
 // election per group. A group gets at most maxStepDownAttempts step downs
-// and giveBackTimeout from its first; one whose turn never came before ctx
-// ended is NotBackNoTime. Without a deadline in ctx, GiveBack gives up
+// and giveBackTimeout from its first, or from when it was first seen with
+// no leader; one whose turn never came before ctx ended is NotBackNoTime. Without a deadline in ctx, GiveBack gives up
 // after DefaultHandOffTimeout.
 func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([]string, []NotGivenBack, error) {
 	ctx, cancel := withDefaultDeadline(ctx, DefaultHandOffTimeout)
@@ -207,12 +208,18 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 				}
 			case !isPeer:
 				m.done, m.why = true, NotBackNotMember
-			case g.Leader == "":
-				// An election is under way: look again.
-			case m.attempts >= maxStepDownAttempts || (m.attempts > 0 && time.Since(m.first) > giveBackTimeout):
+			case !m.first.IsZero() && time.Since(m.first) > giveBackTimeout,
+				m.attempts >= maxStepDownAttempts:
 				m.done, m.why = true, notLedError(g, node, m.attempts, m.lastErr).Error()
+			case g.Leader == "":
+				// An election is under way: look again, within the
+				// group's time (a group that lost its quorum may have no
+				// leader for long).
+				if m.first.IsZero() {
+					m.first = time.Now()
+				}
 			default:
-				if m.attempts == 0 {
+				if m.first.IsZero() {
 					m.first = time.Now()
 				}
 				m.attempts++
@@ -318,6 +325,9 @@ func metaKeyed(k groupKey) groupKey {
 // notLedError says that g is not led by node after attempts step downs,
 // with the last step down's error when it had one.
 func notLedError(g Group, node string, attempts int, last error) error {
+	if attempts == 0 {
+		return fmt.Errorf("%s %s has had no leader for %s", g.Kind, g.Name, giveBackTimeout)
+	}
 	if last == nil {
 		last = fmt.Errorf("led by %s", cmp.Or(g.Leader, "nobody"))
 	}
