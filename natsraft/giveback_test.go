@@ -136,3 +136,61 @@ func TestGiveBackLeaderlessGroup(t *testing.T) {
 	assert.NoError(t, ctx.Err(), "gave up on the group, not on the caller's deadline")
 	assert.Greater(t, looks, 2, "looked again while waiting for a leader")
 }
+
+// TestGiveBackRounds drives GiveBack over scripted views, one per look:
+// after a lost sweep it looks again rather than step the groups down a
+// second time on the view it acted on, and a node that stops serving gets
+// nothing more back.
+func TestGiveBackRounds(t *testing.T) {
+	defer func(d time.Duration) { giveBackTimeout = d }(giveBackTimeout)
+	giveBackTimeout = 2 * time.Second
+	peers := []Peer{{Name: "nats-0", Current: true, Healthy: true}, {Name: "nats-1", Current: true, Healthy: true},
+		{Name: "nats-2", Current: true, Healthy: true}}
+	view := func(leader string, serving bool) *View {
+		return &View{
+			Nodes: []Node{
+				{Name: "nats-0", Reachable: true, JetStream: true},
+				{Name: "nats-1", Reachable: serving, JetStream: serving},
+				{Name: "nats-2", Reachable: true, JetStream: true},
+			},
+			Groups: []Group{{Kind: KindStream, Name: "s", Account: AppAccount, Stream: "s", Leader: leader, Peers: peers}},
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		looks     []*View // nil: a lost sweep
+		given     []string
+		why       string
+		stepDowns int
+	}{
+		{"a lost sweep is swept again", []*View{view("nats-0", true), nil, nil, view("nats-1", true)}, []string{"s"}, "", 1},
+		{"a node that stops serving", []*View{view("nats-0", true), view("nats-0", false)}, nil, NotBackNotHealthy, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			looks, dials := 0, 0
+			h := &HandOff{Logger: zerolog.Nop(),
+				Views: viewFunc(func(context.Context) (*View, error) {
+					v := tc.looks[min(looks, len(tc.looks)-1)]
+					looks++
+					if v == nil {
+						return nil, errors.New("a peer did not answer")
+					}
+					return v, nil
+				}),
+				// Every step down fails at the dial: what the test counts.
+				Dial: func(string, ...string) (*nats.Conn, error) { dials++; return nil, errors.New("no server in this test") }}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			given, notGiven, err := h.GiveBack(ctx, "nats-1", []string{"s"})
+			require.NoError(t, err)
+			assert.Equal(t, tc.given, given)
+			if tc.why != "" {
+				assert.Equal(t, []NotGivenBack{{Group: "s", Why: tc.why}}, notGiven)
+			} else {
+				assert.Empty(t, notGiven)
+			}
+			assert.Equal(t, tc.stepDowns, dials, "step downs")
+			assert.NoError(t, ctx.Err())
+		})
+	}
+}

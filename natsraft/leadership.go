@@ -134,8 +134,10 @@ func (h *HandOff) MoveLeader(ctx context.Context, m LeaderMove) error {
 // of groups gets them back in a few rounds, not in one sweep and one
 // election per group. A group gets at most maxStepDownAttempts step downs
 // and giveBackTimeout from its first, or from when it was first seen with
-// no leader; one whose turn never came before ctx ended is NotBackNoTime. Without a deadline in ctx, GiveBack gives up
-// after DefaultHandOffTimeout.
+// no leader; one whose turn never came before ctx ended is NotBackNoTime.
+// A node that stops serving meanwhile gets nothing more back (not
+// current). Without a deadline in ctx, GiveBack gives up after
+// DefaultHandOffTimeout.
 func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([]string, []NotGivenBack, error) {
 	ctx, cancel := withDefaultDeadline(ctx, DefaultHandOffTimeout)
 	defer cancel()
@@ -165,7 +167,12 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 	for _, g := range v.Groups {
 		byName[g.Name] = append(byName[g.Name], g)
 	}
-	for _, name := range slices.Compact(slices.Clone(groups)) {
+	seen := map[string]bool{}
+	for _, name := range groups {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
 		for _, g := range byName[name] {
 			found[name] = true
 			p, isPeer := peerOf(g, node)
@@ -186,28 +193,35 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 
 	conns := &connCache{dial: h.Dial}
 	defer conns.close()
+	// moved are the groups that came back here, for settle.
 	var moved []Group
-	since := time.Now().Add(-sharedViewAge)
-	for round := 0; ; round++ {
+	for {
 		var steps []stepDown
 		var stepping []*move
 		idx := indexGroups(v)
+		n, ok := v.Node(node)
+		serving := ok && n.Serving()
 		for _, m := range moves {
 			if m.done {
 				continue
 			}
 			g, ok := idx[metaKeyed(m.key)]
+			if ok {
+				m.group = g
+			}
 			_, isPeer := peerOf(g, node)
 			switch {
 			case !ok:
 				m.done, m.why = true, NotBackGone
 			case g.Leader == node:
 				m.done, m.back = true, true
-				if m.attempts > 0 {
-					moved = append(moved, g)
-				}
+				moved = append(moved, g)
 			case !isPeer:
 				m.done, m.why = true, NotBackNotMember
+			case !serving:
+				// Gone away meanwhile (its server restarts, say): a step
+				// down to it would only hand the group to a third peer.
+				m.done, m.why = true, NotBackNotHealthy
 			case !m.first.IsZero() && time.Since(m.first) > giveBackTimeout,
 				m.attempts >= maxStepDownAttempts:
 				m.done, m.why = true, notLedError(g, node, m.attempts, m.lastErr).Error()
@@ -219,9 +233,6 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 					m.first = time.Now()
 				}
 			default:
-				if m.first.IsZero() {
-					m.first = time.Now()
-				}
 				m.attempts++
 				steps = append(steps, stepDown{group: g, to: node})
 				stepping = append(stepping, m)
@@ -232,27 +243,21 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 		}
 		if len(steps) > 0 {
 			errs := h.stepDownAll(ctx, conns, steps, h.Logger.With().Str("node", node).Logger())
+			sent := time.Now()
 			for i, err := range errs {
 				stepping[i].lastErr = err
+				if stepping[i].first.IsZero() {
+					// The group's time runs from its first step down's
+					// answer: a long batch does not eat it.
+					stepping[i].first = sent
+				}
 			}
 		} else if sleepCtx(ctx, electionPoll) != nil {
 			break
 		}
-		since = time.Now()
-		if ctx.Err() != nil {
-			break
-		}
-		nv, err := h.viewSince(ctx, since)
+		nv, err := h.lookAgain(ctx, time.Now())
 		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			// Lost a sweep: the next round looks again.
-			h.Logger.Debug().Err(err).Msg("give back: view")
-			if sleepCtx(ctx, time.Duration(round+1)*20*time.Millisecond) != nil {
-				break
-			}
-			continue
+			break // ctx ended
 		}
 		v = nv
 	}
@@ -268,6 +273,10 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 			m.done, m.why = true, notLedError(m.group, node, m.attempts, m.lastErr).Error()
 		}
 	}
+	movesOf := map[string][]*move{}
+	for _, m := range moves {
+		movesOf[m.name] = append(movesOf[m.name], m)
+	}
 	var given []string
 	var notGiven []NotGivenBack
 	for _, name := range groups {
@@ -280,12 +289,10 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 			continue
 		}
 		back, why := false, ""
-		for _, m := range moves {
-			if m.name == name {
-				back = back || m.back
-				if !m.back {
-					why = m.why
-				}
+		for _, m := range movesOf[name] {
+			back = back || m.back
+			if !m.back {
+				why = m.why
 			}
 		}
 		if back {
@@ -320,6 +327,22 @@ func metaKeyed(k groupKey) groupKey {
 		return groupKey{kind: KindMeta}
 	}
 	return k
+}
+
+// lookAgain returns a view swept at or after since, sweeping again after
+// a failed sweep (a peer that did not answer in time, say) until ctx ends:
+// a round must not act twice on the view it has acted on.
+func (h *HandOff) lookAgain(ctx context.Context, since time.Time) (*View, error) {
+	for pause := 20 * time.Millisecond; ; pause = min(2*pause, 500*time.Millisecond) {
+		v, err := h.viewSince(ctx, since)
+		if err == nil {
+			return v, nil
+		}
+		h.Logger.Debug().Err(err).Msg("look again")
+		if err := sleepCtx(ctx, pause); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // notLedError says that g is not led by node after attempts step downs,

@@ -145,12 +145,17 @@ func (w *walker) phaseProblems(d *maintenance.Document, v *prober.RaftResponse, 
 			case l == expired && pv.Phase == maintenance.PhaseCatchingUp && !fenced:
 				within = catchUpTimeout
 			case l == live && !forced && !fenced && w.m.forceEndedWithin(n.name, now, catchUpTimeout+convergeTimeout) &&
-				(pv.Phase == maintenance.PhaseCatchingUp || pv.Phase == maintenance.PhaseRequested):
+				(pv.Phase == maintenance.PhaseCatchingUp || pv.Phase == maintenance.PhaseRequested ||
+					pv.Phase == maintenance.PhaseHandingOff):
 				// Coming back because the forced entry that held it
 				// ended and the one left may not keep it out: catching
 				// up, after a forced dc maintenance, takes as long as on
 				// any way back, and the rule holds it at Requested until
 				// its peers back from the same maintenance are healthy.
+				// Going in again then, its hand-off waits for the groups
+				// that every member had left to elect a leader and for a
+				// peer to be current (seed 4711, step 49: HandingOff
+				// 10 s after the dc's forced entry ended).
 				within = catchUpTimeout
 			case l == live && pv.Phase == maintenance.PhaseFencing:
 				// Quiescing, then moving the clients and fencing, which
