@@ -70,7 +70,8 @@ func TestAppGroupsOfOneReplica(t *testing.T) {
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "r1b", Subjects: []string{"r1b.>"}, Replicas: 1})
 	require.NoError(t, err)
 	for i := range 100 {
-		_, err := js.Publish(ctx, "r1b.x", []byte(fmt.Sprint(i)))
+		_, err := js.Publish(ctx, "r1b.x", []byte(fmt.Sprint(i)),
+			jetstream.WithRetryWait(10*time.Millisecond), jetstream.WithRetryAttempts(200))
 		require.NoError(t, err)
 	}
 	owner := waitGroup(t, running, "r1b", func(g natsraft.Group) bool { return g.Name == "r1b" && g.Leader != "" }).Leader

@@ -40,6 +40,13 @@ func evacuateCluster(t *testing.T) (*Collector, *HandOff, jetstream.JetStream, c
 	return c, h, js, ctx
 }
 
+// afterCreate are the options of a publish right after the stream's
+// creation: until the new leader's subscription has reached the server of
+// the connection over the routes, a publish meets no responders, and
+// nats.go's two retries 250 ms apart are not always enough on a loaded
+// machine ("nats: no response from stream").
+var afterCreate = []jetstream.PublishOpt{jetstream.WithRetryWait(10 * time.Millisecond), jetstream.WithRetryAttempts(200)}
+
 // TestEvacuateAndRestore moves a stream of one replica, with its messages
 // and its durable consumer, off its node and back, on a real cluster.
 func TestEvacuateAndRestore(t *testing.T) {
@@ -48,7 +55,7 @@ func TestEvacuateAndRestore(t *testing.T) {
 	require.NoError(t, err)
 	const n = 500
 	for i := range n {
-		_, err := js.Publish(ctx, "solo.x", []byte{byte(i)})
+		_, err := js.Publish(ctx, "solo.x", []byte{byte(i)}, afterCreate...)
 		require.NoError(t, err)
 	}
 	_, err = st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "reader", AckPolicy: jetstream.AckExplicitPolicy})
@@ -105,7 +112,7 @@ func TestEvacuateFinishesAMoveCutShort(t *testing.T) {
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "cut", Subjects: []string{"cut.>"}, Replicas: 1})
 	require.NoError(t, err)
 	for i := range 50 {
-		_, err := js.Publish(ctx, "cut.x", []byte{byte(i)})
+		_, err := js.Publish(ctx, "cut.x", []byte{byte(i)}, afterCreate...)
 		require.NoError(t, err)
 	}
 	v := waitView(t, c, 15*time.Second, "cut led", func(v *View) bool {

@@ -435,7 +435,7 @@ func TestFaultResources(t *testing.T) {
 		payload := make([]byte, 1000)
 		var used uint64
 		for i := 0; used < limit*95/100; i++ {
-			_, err := js.Publish(ctx, fmt.Sprintf("mem.%d", i), payload)
+			_, err := js.Publish(ctx, fmt.Sprintf("mem.%d", i), payload, afterCreate...)
 			require.NoError(t, err)
 			if i%50 == 0 {
 				used = jetStreamMemory(t, e.Node(x))
