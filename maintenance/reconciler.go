@@ -40,6 +40,11 @@ const (
 	// catchUpReportInterval throttles status writes whose only change is the
 	// catch-up detail, which can change on every poll.
 	catchUpReportInterval = time.Second
+	// statusListMax bounds the groups or streams a status message names,
+	// "and N more" standing for the rest: the message is stored in the
+	// state document (a ConfigMap holds at most 1 MiB) for every pod, and a
+	// node of a large cluster may lead, or be held back by, thousands.
+	statusListMax = 10
 )
 
 // errUnchanged aborts a Store.Update whose function found nothing to change,
@@ -589,7 +594,7 @@ func (r *Reconciler) awaitRestore(ctx context.Context, entry Entry, now time.Tim
 		return 0, nil
 	}
 	msg := fmt.Sprintf("waiting for %s to restore a snapshot from the leader before quiescing JetStream (NATS's shutdown would wait for it)",
-		strings.Join(streams, ", "))
+		natsraft.JoinBounded(streams, statusListMax, ", "))
 	if err := r.report(ctx, PhaseFencing, msg, now); err != nil {
 		return 0, err
 	}
@@ -650,11 +655,11 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 		return 0, &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
 	}
 	if len(leads) > 0 {
-		phase, msg := PhaseHandingOff, "moving leaderships off: "+strings.Join(leads, ", ")
+		phase, msg := PhaseHandingOff, "moving leaderships off: "+natsraft.JoinBounded(leads, statusListMax, ", ")
 		if hasStatus && st.Phase == PhaseInMaintenance {
 			// A leadership an election gave back: the node stays in
 			// maintenance while it moves off again.
-			phase, msg = PhaseInMaintenance, "moving a regained leadership off: "+strings.Join(leads, ", ")
+			phase, msg = PhaseInMaintenance, "moving a regained leadership off: "+natsraft.JoinBounded(leads, statusListMax, ", ")
 			r.log.Info().Strs("groups", leads).Msg("leads again while draining; moving off")
 		}
 		scope := natsraft.Scope{Avoid: r.avoid(ctx, doc, now)}
@@ -792,7 +797,8 @@ func (r *Reconciler) holdIfUnsafe(ctx context.Context, doc *Document, key string
 		return false, 0, err
 	}
 	msg := fmt.Sprintf("%s%s now would "+cost+" (%s): %s", heldMessage, key, len(violations),
-		strings.Join(groupNames(violations), ", "), strings.Join(reasons(violations), "; "))
+		natsraft.JoinBounded(groupNames(violations), statusListMax, ", "),
+		natsraft.JoinBounded(reasons(violations), statusListMax, "; "))
 	if quiesced {
 		if err := r.step(ctx, PhaseRequested, msg+"; resuming JetStream", now, "resume", r.node.Resume); err != nil {
 			return false, 0, err
@@ -978,7 +984,7 @@ func (r *Reconciler) catchUp(ctx context.Context, st Status, now time.Time) (tim
 		// The streams moved off for this maintenance go back now that the
 		// node has caught up; the status, which lists them, goes only then.
 		var back []string
-		if err := r.stepWithin(ctx, r.moveTimeout, PhaseCatchingUp, "moving streams of one replica back: "+strings.Join(st.Evacuated, ", "), r.now(), "restore",
+		if err := r.stepWithin(ctx, r.moveTimeout, PhaseCatchingUp, "moving streams of one replica back: "+natsraft.JoinBounded(st.Evacuated, statusListMax, ", "), r.now(), "restore",
 			func(ctx context.Context) error {
 				var err error
 				back, err = r.node.Restore(ctx, st.Evacuated)
@@ -1032,7 +1038,7 @@ func (r *Reconciler) giveBack(ctx context.Context, st Status) (time.Duration, er
 	var given []string
 	var notGiven []natsraft.NotGivenBack
 	if st.RestoreLeaders == nil || *st.RestoreLeaders {
-		if err := r.step(ctx, PhaseCatchingUp, "giving leaderships back: "+strings.Join(st.Leaders, ", "), r.now(), "give back",
+		if err := r.step(ctx, PhaseCatchingUp, "giving leaderships back: "+natsraft.JoinBounded(st.Leaders, statusListMax, ", "), r.now(), "give back",
 			func(ctx context.Context) error {
 				var err error
 				given, notGiven, err = r.node.GiveBack(ctx, st.Leaders)

@@ -3,6 +3,7 @@ package maintenance_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ import (
 type recCluster struct {
 	mu      sync.Mutex
 	offline map[string]bool
+	// streams adds that many R3 streams S000, S001, … on the three nodes.
+	streams int
 }
 
 func (c *recCluster) set(name string, down bool) {
@@ -44,6 +47,9 @@ func (c *recCluster) View(context.Context) (*natsraft.View, error) {
 			group(natsraft.KindMeta, natsraft.MetaGroupName, "nats-0", recPod, "nats-2"),
 			group(natsraft.KindStream, "ORDERS", "nats-0", recPod, "nats-2"),
 		},
+	}
+	for i := range c.streams {
+		v.Groups = append(v.Groups, group(natsraft.KindStream, fmt.Sprintf("S%03d", i), "nats-0", recPod, "nats-2"))
 	}
 	for name, down := range c.offline {
 		if down {
@@ -735,4 +741,23 @@ func TestReconcilerGiveBackIsShownWhileItRuns(t *testing.T) {
 		return ok && st.Phase == maintenance.PhaseActive && len(st.GivenBack) == 1
 	})
 	assert.True(t, shown.Load(), "the status said what the give-back does while it ran")
+}
+
+// TestReconcilerHeldMessageIsBounded: a pod held back by many groups names
+// the first ten in its status, stored for every pod in one ConfigMap, and
+// counts the rest.
+func TestReconcilerHeldMessageIsBounded(t *testing.T) {
+	node := &recNode{}
+	fs, cluster, opts := recNats2Down(t, node)
+	cluster.streams = 200
+	recStart(t, opts)
+	recUpdate(t, fs, func(d *maintenance.Document) { d.Pods[recPod] = maintenance.Entry{Since: time.Now()} })
+	recWaitFor(t, "held back", func() bool {
+		st, ok := recStatus(t, fs)
+		return ok && st.Phase == maintenance.PhaseRequested && strings.Contains(st.Message, "held back")
+	})
+	st, _ := recStatus(t, fs)
+	assert.Contains(t, st.Message, "cost 202 Raft group(s)", "counts every group: %s", st.Message)
+	assert.Contains(t, st.Message, "and 192 more", "%s", st.Message)
+	assert.Less(t, len(st.Message), 2048, "%s", st.Message)
 }

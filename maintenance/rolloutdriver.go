@@ -7,7 +7,6 @@ import (
 	"maps"
 	"reflect"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -358,7 +357,7 @@ func turnBlocked(name string, ro *Rollout, pod string, d *Document, view *natsra
 			reasons[i] = x.Reason
 		}
 		return fmt.Sprintf("unsafe: the turn of %s would cost %d Raft group(s) %s: %s",
-			pod, len(v), what, strings.Join(reasons, "; "))
+			pod, len(v), what, natsraft.JoinBounded(reasons, statusListMax, "; "))
 	}
 	return ""
 }

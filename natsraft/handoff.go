@@ -45,6 +45,9 @@ const (
 	maxStepDownAttempts = 10
 	// stepDownParallel bounds the step-down requests in flight at once.
 	stepDownParallel = 16
+	// maxErrorGroups bounds the groups an error names ("and N more" for
+	// the rest): the reconciler stores it as the status message.
+	maxErrorGroups = 10
 )
 
 // The JetStream API subjects of the three kinds of step down.
@@ -145,14 +148,14 @@ func (h *HandOff) Run(ctx context.Context, node string, s Scope) error {
 				// Nobody but node can win these elections: waiting would
 				// only run out the caller's deadline.
 				return fmt.Errorf("no other healthy peer to take over %s: every other member is unreachable or has JetStream off",
-					strings.Join(orphaned, ", "))
+					JoinBounded(orphaned, maxErrorGroups, ", "))
 			}
 			if len(electing) == 0 {
 				log.Info().Dur("took", time.Since(start)).Int("rounds", round).Int("moved", len(moved)).Msg("leads nothing")
 				return nil
 			}
 			if err := sleepCtx(ctx, electionPoll); err != nil {
-				return fmt.Errorf("waiting for the new leader of %s: %w", strings.Join(electing, ", "), err)
+				return fmt.Errorf("waiting for the new leader of %s: %w", JoinBounded(electing, maxErrorGroups, ", "), err)
 			}
 			since = time.Now()
 			continue
@@ -184,7 +187,7 @@ func (h *HandOff) Run(ctx context.Context, node string, s Scope) error {
 			steps = append(steps, stepDown{group: g, to: to})
 		}
 		if len(steps) == 0 {
-			return fmt.Errorf("no other healthy peer to take over %s", strings.Join(stuck, ", "))
+			return fmt.Errorf("no other healthy peer to take over %s", JoinBounded(stuck, maxErrorGroups, ", "))
 		}
 
 		errs := h.stepDownAll(ctx, conns, steps, log)

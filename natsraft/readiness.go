@@ -51,7 +51,7 @@ func (v *View) NodeReady(node string) (ready bool, why string) {
 	if len(behind) == 0 {
 		return true, ""
 	}
-	return false, joinBounded(behind, maxCatchUpDetails, "; ")
+	return false, JoinBounded(behind, maxCatchUpDetails, "; ")
 }
 
 // routed tells whether two nodes have a route both ways; nodes of other

@@ -37,8 +37,9 @@ func bounded(items []string, max int) []string {
 	return items
 }
 
-// joinBounded joins the bounded items with sep.
-func joinBounded(items []string, max int, sep string) string {
+// JoinBounded joins the first max items with sep, and then "and N more"
+// for the rest: a list bounded for a message that is stored or logged.
+func JoinBounded(items []string, max int, sep string) string {
 	return strings.Join(bounded(items, max), sep)
 }
 
