@@ -91,9 +91,10 @@ func singleStreams(v *View, node string) []StreamRef {
 // killed, a timeout) leaves the stream of two replicas, node among them,
 // and no longer of one replica: of the streams in unfinished (those a
 // caller recorded as moving), such a one is moved off too. One of more
-// replicas was changed by someone else and is left alone. moving, when not nil, is told of each stream before its
-// move starts, so that the caller can record it first; an error from it
-// ends the evacuation.
+// than two replicas was changed by someone else and is left alone.
+// moving, when not nil, is told of each stream before its move starts, so
+// that the caller can record it first; an error from it ends the
+// evacuation.
 func (h *HandOff) Evacuate(ctx context.Context, node string, unfinished []StreamRef, moving func(StreamRef) error) ([]StreamRef, error) {
 	v, err := h.freshView(ctx)
 	if err != nil {

@@ -145,8 +145,6 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 	if err != nil {
 		return nil, nil, err
 	}
-	n, ok := v.Node(node)
-	reachable := ok && n.Serving()
 
 	// One move per group node is a member of, in the order of groups.
 	type move struct {
@@ -184,7 +182,8 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 			switch {
 			case g.Leader == node:
 				m.done, m.back = true, true
-			case !reachable || p.Offline || p.Pending || !(p.Current || p.Healthy):
+			case p.Offline || p.Pending || !(p.Current || p.Healthy):
+				// A node not serving at all is found by the first round.
 				m.done, m.why = true, NotBackNotHealthy
 			}
 			moves = append(moves, m)
@@ -205,7 +204,7 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 			if m.done {
 				continue
 			}
-			g, ok := idx[metaKeyed(m.key)]
+			g, ok := idx[m.key]
 			if ok {
 				m.group = g
 			}
@@ -310,23 +309,13 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 	return given, notGiven, nil
 }
 
-// indexGroups maps v's groups by their key, the meta group's reduced to
-// its kind (see metaKeyed).
+// indexGroups maps v's groups by their key.
 func indexGroups(v *View) map[groupKey]Group {
 	idx := make(map[groupKey]Group, len(v.Groups))
 	for i := range v.Groups {
-		idx[metaKeyed(keyOf(&v.Groups[i]))] = v.Groups[i]
+		idx[keyOf(&v.Groups[i])] = v.Groups[i]
 	}
 	return idx
-}
-
-// metaKeyed is k, or only its kind for the meta group: there is one, and
-// its account depends on who reported it.
-func metaKeyed(k groupKey) groupKey {
-	if k.kind == KindMeta {
-		return groupKey{kind: KindMeta}
-	}
-	return k
 }
 
 // lookAgain returns a view swept at or after since, sweeping again after

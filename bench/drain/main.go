@@ -208,9 +208,7 @@ func giveBacks(ctx context.Context, c *natsraft.Embedded, consumers, reps int, o
 	for _, mode := range modes {
 		fmt.Fprintf(out, "%-28s %s\n", mode, gap.Stats(took[mode]))
 	}
-	if a, b := gap.Median(sorted(took[modes[0]])), gap.Median(sorted(took[modes[1]])); b > 0 {
-		fmt.Fprintf(out, "%-28s %.1fx faster on the medians\n", "in rounds", a.Seconds()/b.Seconds())
-	}
+	fmt.Fprintf(out, "%-28s %s faster on the medians\n", "in rounds", gap.Ratio(took[modes[0]], took[modes[1]]))
 	return nil
 }
 
@@ -278,12 +276,6 @@ func retry(ctx context.Context, what string, fn func() error) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func sorted(ds []time.Duration) []time.Duration {
-	out := slices.Clone(ds)
-	slices.Sort(out)
-	return out
 }
 
 // rollout runs a rolling maintenance of every pod, waits until it is Done

@@ -19,7 +19,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -72,7 +71,7 @@ func run(reps int, settle time.Duration, withC bool, out io.Writer) error {
 		fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(c) hand off + fence, no quiesce", gap.Stats(c.enter), gap.Stats(c.leave))
 	}
 	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "(b) hand off + quiesce + fence", gap.Stats(full.enter), gap.Stats(full.leave))
-	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "ratio of medians (a)/(b)", ratio(a.enter, full.enter), ratio(a.leave, full.leave))
+	fmt.Fprintf(out, "%-34s %-26s %-26s\n", "ratio of medians (a)/(b)", gap.Ratio(a.enter, full.enter), gap.Ratio(a.leave, full.leave))
 	return nil
 }
 
@@ -198,19 +197,4 @@ func waitCurrent(ctx context.Context, c *natsraft.Embedded, target string) error
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("%s did not catch up", target)
-}
-
-func ratio(a, b []time.Duration) string {
-	if len(a) == 0 || len(b) == 0 {
-		return "-"
-	}
-	sa := append([]time.Duration(nil), a...)
-	sb := append([]time.Duration(nil), b...)
-	sort.Slice(sa, func(i, j int) bool { return sa[i] < sa[j] })
-	sort.Slice(sb, func(i, j int) bool { return sb[i] < sb[j] })
-	mb := gap.Median(sb)
-	if mb <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1fx", float64(gap.Median(sa))/float64(mb))
 }

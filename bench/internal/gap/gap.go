@@ -190,6 +190,23 @@ func Median(sorted []time.Duration) time.Duration {
 	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
+// Ratio is the median of a over the median of b, as "12.3x"; "-" when
+// either is empty or b's median is not positive.
+func Ratio(a, b []time.Duration) string {
+	if len(a) == 0 || len(b) == 0 {
+		return "-"
+	}
+	sa := append([]time.Duration(nil), a...)
+	sb := append([]time.Duration(nil), b...)
+	sort.Slice(sa, func(i, j int) bool { return sa[i] < sa[j] })
+	sort.Slice(sb, func(i, j int) bool { return sb[i] < sb[j] })
+	mb := Median(sb)
+	if mb <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fx", float64(Median(sa))/float64(mb))
+}
+
 // RunEmbedded runs the embedded default e until stop is called, and
 // returns once it serves (or failed to start). stop ends it and waits.
 func RunEmbedded(ctx context.Context, e *app.Embedded) (stop func(), err error) {
