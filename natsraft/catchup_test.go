@@ -216,11 +216,8 @@ func TestCaughtUpEmbedded(t *testing.T) {
 	require.NoError(t, node.Fence(ctx))
 
 	// The others move on without it.
-	nc, err := e.Dial(AppAccount, name)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, closeJS := appJetStream(t, e, name)
+	defer closeJS()
 	// Far more than ReadyLag, so that a node declared caught up too early
 	// shows in its stream.
 	const published = 500

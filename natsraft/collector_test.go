@@ -786,11 +786,22 @@ func waitView(t *testing.T, c *Collector, timeout time.Duration, what string, co
 // healthyDemo holds when meta, the demo stream and its consumer each have
 // a leader and three current peers.
 func healthyDemo(v *View) bool {
-	if len(v.Groups) != 3 {
+	if len(v.Groups) != 3 || !ledAndCurrent(v) {
 		return false
 	}
 	for _, g := range v.Groups {
-		if g.Leader == "" || len(g.Peers) != 3 {
+		if len(g.Peers) != 3 {
+			return false
+		}
+	}
+	return true
+}
+
+// ledAndCurrent says whether every group of v has a leader and every
+// replica is current.
+func ledAndCurrent(v *View) bool {
+	for _, g := range v.Groups {
+		if g.Leader == "" {
 			return false
 		}
 		for _, p := range g.Peers {

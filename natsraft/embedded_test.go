@@ -34,11 +34,8 @@ func embeddedForTest(tb testing.TB, o EmbeddedOptions) *Embedded {
 // demoStreamInfo reads the demo stream's info through the app account.
 func demoStreamInfo(tb testing.TB, e *Embedded, avoid ...string) *jetstream.StreamInfo {
 	tb.Helper()
-	nc, err := e.Dial(AppAccount, avoid...)
-	require.NoError(tb, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(tb, err)
+	js, closeJS := appJetStream(tb, e, avoid...)
+	defer closeJS()
 	// A request right after a leader change can go unanswered: retry.
 	var info *jetstream.StreamInfo
 	var last error
@@ -55,14 +52,26 @@ func demoStreamInfo(tb testing.TB, e *Embedded, avoid ...string) *jetstream.Stre
 	return info
 }
 
-// publishDemo publishes n messages to the demo stream and returns their sequence numbers.
-func publishDemo(tb testing.TB, e *Embedded, n int, avoid ...string) []uint64 {
+// appJetStream connects to e as a user of the app account (avoiding the
+// named servers) and returns the JetStream API over that connection, and a
+// func that closes it.
+func appJetStream(tb testing.TB, e *Embedded, avoid ...string) (jetstream.JetStream, func()) {
 	tb.Helper()
 	nc, err := e.Dial(AppAccount, avoid...)
 	require.NoError(tb, err)
-	defer nc.Close()
 	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+	}
 	require.NoError(tb, err)
+	return js, nc.Close
+}
+
+// publishDemo publishes n messages to the demo stream and returns their sequence numbers.
+func publishDemo(tb testing.TB, e *Embedded, n int, avoid ...string) []uint64 {
+	tb.Helper()
+	js, closeJS := appJetStream(tb, e, avoid...)
+	defer closeJS()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// A publish right after a leader change can fail or go unanswered: retry

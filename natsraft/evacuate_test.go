@@ -32,11 +32,8 @@ func evacuateCluster(t *testing.T) (*Collector, *HandOff, jetstream.JetStream, c
 	h := &HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	t.Cleanup(cancel)
-	nc, err := e.Dial(AppAccount)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, closeJS := appJetStream(t, e)
+	t.Cleanup(closeJS)
 	return c, h, js, ctx
 }
 

@@ -419,11 +419,8 @@ func TestFaultResources(t *testing.T) {
 		const limit = 1 << 20
 		require.NoError(t, e.StartFaulty(ctx, x, NodeFault{MaxMemoryStore: limit}))
 		waitHealthy(t, c)
-		nc, err := e.Dial(AppAccount)
-		require.NoError(t, err)
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		require.NoError(t, err)
+		js, closeJS := appJetStream(t, e)
+		defer closeJS()
 		require.Eventually(t, func() bool {
 			rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
 			defer rcancel()

@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -363,11 +362,8 @@ func demoLeaders(t *testing.T, e *Embedded) (meta, stream string) {
 // another node if x holds it, so that quiescing x costs no election.
 func moveConsumerLeaderOff(t *testing.T, e *Embedded, x *EmbeddedNode) {
 	t.Helper()
-	nc, err := e.Dial(AppAccount)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, closeJS := appJetStream(t, e)
+	defer closeJS()
 	leader := func() string {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -392,7 +388,7 @@ func moveConsumerLeaderOff(t *testing.T, e *Embedded, x *EmbeddedNode) {
 		case "":
 			return false
 		case x.Name():
-			_, _ = nc.Request("$JS.API.CONSUMER.LEADER.STEPDOWN."+DemoStream+"."+DemoConsumer, body, time.Second)
+			_, _ = js.Conn().Request("$JS.API.CONSUMER.LEADER.STEPDOWN."+DemoStream+"."+DemoConsumer, body, time.Second)
 			return false
 		default:
 			return true

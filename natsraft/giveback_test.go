@@ -25,11 +25,8 @@ func TestGiveBackMany(t *testing.T) {
 	h := &HandOff{Views: c, Dial: e.Dial, Logger: zerolog.Nop()}
 	const node, consumers = "nats-1", 60
 
-	nc, err := e.Dial(AppAccount)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, closeJS := appJetStream(t, e)
+	defer closeJS()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "many", Subjects: []string{"many.>"}, Replicas: 3})
@@ -80,22 +77,6 @@ func TestGiveBackMany(t *testing.T) {
 	for _, name := range led {
 		assert.Equal(t, node, groupNamed(t, v, name).Leader, "%s given back", name)
 	}
-}
-
-// ledAndCurrent says whether every group of v has a leader and every
-// replica is current.
-func ledAndCurrent(v *View) bool {
-	for _, g := range v.Groups {
-		if g.Leader == "" {
-			return false
-		}
-		for _, p := range g.Peers {
-			if !p.Current {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // TestGiveBackLeaderlessGroup: a group with no leader (its quorum lost)

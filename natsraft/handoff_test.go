@@ -358,12 +358,9 @@ func TestHandOffEmbedded(t *testing.T) {
 	})
 
 	t.Run("a single replica stays, everything else moves", func(t *testing.T) {
-		nc, err := e.Dial(AppAccount)
-		require.NoError(t, err)
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		require.NoError(t, err)
-		_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "solo", Subjects: []string{"solo.>"}, Replicas: 1})
+		js, closeJS := appJetStream(t, e)
+		defer closeJS()
+		_, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "solo", Subjects: []string{"solo.>"}, Replicas: 1})
 		require.NoError(t, err)
 
 		v := waitView(t, c, 15*time.Second, "solo to have a leader", func(v *View) bool {
