@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -580,8 +581,19 @@ func (n *EmbeddedNode) start(ctx context.Context) error {
 		return fmt.Errorf("start %s: already running", n.name)
 	}
 	n.state = nodeStarting
+	port := n.clientPort
 	n.mu.Unlock()
 
+	// NATS logs a client port it cannot bind and never becomes ready;
+	// a port in use is said at once, not after the start's deadline.
+	if port > 0 {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			n.setStopped(nil)
+			return fmt.Errorf("start %s: client port: %w", n.name, err)
+		}
+		l.Close()
+	}
 	s, err := n.newServer()
 	if err != nil {
 		n.setStopped(nil)

@@ -235,6 +235,15 @@ func TestEmbeddedFixedPorts(t *testing.T) {
 	assert.Error(t, err)
 	_, err = StartEmbedded(context.Background(), EmbeddedOptions{ClientPort: 65534})
 	assert.Error(t, err)
+
+	// A client port in use is said as such, not as a start that timed out.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = StartEmbedded(context.Background(), EmbeddedOptions{Topology: []int{1},
+		ClientPort: l.Addr().(*net.TCPAddr).Port, Logger: zerolog.Nop()})
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "address already in use")
 }
 
 func TestEmbeddedRestartKeepsState(t *testing.T) {

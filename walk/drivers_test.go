@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -74,17 +76,14 @@ func waitAPI(ctx context.Context, base string, exited <-chan struct{}) error {
 }
 
 // freePorts returns n consecutive free loopback ports, the first of them.
+// The prober keeps its ports across restarts, so they are taken below the
+// kernel's ephemeral range: a port from that range, free when picked, can
+// become the local port of any outgoing connection (another test's, in a
+// parallel package) before the prober binds it again.
 func freePorts(n int) (int, error) {
+	lo, hi := fixedPortRange()
 	for attempt := 0; attempt < 50; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		first := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if first+n > 65000 {
-			continue
-		}
+		first := lo + rand.IntN(hi-lo-n)
 		ok := true
 		for p := first; p < first+n && ok; p++ {
 			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
@@ -98,7 +97,26 @@ func freePorts(n int) (int, error) {
 			return first, nil
 		}
 	}
-	return 0, fmt.Errorf("no %d consecutive free ports", n)
+	return 0, fmt.Errorf("no %d consecutive free ports in [%d, %d)", n, lo, hi)
+}
+
+// fixedPortRange is where fixed test ports are picked: from 10000 up to the
+// start of the ephemeral range (net.ipv4.ip_local_port_range), or
+// 20000–30000 when that cannot be read or leaves too little room.
+func fixedPortRange() (lo, hi int) {
+	lo, hi = 20000, 30000
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	if eph, err := strconv.Atoi(f[0]); err == nil && eph > 10000+1000 {
+		return 10000, eph
+	}
+	return lo, hi
 }
 
 // ports are the fixed ports a prober keeps across restarts.
@@ -180,10 +198,31 @@ func newProcDriver(bin, dir, topology string, nodes int) (*procDriver, error) {
 		logPath: filepath.Join(filepath.Dir(dir), "prober.log")}, nil
 }
 
+// errPortTaken is a start that failed because a port was in use.
+var errPortTaken = errors.New("a port of the prober was taken")
+
+// start boots the prober. Before its first boot nothing depends on its
+// ports yet, so a port taken in the meantime is met with fresh ones.
 func (d *procDriver) start(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := d.startOnce(ctx)
+		if !errors.Is(err, errPortTaken) || d.starts > attempt || attempt == 3 {
+			return err
+		}
+		if d.ports, err = pickPorts(d.ports.nodes); err != nil {
+			return err
+		}
+	}
+}
+
+func (d *procDriver) startOnce(ctx context.Context) error {
 	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
+	}
+	var from int64
+	if fi, err := logf.Stat(); err == nil {
+		from = fi.Size()
 	}
 	d.starts++
 	fmt.Fprintf(logf, "---- start %d\n", d.starts)
@@ -203,7 +242,28 @@ func (d *procDriver) start(ctx context.Context) error {
 		close(exited)
 	}()
 	d.cmd, d.exited = cmd, exited
-	return waitAPI(ctx, d.base(), exited)
+	err = waitAPI(ctx, d.base(), exited)
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+		if logSays(d.logPath, from, "address already in use") {
+			d.cmd = nil
+			return fmt.Errorf("%w: %v", errPortTaken, err)
+		}
+	default:
+	}
+	return err
+}
+
+// logSays reports whether the file at path holds s after offset from.
+func logSays(path string, from int64, s string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < from {
+		return false
+	}
+	return strings.Contains(string(b[from:]), s)
 }
 
 func (d *procDriver) base() string                         { return fmt.Sprintf("http://127.0.0.1:%d", d.ports.api) }
@@ -317,5 +377,58 @@ func (d *inprocDriver) stop() error {
 		return err
 	case <-time.After(60 * time.Second):
 		return fmt.Errorf("embedded app did not stop within 60s")
+	}
+}
+
+// TestProcDriverMovesOffATakenPort takes one of the NATS client ports the
+// driver picked before its first boot, as a parallel test's connection
+// can: the prober cannot bind it and exits, and the driver boots it again
+// on fresh ports.
+func TestProcDriverMovesOffATakenPort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots the prober binary")
+	}
+	bin, err := proberBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	d, err := newProcDriver(bin, filepath.Join(root, "data"), "3", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := d.ports.client + 1
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(taken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Cleanup(func() {
+		if err := d.stop(); err != nil {
+			t.Errorf("stop prober: %v", err)
+		}
+	})
+	if err := d.start(context.Background()); err != nil {
+		t.Fatalf("start: %v\n%s", err, d.logTail(20))
+	}
+	if d.starts != 2 {
+		t.Errorf("booted %d times, want 2 (one on the taken port, one on fresh ports)", d.starts)
+	}
+	for _, u := range d.clientURLs() {
+		if strings.HasSuffix(u, ":"+strconv.Itoa(taken)) {
+			t.Errorf("client URL %s is the taken port", u)
+		}
+	}
+	// A restart keeps its ports: a port taken then is an error.
+	if err := d.kill(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(d.ports.client))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if err := d.start(context.Background()); !errors.Is(err, errPortTaken) {
+		t.Errorf("restart on a taken port: %v, want errPortTaken", err)
 	}
 }
