@@ -2,6 +2,7 @@ package natsraft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -71,11 +72,20 @@ func (n *EmbeddedNode) Unfence(ctx context.Context) error {
 // a duplicate route, which NATS closes as it does at any cluster's start.
 //
 // The reload keeps JetStream as it is: a quiesced node resumes only in
-// Resume, after the routes are back.
+// Resume, after the routes are back. It is skipped while the quiesce's
+// JetStream shutdown is still in flight: NATS re-enables JetStream on every
+// reload for each account whose JetStream that shutdown has already removed
+// (restoring its streams and Raft groups on the JetStream going away), and
+// the end of the shutdown then stops those groups and clears the JetStream,
+// which left a resumed node whose groups /raftz no longer listed. NATS's
+// own timer redials meanwhile.
 func (n *EmbeddedNode) redial() error {
 	s := n.running()
 	if s == nil {
 		return nil
+	}
+	if n.inFlight(s) != nil {
+		return errShutdownInFlight
 	}
 	n.mu.Lock()
 	n.redials++
@@ -142,6 +152,10 @@ func (n *EmbeddedNode) Quiesced() bool {
 // snapshot from a leader that is out of reach stalls, asks again and
 // replays the snapshot for as long as the leader stays away.
 const quiesceWait = 10 * time.Second
+
+// errShutdownInFlight is a reload not done because the quiesce's JetStream
+// shutdown has not ended.
+var errShutdownInFlight = errors.New("no reload while the JetStream shutdown the quiesce began goes on")
 
 // jsShutdown is a JetStream shutdown in flight: done is closed when
 // ShutdownJetStream on srv returns.

@@ -111,3 +111,41 @@ func TestEmbeddedResumeRestartsAHeldShutdown(t *testing.T) {
 	require.NoError(t, node.Resume(ctx), "idempotent")
 	waitView(t, c, 30*time.Second, "healthy again", healthyDemo)
 }
+
+// TestEmbeddedUnfenceLeavesAShutdownInFlightAlone: NATS switches JetStream
+// off as its shutdown begins and clears it only at the end, and a config
+// reload in between enables JetStream again for each account whose
+// JetStream the shutdown has already removed, on the JetStream going away
+// (restoring its streams and Raft groups), which the end of the shutdown
+// then stops. A node whose shutdown a stream's catch-up held came back from
+// maintenance with groups that /raftz no longer listed, and stayed
+// catching up. So the unfence, which reloads to make the node dial its
+// routes at once, does not reload while the shutdown goes on. Here the
+// shutdown is the meta leader's, which steps down and waits two seconds for
+// the transfer before it stops anything.
+func TestEmbeddedUnfenceLeavesAShutdownInFlightAlone(t *testing.T) {
+	e, c := raftCluster(t)
+	waitView(t, c, 15*time.Second, "a healthy view", healthyDemo)
+	node := e.Node(e.MetaLeader())
+	s := node.running()
+	loaded := s.ConfigTime()
+	quiesced := make(chan error, 1)
+	go func() { quiesced <- node.Quiesce(t.Context()) }()
+	require.Eventually(t, func() bool { return node.inFlight(s) != nil && !s.JetStreamEnabled() },
+		10*time.Second, time.Millisecond, "the shutdown began")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, node.Unfence(ctx))
+	require.NotNil(t, node.inFlight(s), "the shutdown still goes on")
+	assert.Equal(t, loaded, s.ConfigTime(), "no reload while the shutdown goes on")
+	assert.ErrorIs(t, node.redial(), errShutdownInFlight)
+
+	require.NoError(t, <-quiesced)
+	require.True(t, node.Quiesced())
+	require.NoError(t, node.redial(), "a reload once the shutdown has ended")
+	assert.NotEqual(t, loaded, s.ConfigTime())
+	require.NoError(t, node.Resume(ctx))
+	assert.Same(t, s, node.running(), "resumed without a restart")
+	waitView(t, c, 30*time.Second, "healthy again", healthyDemo)
+}
