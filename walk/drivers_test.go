@@ -44,6 +44,8 @@ type driver interface {
 	stop() error
 	// logTail returns the last lines of the prober's log.
 	logTail(n int) string
+	// logName is the path of the prober's whole log.
+	logName() string
 }
 
 var errNoCrash = errors.New("this driver cannot crash a NATS node")
@@ -270,6 +272,7 @@ func (d *procDriver) base() string                         { return fmt.Sprintf(
 func (d *procDriver) clientURLs() []string                 { return d.ports.clientURLs() }
 func (d *procDriver) storeFile() string                    { return filepath.Join(d.dir, "maintenance.json") }
 func (d *procDriver) logTail(n int) string                 { return tailFile(d.logPath, n) }
+func (d *procDriver) logName() string                      { return d.logPath }
 func (d *procDriver) crash(string) error                   { return errNoCrash }
 func (d *procDriver) revive(context.Context, string) error { return errNoCrash }
 
@@ -358,6 +361,7 @@ func (d *inprocDriver) clientURLs() []string {
 }
 func (d *inprocDriver) storeFile() string    { return filepath.Join(d.dir, "maintenance.json") }
 func (d *inprocDriver) logTail(n int) string { return tailFile(d.logPath, n) }
+func (d *inprocDriver) logName() string      { return d.logPath }
 func (d *inprocDriver) kill() error          { return errors.ErrUnsupported }
 
 func (d *inprocDriver) crash(pod string) error { return d.app.Cluster().StopNode(pod) }

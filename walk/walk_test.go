@@ -201,6 +201,11 @@ func runWalk(t *testing.T, c walkCase, seed uint64, steps int) {
 func (w *walker) fail(format string, args ...any) {
 	w.t.Helper()
 	w.t.Logf("prober log (last lines):\n%s", w.drv.logTail(60))
+	// The test's folder goes with the test: the whole log is kept beside it.
+	kept := filepath.Join(os.TempDir(), fmt.Sprintf("prober-walk-%s-seed%d-step%d.log", w.c.name, w.seed, w.step))
+	if b, err := os.ReadFile(w.drv.logName()); err == nil && os.WriteFile(kept, b, 0o644) == nil {
+		w.t.Logf("the whole prober log is kept in %s", kept)
+	}
 	w.t.Fatalf("walk: seed %d, step %d of %s: VIOLATION: %s\nreplay: %s=%d %s=%d go test -run 'TestWalk/%s' ./walk/",
 		w.seed, w.step, w.c.name, fmt.Sprintf(format, args...), seedEnv, w.seed, stepsEnv, max(w.step, 1), w.c.name)
 }
