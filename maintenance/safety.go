@@ -92,9 +92,13 @@ func Judge(view *natsraft.View, requested, inMaintenance []string) Verdict {
 }
 
 // withDark returns view with the groups that the statuses of d record as
-// dark (Status.Dark) and view lacks, every member offline: a group whose
-// members are all out of service is reported by no server. view itself is
-// left alone.
+// dark (Status.Dark): a group whose members are all out of service is
+// reported by no server, and is added with every member offline. A dark
+// group the view has with no leader is completed with the recorded members
+// it lacks, as offline: a member whose Raft node has not started yet (a node restarted
+// in maintenance, before it is quiesced again) reports the group with no
+// leader and no peers, and judged on that alone the group would seem to
+// have no other member. view itself is left alone.
 func withDark(view *natsraft.View, d *Document) *natsraft.View {
 	if view == nil {
 		return view
@@ -103,22 +107,47 @@ func withDark(view *natsraft.View, d *Document) *natsraft.View {
 	for _, pod := range slices.Sorted(maps.Keys(d.Status)) {
 		gs = mergeGroups(gs, d.Status[pod].Dark)
 	}
-	var add []natsraft.Group
+	if len(gs) == 0 {
+		return view
+	}
+	groups := slices.Clone(view.Groups)
+	changed := false
 	for _, og := range gs {
-		if _, seen := view.Group(og.Kind, og.Account, og.Group); seen {
+		i := slices.IndexFunc(groups, func(g natsraft.Group) bool {
+			return g.Kind == og.Kind && g.Name == og.Group && (og.Kind == natsraft.KindMeta || g.Account == og.Account)
+		})
+		if i < 0 {
+			g := natsraft.Group{Kind: og.Kind, Account: og.Account, Name: og.Group}
+			for _, p := range og.Peers {
+				g.Peers = append(g.Peers, natsraft.Peer{Name: p, Offline: true})
+			}
+			groups = append(groups, g)
+			changed = true
 			continue
 		}
-		g := natsraft.Group{Kind: og.Kind, Account: og.Account, Name: og.Group}
-		for _, p := range og.Peers {
-			g.Peers = append(g.Peers, natsraft.Peer{Name: p, Offline: true})
+		if groups[i].Leader != "" {
+			continue // its leader lists its members
 		}
-		add = append(add, g)
+		peers := groups[i].Peers
+		for _, p := range og.Peers {
+			if !slices.ContainsFunc(peers, func(q natsraft.Peer) bool { return q.Name == p }) {
+				if len(peers) == len(groups[i].Peers) {
+					peers = slices.Clone(peers) // the view's own stays as it is
+				}
+				peers = append(peers, natsraft.Peer{Name: p, Offline: true})
+			}
+		}
+		if len(peers) != len(groups[i].Peers) {
+			slices.SortFunc(peers, func(a, b natsraft.Peer) int { return cmp.Compare(a.Name, b.Name) })
+			groups[i].Peers = peers
+			changed = true
+		}
 	}
-	if len(add) == 0 {
+	if !changed {
 		return view
 	}
 	v := *view
-	v.Groups = append(slices.Clip(view.Groups), add...)
+	v.Groups = groups
 	return &v
 }
 

@@ -744,15 +744,44 @@ func TestEnterEvacuating(t *testing.T) {
 // The statuses record it (Status.Dark, written as the last member serving
 // quiesces), and a request judged for a pod that a forced entry holds is
 // judged on it from there: once the forced entry ends, the new one alone
-// would keep the group below its quorum.
+// would keep the group below its quorum. A member restarted in maintenance
+// reports its groups before it is quiesced again, with no leader and none
+// of their peers (its Raft nodes have not started): the record completes
+// them.
 func TestServiceJudgesDarkGroups(t *testing.T) {
-	// Every node of east quiesced under a forced dc entry: no group is seen.
-	view := threeNodes()
-	dark := view.Groups
-	view.Groups = nil
-	for i := range view.Nodes {
-		view.Nodes[i].JetStream = false
+	for _, tc := range []struct {
+		name string
+		seen func(dark []natsraft.Group) []natsraft.Group
+	}{
+		{"no group seen", func([]natsraft.Group) []natsraft.Group { return nil }},
+		{"n2 restarted reports its groups alone", func(dark []natsraft.Group) []natsraft.Group {
+			var out []natsraft.Group
+			for _, g := range dark {
+				if slices.Contains(g.PeerNames(), "n2") {
+					out = append(out, natsraft.Group{Kind: g.Kind, Account: g.Account, Name: g.Name,
+						Peers: []natsraft.Peer{{Name: "n2"}}})
+				}
+			}
+			return out
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Every node of east quiesced under a forced dc entry.
+			view := threeNodes()
+			dark := view.Groups
+			view.Groups = tc.seen(dark)
+			for i := range view.Nodes {
+				view.Nodes[i].JetStream = len(view.Groups) > 0 && view.Nodes[i].Name == "n2"
+			}
+			judgesDarkGroups(t, view, dark)
+		})
 	}
+}
+
+// judgesDarkGroups judges requests on view, with every group of dark
+// recorded as dark in the statuses of east, all in under a forced entry.
+func judgesDarkGroups(t *testing.T, view *natsraft.View, dark []natsraft.Group) {
+	t.Helper()
 	f := newFixture(t, staticView(view))
 	ctx := context.Background()
 	f.seed(t, func(d *maintenance.Document) {
