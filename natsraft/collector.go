@@ -519,6 +519,7 @@ func (c *Collector) record(ctx context.Context, from time.Time, reports []*nodeR
 	c.mu.Lock()
 	if err == nil {
 		keepUnreported(v, c.latest)
+		completeLeaderless(v, c.latest)
 	}
 	c.trackLeaderless(v)
 	c.trackHealth(v, reports)
@@ -567,6 +568,47 @@ func keepUnreported(v, prev *View) {
 	}
 	if added {
 		slices.SortFunc(v.Groups, compareGroups)
+	}
+}
+
+// completeLeaderless adds to each leaderless group of v the members that
+// the previous view had for it and v lacks, not current (offline when
+// their node did not answer). A leaderless group's members are what its
+// reporters list, and a server whose JetStream has just started reports
+// its streams before their Raft nodes run, with no peer but itself: an R2
+// group with one member restarting and the other coming back from
+// maintenance showed one member only, and the safety rule let the other go
+// too. A group with a leader is what its leader lists.
+func completeLeaderless(v, prev *View) {
+	if prev == nil {
+		return
+	}
+	var before map[groupKey][]Peer
+	for i := range v.Groups {
+		g := &v.Groups[i]
+		if g.Leader != "" {
+			continue
+		}
+		if before == nil {
+			before = make(map[groupKey][]Peer, len(prev.Groups))
+			for j := range prev.Groups {
+				before[keyOf(&prev.Groups[j])] = prev.Groups[j].Peers
+			}
+		}
+		n := len(g.Peers)
+		for _, p := range before[keyOf(g)] {
+			if slices.ContainsFunc(g.Peers, func(q Peer) bool { return q.Name == p.Name }) {
+				continue
+			}
+			offline := p.Offline
+			if node, known := v.Node(p.Name); known {
+				offline = !node.Reachable
+			}
+			g.Peers = append(g.Peers, Peer{Name: p.Name, Offline: offline})
+		}
+		if len(g.Peers) != n {
+			slices.SortFunc(g.Peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
+		}
 	}
 }
 

@@ -70,3 +70,32 @@ func TestKeepUnreported(t *testing.T) {
 	assert.Equal(t, []string{"crashed", "quiesced", "restarting"}, names)
 	assert.True(t, prev.Groups[0].Peers[0].Current, "the previous view is left alone")
 }
+
+// TestCompleteLeaderless checks that a leaderless group keeps the members
+// the previous view had for it: a server whose JetStream has just started
+// reports a stream with no leader and no peer but itself, and the group
+// must not seem to have lost its other members. A group with a leader is
+// what its leader lists; the previous view is left alone.
+func TestCompleteLeaderless(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r2 := func(name, leader string, peers ...Peer) Group {
+		return Group{Kind: KindStream, Account: "APP", Stream: name, Name: name, Leader: leader, Peers: peers}
+	}
+	led := []Peer{{Name: "n0", Leader: true, Current: true, Healthy: true}, {Name: "n1", Current: true, Healthy: true}}
+	prev := &View{At: at, Nodes: []Node{{Name: "n0", Reachable: true, JetStream: true}, {Name: "n1", Reachable: true, JetStream: true}},
+		Groups: []Group{r2("restarting", "n0", led...), r2("moved", "n0", led...), r2("new", "n0", led...)}}
+	v := &View{At: at.Add(time.Second), Nodes: []Node{{Name: "n0", Reachable: false}, {Name: "n1", Reachable: true, JetStream: true}},
+		Groups: []Group{
+			r2("moved", "n2", Peer{Name: "n1", Current: true, Healthy: true}, Peer{Name: "n2", Leader: true, Current: true, Healthy: true}),
+			r2("restarting", "", Peer{Name: "n1"}),
+		}}
+	completeLeaderless(v, prev)
+	got := map[string]Group{}
+	for _, g := range v.Groups {
+		got[g.Name] = g
+	}
+	assert.Equal(t, []Peer{{Name: "n0", Offline: true}, {Name: "n1"}}, got["restarting"].Peers, "n0 completed, offline: its node did not answer")
+	assert.Equal(t, []string{"n1", "n2"}, got["moved"].PeerNames(), "a led group is its leader's list")
+	assert.Len(t, prev.Groups[0].Peers, 2)
+	assert.True(t, prev.Groups[0].Peers[1].Current, "the previous view is left alone")
+}
