@@ -860,7 +860,9 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 	}
 
 	obs := map[groupKey]*groupObs{}
-	observe := func(k groupKey, node string, ci *clusterDoc, lastSeq uint64, ephemeral bool) {
+	// A raftless report (see clusterDoc.raftless) says the group is on the
+	// node, and nothing of its leader or members.
+	observe := func(k groupKey, node string, ci *clusterDoc, lastSeq uint64, ephemeral, raftless bool) {
 		if ci == nil {
 			return
 		}
@@ -878,7 +880,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 		}
 		cl := claim{node: node, ci: ci, lastSeq: lastSeq}
 		o.reports = append(o.reports, cl)
-		if ci.Leader == node {
+		if ci.Leader == node && !raftless {
 			o.leaders = append(o.leaders, cl)
 		}
 		for _, p := range ci.Replicas {
@@ -897,16 +899,18 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 			// its local one to its peers).
 			m := *r.jsz.Meta
 			m.RaftGroup = metaRaftGroup
-			observe(groupKey{kind: KindMeta}, name, &m, 0, false)
+			observe(groupKey{kind: KindMeta}, name, &m, 0, false, false)
 		}
 		for ai := range r.jsz.Accounts {
 			a := &r.jsz.Accounts[ai]
 			for si := range a.Streams {
 				s := &a.Streams[si]
-				observe(groupKey{kind: KindStream, account: a.ID, stream: s.Name}, name, s.Cluster, s.State.LastSeq, false)
+				observe(groupKey{kind: KindStream, account: a.ID, stream: s.Name}, name, s.Cluster, s.State.LastSeq, false,
+					s.Cluster.raftless(s.replicas()))
 				for ci := range s.Consumers {
 					cs := &s.Consumers[ci]
-					observe(groupKey{kind: KindConsumer, account: a.ID, stream: s.Name, consumer: cs.Name}, name, cs.Cluster, 0, cs.ephemeral())
+					observe(groupKey{kind: KindConsumer, account: a.ID, stream: s.Name, consumer: cs.Name}, name, cs.Cluster, 0, cs.ephemeral(),
+						cs.Cluster.raftless(cs.replicas(s.replicas())))
 				}
 			}
 		}

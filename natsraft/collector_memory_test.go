@@ -1,6 +1,7 @@
 package natsraft
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -98,4 +99,39 @@ func TestCompleteLeaderless(t *testing.T) {
 	assert.Equal(t, []string{"n1", "n2"}, got["moved"].PeerNames(), "a led group is its leader's list")
 	assert.Len(t, prev.Groups[0].Peers, 2)
 	assert.True(t, prev.Groups[0].Peers[1].Current, "the previous view is left alone")
+}
+
+// TestRaftlessClaimIsNoLeadership checks the report of a server whose Raft
+// node for a stream of three replicas does not run yet (its JetStream has
+// just started): NATS names the server itself as the leader, with no Raft
+// group and no replica, as for a stream of one replica. It is no
+// leadership: with n0 down and n1 quiesced, n2's raftless report made the
+// stream seem led by n2 alone, and the safety rule saw no other member.
+// The previous view completes its members. A stream configured with one
+// replica reported so is led by its server.
+func TestRaftlessClaimIsNoLeadership(t *testing.T) {
+	prev := buildView(time.Now(), reportList(synthHealthy()))
+	rs := synthHealthy()
+	rs["n0"].err = errors.New("connection refused")
+	rs["n1"].jsz = jszDoc{Disabled: true}
+	s := &rs["n2"].jsz.Accounts[0].Streams[0]
+	s.Cluster = &clusterDoc{Name: "dc1", Leader: "n2"}
+	s.Config = &struct {
+		Replicas int `json:"num_replicas"`
+	}{Replicas: 3}
+	s.Consumers = nil
+	v := buildView(time.Now(), reportList(rs))
+	g := groupNamed(t, v, "s")
+	assert.Empty(t, g.Leader, "a raftless report leads nothing")
+	assert.Equal(t, []string{"n2"}, g.PeerNames(), "only the reporter is known from this sweep")
+	completeLeaderless(v, prev)
+	g = groupNamed(t, v, "s")
+	assert.Equal(t, []string{"n0", "n1", "n2"}, g.PeerNames())
+	for _, p := range g.Peers {
+		assert.False(t, p.Current, p.Name)
+	}
+
+	s.Config.Replicas = 1
+	v = buildView(time.Now(), reportList(rs))
+	assert.Equal(t, "n2", groupNamed(t, v, "s").Leader, "one replica: its server leads it")
 }

@@ -160,10 +160,23 @@ type accountDoc struct {
 type streamDoc struct {
 	Name    string      `json:"name"`
 	Cluster *clusterDoc `json:"cluster"`
-	State   struct {
+	// Config is there when /jsz is asked with config=true.
+	Config *struct {
+		Replicas int `json:"num_replicas"`
+	} `json:"config"`
+	State struct {
 		LastSeq uint64 `json:"last_seq"`
 	} `json:"state"`
 	Consumers []consumerDoc `json:"consumer_detail"`
+}
+
+// replicas is the stream's configured number of replicas, 0 when /jsz did
+// not say.
+func (s *streamDoc) replicas() int {
+	if s.Config == nil {
+		return 0
+	}
+	return s.Config.Replicas
 }
 
 type consumerDoc struct {
@@ -172,13 +185,38 @@ type consumerDoc struct {
 	// Config is there when /jsz is asked with config=true.
 	Config *struct {
 		Durable string `json:"durable_name"`
+		// Replicas is 0 when the consumer has as many as its stream.
+		Replicas int `json:"num_replicas"`
 	} `json:"config"`
+}
+
+// replicas is the consumer's number of replicas, its stream's when its
+// configuration names none, 0 when /jsz did not say.
+func (c *consumerDoc) replicas(stream int) int {
+	if c.Config == nil {
+		return 0
+	}
+	if c.Config.Replicas > 0 {
+		return c.Config.Replicas
+	}
+	return stream
 }
 
 // ephemeral reports whether the consumer is ephemeral (no durable name),
 // as ordered consumers, KV watchers and `nats stream view` are: their
 // clients make a new one when it is gone.
 func (c *consumerDoc) ephemeral() bool { return c.Config != nil && c.Config.Durable == "" }
+
+// raftless reports whether ci, the cluster info of an asset configured
+// with replicas replicas, comes from a server whose Raft node for it does
+// not run (yet): NATS then names the server itself as the leader, with no
+// Raft group and no replica, as it does for an asset of one replica, which
+// has no Raft node at all. A server whose JetStream has just started
+// reports the streams it recovered from disk so until the meta layer
+// attaches their groups. A nil ci is not raftless.
+func (ci *clusterDoc) raftless(replicas int) bool {
+	return ci != nil && replicas > 1 && ci.RaftGroup == "" && len(ci.Replicas) == 0
+}
 
 // clusterDoc is the common part of ClusterInfo and MetaClusterInfo.
 type clusterDoc struct {

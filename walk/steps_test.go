@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prober-dev/prober/maintenance"
+	"github.com/prober-dev/prober/natsraft"
 )
 
 // stepKind is one kind of step with its weight in the draw.
@@ -168,7 +169,8 @@ func (w *walker) put(kind, name string) {
 			w.st.ttl++
 		}
 		if len(unsafe) > 0 && !r.force {
-			w.fail("PUT /%s/%s accepted although the safety rule forbids it: %s; answer %s", kind, name, strings.Join(unsafe, "; "), rep.body)
+			w.fail("PUT /%s/%s accepted although the safety rule forbids it: %s; answer %s\nthe prober's view just after: %s",
+				kind, name, strings.Join(unsafe, "; "), rep.body, w.viewOf(members))
 		}
 		w.m.put(kind, name, r, rep.lo, rep.hi)
 	case http.StatusConflict:
@@ -289,4 +291,35 @@ func (w *walker) revive(pod string) {
 	}
 	delete(w.m.crashed, pod)
 	w.t.Logf("step %d: revived %s", w.step, pod)
+}
+
+// viewOf says how the prober's view (GET /raft, now) sees pods: their nodes
+// and every group they are members of, for a violation's report.
+func (w *walker) viewOf(pods []string) string {
+	v, why := w.tryRaft()
+	if v == nil {
+		return why
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "taken %s, %.1fs old", v.At.Format(time.RFC3339Nano), v.AgeSeconds)
+	for _, n := range v.Nodes {
+		if slices.Contains(pods, n.Name) {
+			fmt.Fprintf(&b, "\n  node %s: reachable %v, jetstream %v", n.Name, n.Reachable, n.JetStream)
+		}
+	}
+	for _, g := range v.Groups {
+		if !slices.ContainsFunc(g.Peers, func(p natsraft.Peer) bool { return slices.Contains(pods, p.Name) }) &&
+			!slices.ContainsFunc(w.m.groups, func(mg group) bool { return mg.name == g.Name && overlaps(mg.peers, pods) }) {
+			continue
+		}
+		fmt.Fprintf(&b, "\n  %s %s: leader %q, peers", g.Kind, g.Name, g.Leader)
+		for _, p := range g.Peers {
+			fmt.Fprintf(&b, " %s(current %v, healthy %v, offline %v)", p.Name, p.Current, p.Healthy, p.Offline)
+		}
+	}
+	return b.String()
+}
+
+func overlaps(a, b []string) bool {
+	return slices.ContainsFunc(a, func(x string) bool { return slices.Contains(b, x) })
 }
