@@ -94,11 +94,11 @@ func Judge(view *natsraft.View, requested, inMaintenance []string) Verdict {
 // withDark returns view with the groups that the statuses of d record as
 // dark (Status.Dark): a group whose members are all out of service is
 // reported by no server, and is added with every member offline. A dark
-// group the view has with no leader is completed with the recorded members
-// it lacks, as offline: a member whose Raft node has not started yet (a node restarted
-// in maintenance, before it is quiesced again) reports the group with no
-// leader and no peers, and judged on that alone the group would seem to
-// have no other member. view itself is left alone.
+// group the view has with no leader is completed with the recorded
+// members it lacks, as offline: a member whose Raft node has not started
+// yet (a node restarted in maintenance, before it is quiesced again)
+// reports the group with no peer but itself, and judged on that alone the
+// group would seem to have no other member. view itself is left alone.
 func withDark(view *natsraft.View, d *Document) *natsraft.View {
 	if view == nil {
 		return view
