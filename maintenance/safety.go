@@ -117,31 +117,16 @@ func withDark(view *natsraft.View, d *Document) *natsraft.View {
 			return g.Kind == og.Kind && g.Name == og.Group && (og.Kind == natsraft.KindMeta || g.Account == og.Account)
 		})
 		if i < 0 {
-			g := natsraft.Group{Kind: og.Kind, Account: og.Account, Name: og.Group}
-			for _, p := range og.Peers {
-				g.Peers = append(g.Peers, natsraft.Peer{Name: p, Offline: true})
-			}
-			groups = append(groups, g)
+			groups = append(groups, natsraft.Group{Kind: og.Kind, Account: og.Account, Name: og.Group, Peers: offlinePeers(og.Peers)})
 			changed = true
 			continue
 		}
 		if groups[i].Leader != "" {
 			continue // its leader lists its members
 		}
-		peers := groups[i].Peers
-		for _, p := range og.Peers {
-			if !slices.ContainsFunc(peers, func(q natsraft.Peer) bool { return q.Name == p }) {
-				if len(peers) == len(groups[i].Peers) {
-					peers = slices.Clone(peers) // the view's own stays as it is
-				}
-				peers = append(peers, natsraft.Peer{Name: p, Offline: true})
-			}
-		}
-		if len(peers) != len(groups[i].Peers) {
-			slices.SortFunc(peers, func(a, b natsraft.Peer) int { return cmp.Compare(a.Name, b.Name) })
-			groups[i].Peers = peers
-			changed = true
-		}
+		n := len(groups[i].Peers)
+		groups[i].AddPeers(offlinePeers(og.Peers)...)
+		changed = changed || len(groups[i].Peers) != n
 	}
 	if !changed {
 		return view
@@ -149,6 +134,15 @@ func withDark(view *natsraft.View, d *Document) *natsraft.View {
 	v := *view
 	v.Groups = groups
 	return &v
+}
+
+// offlinePeers returns the named members, each offline.
+func offlinePeers(names []string) []natsraft.Peer {
+	peers := make([]natsraft.Peer, len(names))
+	for i, n := range names {
+		peers[i] = natsraft.Peer{Name: n, Offline: true}
+	}
+	return peers
 }
 
 // JudgeDrain applies the drain rule to a request to drain the requested

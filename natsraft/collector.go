@@ -595,20 +595,15 @@ func completeLeaderless(v, prev *View) {
 				before[keyOf(&prev.Groups[j])] = prev.Groups[j].Peers
 			}
 		}
-		n := len(g.Peers)
-		for _, p := range before[keyOf(g)] {
-			if slices.ContainsFunc(g.Peers, func(q Peer) bool { return q.Name == p.Name }) {
-				continue
-			}
-			offline := p.Offline
+		old := before[keyOf(g)]
+		add := make([]Peer, len(old))
+		for j, p := range old {
+			add[j] = Peer{Name: p.Name, Offline: p.Offline}
 			if node, known := v.Node(p.Name); known {
-				offline = !node.Reachable
+				add[j].Offline = !node.Reachable
 			}
-			g.Peers = append(g.Peers, Peer{Name: p.Name, Offline: offline})
 		}
-		if len(g.Peers) != n {
-			slices.SortFunc(g.Peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
-		}
+		g.AddPeers(add...)
 	}
 }
 

@@ -7,6 +7,7 @@ package natsraft
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -222,6 +223,27 @@ func (g Group) PeerNames() []string {
 		names[i] = p.Name
 	}
 	return names
+}
+
+// AddPeers adds to g those of peers whose names it does not list yet and
+// keeps its peers sorted by name, for a group whose reports name fewer
+// members than it has. The slice g had is not written to: g may be a copy
+// of a view's group that shares it.
+func (g *Group) AddPeers(peers ...Peer) {
+	out := g.Peers
+	for _, p := range peers {
+		if slices.ContainsFunc(out, func(q Peer) bool { return q.Name == p.Name }) {
+			continue
+		}
+		if len(out) == len(g.Peers) {
+			out = slices.Clone(out)
+		}
+		out = append(out, p)
+	}
+	if len(out) != len(g.Peers) {
+		slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+		g.Peers = out
+	}
 }
 
 // Group returns the group of the view with that kind, account (streams

@@ -42,9 +42,7 @@ type driver interface {
 	revive(ctx context.Context, pod string) error
 	// stop ends the prober in order.
 	stop() error
-	// logTail returns the last lines of the prober's log.
-	logTail(n int) string
-	// logName is the path of the prober's whole log.
+	// logName is the path of the prober's log (see tailFile).
 	logName() string
 }
 
@@ -271,7 +269,6 @@ func logSays(path string, from int64, s string) bool {
 func (d *procDriver) base() string                         { return fmt.Sprintf("http://127.0.0.1:%d", d.ports.api) }
 func (d *procDriver) clientURLs() []string                 { return d.ports.clientURLs() }
 func (d *procDriver) storeFile() string                    { return filepath.Join(d.dir, "maintenance.json") }
-func (d *procDriver) logTail(n int) string                 { return tailFile(d.logPath, n) }
 func (d *procDriver) logName() string                      { return d.logPath }
 func (d *procDriver) crash(string) error                   { return errNoCrash }
 func (d *procDriver) revive(context.Context, string) error { return errNoCrash }
@@ -359,10 +356,9 @@ func (d *inprocDriver) base() string { return "http://" + d.app.Addr() }
 func (d *inprocDriver) clientURLs() []string {
 	return d.app.Cluster().ClientURLs()
 }
-func (d *inprocDriver) storeFile() string    { return filepath.Join(d.dir, "maintenance.json") }
-func (d *inprocDriver) logTail(n int) string { return tailFile(d.logPath, n) }
-func (d *inprocDriver) logName() string      { return d.logPath }
-func (d *inprocDriver) kill() error          { return errors.ErrUnsupported }
+func (d *inprocDriver) storeFile() string { return filepath.Join(d.dir, "maintenance.json") }
+func (d *inprocDriver) logName() string   { return d.logPath }
+func (d *inprocDriver) kill() error       { return errors.ErrUnsupported }
 
 func (d *inprocDriver) crash(pod string) error { return d.app.Cluster().StopNode(pod) }
 func (d *inprocDriver) revive(ctx context.Context, pod string) error {
@@ -413,7 +409,7 @@ func TestProcDriverMovesOffATakenPort(t *testing.T) {
 		}
 	})
 	if err := d.start(context.Background()); err != nil {
-		t.Fatalf("start: %v\n%s", err, d.logTail(20))
+		t.Fatalf("start: %v\n%s", err, tailFile(d.logPath, 20))
 	}
 	if d.starts != 2 {
 		t.Errorf("booted %d times, want 2 (one on the taken port, one on fresh ports)", d.starts)

@@ -200,7 +200,7 @@ func runWalk(t *testing.T, c walkCase, seed uint64, steps int) {
 // fail stops the walk with the seed and step, so that it can be replayed.
 func (w *walker) fail(format string, args ...any) {
 	w.t.Helper()
-	w.t.Logf("prober log (last lines):\n%s", w.drv.logTail(60))
+	w.t.Logf("prober log (last lines):\n%s", tailFile(w.drv.logName(), 60))
 	// The test's folder goes with the test: the whole log is kept beside it.
 	kept := filepath.Join(os.TempDir(), fmt.Sprintf("prober-walk-%s-seed%d-step%d.log", w.c.name, w.seed, w.step))
 	if b, err := os.ReadFile(w.drv.logName()); err == nil && os.WriteFile(kept, b, 0o644) == nil {

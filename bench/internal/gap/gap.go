@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -176,8 +176,7 @@ func Stats(ds []time.Duration) string {
 	if len(ds) == 0 {
 		return "-"
 	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	s := sorted(ds)
 	return fmt.Sprintf("%.3f / %.3f / %.3f s", s[0].Seconds(), Median(s).Seconds(), s[len(s)-1].Seconds())
 }
 
@@ -196,15 +195,18 @@ func Ratio(a, b []time.Duration) string {
 	if len(a) == 0 || len(b) == 0 {
 		return "-"
 	}
-	sa := append([]time.Duration(nil), a...)
-	sb := append([]time.Duration(nil), b...)
-	sort.Slice(sa, func(i, j int) bool { return sa[i] < sa[j] })
-	sort.Slice(sb, func(i, j int) bool { return sb[i] < sb[j] })
-	mb := Median(sb)
+	mb := Median(sorted(b))
 	if mb <= 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.1fx", float64(Median(sa))/float64(mb))
+	return fmt.Sprintf("%.1fx", float64(Median(sorted(a)))/float64(mb))
+}
+
+// sorted returns a sorted copy of ds.
+func sorted(ds []time.Duration) []time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s
 }
 
 // RunEmbedded runs the embedded default e until stop is called, and
