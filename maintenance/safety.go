@@ -43,6 +43,12 @@ type Violation struct {
 	Remaining []string `json:"remaining"`
 	// Lost are the members that would not, sorted by name.
 	Lost []LostPeer `json:"lost"`
+	// Unnamed is how many members of the leaderless group no report names
+	// (natsraft.Group.Unnamed), and MayHold the requested pods that could
+	// be those members: their nodes serve no JetStream, so the sweep does
+	// not show whether they hold the group.
+	Unnamed int      `json:"unnamed,omitempty"`
+	MayHold []string `json:"mayHold,omitempty"`
 	// Reason is one sentence, for example "stream demo (R3) would keep 1 of
 	// 3 peers, needs 2: nats-0 requested, nats-1 not current".
 	Reason string `json:"reason"`
@@ -63,6 +69,15 @@ type Violation struct {
 // changes nothing). An R1 group on a requested pod is therefore always a
 // violation. A peer the view has no node for is judged by its Raft state
 // alone: the sweep may not reach every server of a super-cluster.
+//
+// A leaderless group may have members that no report names (see
+// natsraft.Group.Unnamed). They are on nodes that serve no JetStream, so a
+// newly requested pod whose node serves none (or that the view has no node
+// for) and that the group does not list may be one of them: the group
+// counts as touched by it, and its quorum counts the unnamed members, none
+// of which counts towards it. Without this, a prober that has just started
+// (no earlier view to complete the group from) let the last members of an
+// R2 group go while its other member had just restarted.
 //
 // An ephemeral consumer (ordered consumers, KV watchers, `nats stream
 // view`) is not a group worth refusing for: its client makes a new one on a
@@ -203,7 +218,11 @@ func judge(view *natsraft.View, requested, inMaintenance, draining []string, dra
 				break
 			}
 		}
-		if !touched {
+		var mayHold []string
+		if g.Unnamed() > 0 {
+			mayHold = mayHoldUnnamed(view, g, req)
+		}
+		if !touched && len(mayHold) == 0 {
 			continue
 		}
 		v := Violation{
@@ -212,6 +231,8 @@ func judge(view *natsraft.View, requested, inMaintenance, draining []string, dra
 			Account: g.Account,
 			Peers:   []string{},
 			Quorum:  g.Quorum(),
+			Unnamed: g.Unnamed(),
+			MayHold: mayHold,
 		}
 		if drain {
 			v.Quorum = 1
@@ -260,6 +281,24 @@ func judge(view *natsraft.View, requested, inMaintenance, draining []string, dra
 	return Verdict{Violations: out, Warnings: warnings}
 }
 
+// mayHoldUnnamed returns the newly requested pods, sorted, that could hold
+// one of g's unnamed members: not listed by g, and with no node in the view
+// that serves JetStream.
+func mayHoldUnnamed(view *natsraft.View, g natsraft.Group, req map[string]bool) []string {
+	var out []string
+	for p := range req {
+		if slices.ContainsFunc(g.Peers, func(q natsraft.Peer) bool { return q.Name == p }) {
+			continue
+		}
+		if n, ok := view.Node(p); ok && n.Serving() {
+			continue // it would report the group
+		}
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // sortViolations sorts by kind (meta, stream, consumer), account and group.
 func sortViolations(vs []Violation) {
 	slices.SortFunc(vs, func(a, b Violation) int {
@@ -282,22 +321,30 @@ func violationReason(g natsraft.Group, v Violation, drain bool) string {
 		if g.Account != "" {
 			subject += " of account " + g.Account
 		}
-		subject += fmt.Sprintf(" (R%d)", len(v.Peers))
+		subject += fmt.Sprintf(" (R%d)", len(v.Peers)+v.Unnamed)
 	}
 	lost := make([]string, len(v.Lost))
 	for i, l := range v.Lost {
 		lost[i] = l.Name + " " + l.Why
 	}
+	var unnamed string
+	if v.Unnamed > 0 {
+		unnamed = fmt.Sprintf("; no report names %d of its members, and %s may hold one (requested)",
+			v.Unnamed, strings.Join(v.MayHold, ", "))
+		if len(v.MayHold) == 0 {
+			unnamed = fmt.Sprintf("; no report names %d of its members", v.Unnamed)
+		}
+	}
 	switch {
-	case len(v.Peers) == 1 && drain:
+	case len(v.Peers) == 1 && v.Unnamed == 0 && drain:
 		return fmt.Sprintf("%s lives only on %s: its leadership cannot move", subject, strings.Join(lost, ", "))
-	case len(v.Peers) == 1:
+	case len(v.Peers) == 1 && v.Unnamed == 0:
 		return fmt.Sprintf("%s lives only on %s and would be unavailable", subject, strings.Join(lost, ", "))
 	case drain:
-		return fmt.Sprintf("%s would keep no peer to take its leadership: %s", subject, strings.Join(lost, ", "))
+		return fmt.Sprintf("%s would keep no peer to take its leadership: %s%s", subject, strings.Join(lost, ", "), unnamed)
 	}
-	return fmt.Sprintf("%s would keep %d of %d peers, needs %d: %s",
-		subject, len(v.Remaining), len(v.Peers), v.Quorum, strings.Join(lost, ", "))
+	return fmt.Sprintf("%s would keep %d of %d peers, needs %d: %s%s",
+		subject, len(v.Remaining), len(v.Peers)+v.Unnamed, v.Quorum, strings.Join(lost, ", "), unnamed)
 }
 
 func kindOrder(k natsraft.GroupKind) int {
@@ -319,7 +366,7 @@ func kindOrder(k natsraft.GroupKind) int {
 func (v Verdict) evacuating(view *natsraft.View) Verdict {
 	moved := map[string]bool{}
 	for _, x := range v.Violations {
-		if x.Kind == natsraft.KindStream && len(x.Peers) == 1 {
+		if x.Kind == natsraft.KindStream && len(x.Peers) == 1 && x.Unnamed == 0 {
 			moved[x.Account+"/"+x.Group] = true
 		}
 	}
@@ -331,8 +378,9 @@ func (v Verdict) evacuating(view *natsraft.View) Verdict {
 	}
 	out := Verdict{Warnings: v.Warnings}
 	for _, x := range v.Violations {
-		movable := x.Kind == natsraft.KindStream && len(x.Peers) == 1
-		if x.Kind == natsraft.KindConsumer && len(x.Peers) == 1 {
+		one := len(x.Peers) == 1 && x.Unnamed == 0
+		movable := x.Kind == natsraft.KindStream && one
+		if x.Kind == natsraft.KindConsumer && one {
 			movable = moved[x.Account+"/"+stream[x.Account+"/"+x.Group]]
 		}
 		if !movable {

@@ -63,6 +63,34 @@ func safetyUnreachable(v *natsraft.View, name string) *natsraft.View {
 	return v
 }
 
+// safetyNoJetStream marks the named node as serving no JetStream (quiesced,
+// or starting).
+func safetyNoJetStream(v *natsraft.View, name string) *natsraft.View {
+	for i := range v.Nodes {
+		if v.Nodes[i].Name == name {
+			v.Nodes[i].JetStream = false
+		}
+	}
+	return v
+}
+
+// safetyHalfSeen makes g a group configured with replicas replicas whose
+// reports name only the peers it has: with no leader (its peers not
+// current), as a sweep sees a group whose one answering member has just
+// started its JetStream, or with its leader (a change of replicas).
+func safetyHalfSeen(g natsraft.Group, replicas int, leader bool) natsraft.Group {
+	g.Replicas = replicas
+	if leader {
+		g.Leader = g.Peers[0].Name
+		return g
+	}
+	g.Peers = append([]natsraft.Peer(nil), g.Peers...)
+	for i := range g.Peers {
+		g.Peers[i] = natsraft.Peer{Name: g.Peers[i].Name}
+	}
+	return g
+}
+
 func TestCheckSafety(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -115,6 +143,30 @@ func TestCheckSafety(t *testing.T) {
 			view:      safetyUnreachable(safetyView(safetyStream("demo", "a1", "a2", "b1")), "a2"),
 			requested: []string{"a1"},
 			want:      []string{"demo: stream demo of account APP (R3) would keep 1 of 3 peers, needs 2: a1 requested, a2 unreachable"},
+		},
+		{
+			name:      "leaderless R2 named by one member, the requested pod serves no JetStream",
+			view:      safetyNoJetStream(safetyView(safetyHalfSeen(safetyStream("pair", "c1"), 2, false)), "c2"),
+			requested: []string{"c2"},
+			want: []string{"pair: stream pair of account APP (R2) would keep 0 of 2 peers, needs 2: c1 not current; " +
+				"no report names 1 of its members, and c2 may hold one (requested)"},
+		},
+		{
+			name:      "leaderless R3 named by one member, the requested pod unreachable",
+			view:      safetyUnreachable(safetyView(safetyHalfSeen(safetyStream("trio", "a1"), 3, false)), "b1"),
+			requested: []string{"b1", "a2"},
+			want: []string{"trio: stream trio of account APP (R3) would keep 0 of 3 peers, needs 2: a1 not current; " +
+				"no report names 2 of its members, and b1 may hold one (requested)"},
+		},
+		{
+			name:      "leaderless R2 named by one member, the requested pod serves JetStream",
+			view:      safetyNoJetStream(safetyView(safetyHalfSeen(safetyStream("pair", "c1"), 2, false)), "c2"),
+			requested: []string{"a1"},
+		},
+		{
+			name:      "a leader listing fewer members than configured",
+			view:      safetyUnreachable(safetyView(safetyHalfSeen(safetyStream("growing", "a1"), 3, true)), "b1"),
+			requested: []string{"b1"},
 		},
 		{
 			name:          "R3, another node in maintenance",

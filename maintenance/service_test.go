@@ -778,6 +778,45 @@ func TestServiceJudgesDarkGroups(t *testing.T) {
 	}
 }
 
+// TestServiceJudgesHalfSeenGroups: a prober that has just started, with no
+// earlier view and no record, sees n2 (just restarted) report ORDERS and
+// its consumer alone and with no leader, n1 down and n0 back from
+// maintenance with its JetStream not yet resumed. n0 is named by no report,
+// but the groups' configured replicas say two members are missing, and n0
+// could hold one: putting it back into maintenance is refused, and a pod
+// that serves JetStream and is not named is not.
+func TestServiceJudgesHalfSeenGroups(t *testing.T) {
+	view := threeNodes()
+	var groups []natsraft.Group
+	for _, g := range view.Groups[1:3] {
+		groups = append(groups, natsraft.Group{Kind: g.Kind, Account: g.Account, Name: g.Name, Stream: "ORDERS",
+			Replicas: len(g.Peers), Peers: []natsraft.Peer{{Name: "n2"}}})
+	}
+	view.Groups = append(groups, view.Groups[3])
+	view.Nodes[0].JetStream = false
+	view.Nodes[1].Reachable, view.Nodes[1].JetStream = false, false
+	f := newFixture(t, staticView(view))
+	ctx := context.Background()
+
+	before := f.doc(t)
+	_, err := f.svc.EnterPod(ctx, "n0", maintenance.Request{Reason: "disk"})
+	ue := requireCode(t, err, maintenance.EUnsafe)
+	v, ok := ue.Details.([]maintenance.Violation)
+	require.True(t, ok, "details are %T", ue.Details)
+	assert.Equal(t, []string{"ORDERS", "ORDERS/C1"}, violationGroups(v))
+	for _, x := range v {
+		assert.Equal(t, []string{"n0"}, x.MayHold, x.Group)
+		assert.Equal(t, 2, x.Unnamed, x.Group)
+		assert.Contains(t, x.Reason, "(R3) would keep 0 of 3 peers, needs 2: n2 not current; no report names 2 of its members, and n0 may hold one")
+	}
+	assert.Equal(t, before, f.doc(t), "a refused request writes nothing")
+
+	// A pod that serves JetStream would report the groups if it held them.
+	view.Nodes = append(view.Nodes, node("n3", "east"))
+	_, err = f.svc.EnterPod(ctx, "n3", maintenance.Request{Reason: "disk"})
+	require.NoError(t, err)
+}
+
 // judgesDarkGroups judges requests on view, with every group of dark
 // recorded as dark in the statuses of east, all in under a forced entry.
 func judgesDarkGroups(t *testing.T, view *natsraft.View, dark []natsraft.Group) {

@@ -840,6 +840,7 @@ type groupObs struct {
 	raftGroup string
 	cluster   string
 	ephemeral bool
+	replicas  int     // the most replicas a report's configuration gives
 	leaders   []claim // nodes that report themselves as leader
 	reports   []claim // every node that reports the group
 }
@@ -855,18 +856,21 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 	}
 
 	obs := map[groupKey]*groupObs{}
-	// A raftless report (see clusterDoc.raftless) says the group is on the
-	// node, and nothing of its leader or members.
-	observe := func(k groupKey, node string, ci *clusterDoc, lastSeq uint64, ephemeral, raftless bool) {
+	// replicas is the asset's configured number of replicas as the report
+	// gives it (0: none). A raftless report (see clusterDoc.raftless) says
+	// the group is on the node, and nothing of its leader or members.
+	observe := func(k groupKey, node string, ci *clusterDoc, lastSeq uint64, ephemeral bool, replicas int) {
 		if ci == nil {
 			return
 		}
+		raftless := ci.raftless(replicas)
 		o := obs[k]
 		if o == nil {
 			o = &groupObs{key: k}
 			obs[k] = o
 		}
 		o.ephemeral = o.ephemeral || ephemeral
+		o.replicas = max(o.replicas, replicas)
 		if o.raftGroup == "" {
 			o.raftGroup = ci.RaftGroup
 		}
@@ -894,18 +898,18 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 			// its local one to its peers).
 			m := *r.jsz.Meta
 			m.RaftGroup = metaRaftGroup
-			observe(groupKey{kind: KindMeta}, name, &m, 0, false, false)
+			observe(groupKey{kind: KindMeta}, name, &m, 0, false, 0)
 		}
 		for ai := range r.jsz.Accounts {
 			a := &r.jsz.Accounts[ai]
 			for si := range a.Streams {
 				s := &a.Streams[si]
 				observe(groupKey{kind: KindStream, account: a.ID, stream: s.Name}, name, s.Cluster, s.State.LastSeq, false,
-					s.Cluster.raftless(s.replicas()))
+					s.replicas())
 				for ci := range s.Consumers {
 					cs := &s.Consumers[ci]
 					observe(groupKey{kind: KindConsumer, account: a.ID, stream: s.Name, consumer: cs.Name}, name, cs.Cluster, 0, cs.ephemeral(),
-						cs.Cluster.raftless(cs.replicas(s.replicas())))
+						cs.replicas(s.replicas()))
 				}
 			}
 		}
@@ -965,6 +969,7 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 		Consumer:  o.key.consumer,
 		RaftGroup: o.raftGroup,
 		Ephemeral: o.ephemeral,
+		Replicas:  o.replicas,
 	}
 	switch g.Kind {
 	case KindMeta:

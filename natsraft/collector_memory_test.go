@@ -124,9 +124,13 @@ func TestRaftlessClaimIsNoLeadership(t *testing.T) {
 	g := groupNamed(t, v, "s")
 	assert.Empty(t, g.Leader, "a raftless report leads nothing")
 	assert.Equal(t, []string{"n2"}, g.PeerNames(), "only the reporter is known from this sweep")
+	assert.Equal(t, 3, g.Replicas)
+	assert.Equal(t, 2, g.Unnamed(), "two members are named by no report")
+	assert.Equal(t, 2, g.Quorum(), "the quorum of three members")
 	completeLeaderless(v, prev)
 	g = groupNamed(t, v, "s")
 	assert.Equal(t, []string{"n0", "n1", "n2"}, g.PeerNames())
+	assert.Zero(t, g.Unnamed())
 	for _, p := range g.Peers {
 		assert.False(t, p.Current, p.Name)
 	}

@@ -75,7 +75,7 @@ func (h *HandOff) Singles(ctx context.Context, node string) ([]StreamRef, error)
 func singleStreams(v *View, node string) []StreamRef {
 	var out []StreamRef
 	for _, g := range v.Groups {
-		if g.Kind == KindStream && len(g.Peers) == 1 && g.Peers[0].Name == node {
+		if g.Kind == KindStream && len(g.Peers) == 1 && g.Unnamed() == 0 && g.Peers[0].Name == node {
 			out = append(out, StreamRef{Account: g.Account, Name: g.Stream})
 		}
 	}

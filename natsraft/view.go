@@ -161,6 +161,10 @@ type Group struct {
 	LastSeq uint64 `json:"lastSeq,omitempty"`
 	// Peers lists every member, the leader included.
 	Peers []Peer `json:"peers"`
+	// Replicas is the number of replicas the stream or consumer is
+	// configured with (from /jsz's config), 0 when no report said, and
+	// for the meta group. See Unnamed.
+	Replicas int `json:"replicas,omitempty"`
 	// MemberTerms holds the term each member reports itself (its /raftz)
 	// where it differs from Term: a member cut off from its group keeps
 	// campaigning and runs ahead.
@@ -213,8 +217,25 @@ type MemberState struct {
 	LastSeq uint64 `json:"lastSeq,omitempty"`
 }
 
-// Quorum is the number of members a group needs to elect a leader and commit.
-func (g Group) Quorum() int { return len(g.Peers)/2 + 1 }
+// Quorum is the number of members a group needs to elect a leader and
+// commit, its unnamed members counted.
+func (g Group) Quorum() int { return (len(g.Peers)+g.Unnamed())/2 + 1 }
+
+// Unnamed is how many members of a leaderless group no report names: the
+// configured replicas less the listed peers. A leaderless group's members
+// are what its reporters list, and a server whose JetStream has just
+// started reports its streams before their Raft nodes run, with no peer
+// but itself; when every member that answers reports it so, the others
+// are named nowhere in the sweep. Such a member is on a node that does not
+// serve JetStream (a node that does reports the group). A group with a
+// leader is what its leader lists (during a change of replicas it lists
+// fewer or more than configured), and has none.
+func (g Group) Unnamed() int {
+	if g.Leader != "" || g.Replicas <= len(g.Peers) {
+		return 0
+	}
+	return g.Replicas - len(g.Peers)
+}
 
 // PeerNames returns the names of the group's members.
 func (g Group) PeerNames() []string {
