@@ -152,7 +152,7 @@ func giveBacks(ctx context.Context, c *natsraft.Embedded, consumers, reps int, o
 	// Right after (2) the last pod of the rollout may still count as
 	// offline for placement: each creation is tried again for a while.
 	var s jetstream.Stream
-	if err := retry(ctx, "create stream bulk", func() (err error) {
+	if err := gap.Retry(ctx, "create stream bulk", func() (err error) {
 		s, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "bulk", Subjects: []string{"bulk.>"}, Replicas: 3})
 		return err
 	}); err != nil {
@@ -161,7 +161,7 @@ func giveBacks(ctx context.Context, c *natsraft.Embedded, consumers, reps int, o
 	names := []string{"bulk"}
 	for i := range consumers {
 		name := fmt.Sprintf("c%04d", i)
-		if err := retry(ctx, "create consumer "+name, func() error {
+		if err := gap.Retry(ctx, "create consumer "+name, func() error {
 			_, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy})
 			return err
 		}); err != nil {
@@ -255,25 +255,6 @@ func settled(ctx context.Context, col *natsraft.Collector, groups int) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// retry calls fn until it succeeds, for a minute at most.
-func retry(ctx context.Context, what string, fn func() error) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

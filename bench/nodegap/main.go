@@ -34,6 +34,7 @@ import (
 	"github.com/rs/zerolog"
 	"k8s.io/client-go/kubernetes"
 
+	benchgap "github.com/prober-dev/prober/bench/internal/gap"
 	"github.com/prober-dev/prober/bench/internal/nodebench"
 	"github.com/prober-dev/prober/natsraft"
 	"github.com/prober-dev/prober/tools/kubenode"
@@ -176,6 +177,7 @@ func (b *bench) measure(ctx context.Context, leader string, do func() error) (ga
 	}
 	// Right after a step the stream may be between leaders for a while:
 	// every read is retried until it answers.
+	retry := func(fn func() error) error { return benchgap.Retry(ctx, "read the stream", fn) }
 	lost, err := nodebench.Stream{JS: b.js, Name: stream, Retry: retry, Strict: true}.Lost(sum)
 	if err != nil {
 		return gap{}, fmt.Errorf("read the stream: %w", err)
@@ -187,7 +189,7 @@ func (b *bench) measure(ctx context.Context, leader string, do func() error) (ga
 func (b *bench) flowing(ctx context.Context) error {
 	want := uint64(b.settle.Seconds() * 200 * 0.8)
 	var start uint64
-	if err := retry(func() (err error) { start, err = b.last(); return err }); err != nil {
+	if err := benchgap.Retry(ctx, "read the stream", func() (err error) { start, err = b.last(); return err }); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(2 * time.Minute)
@@ -324,28 +326,13 @@ func (b *bench) explain(ctx context.Context) string {
 	return out.String()
 }
 
-// retry calls fn until it succeeds, for a minute at most.
-func retry(fn func() error) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := fn()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
+// stats is "min / median / max s" of the longest gaps.
 func stats(gs []gap) string {
-	if len(gs) == 0 {
-		return "-"
-	}
 	ds := make([]time.Duration, len(gs))
 	for i, g := range gs {
 		ds[i] = g.max
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return fmt.Sprintf("%.3f / %.3f / %.3f s", ds[0].Seconds(), ds[len(ds)/2].Seconds(), ds[len(ds)-1].Seconds())
+	return benchgap.Stats(ds)
 }
 
 func acks(r result) string {

@@ -171,6 +171,27 @@ func StreamLeader(ctx context.Context, c *natsraft.Embedded) (string, error) {
 	return "", errors.New("stream demo has no leader")
 }
 
+// Retry calls fn until it succeeds, every 200 ms for up to a minute (a
+// cluster that has just started answers its first requests with errors),
+// and returns fn's last error, prefixed with what, or ctx's.
+func Retry(ctx context.Context, what string, fn func() error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // Stats is "min / median / max s" of ds.
 func Stats(ds []time.Duration) string {
 	if len(ds) == 0 {
