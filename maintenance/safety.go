@@ -45,8 +45,8 @@ type Violation struct {
 	Lost []LostPeer `json:"lost"`
 	// Unnamed is how many members of the leaderless group no report names
 	// (natsraft.Group.Unnamed), and MayHold the requested pods that could
-	// be those members: their nodes serve no JetStream, so the sweep does
-	// not show whether they hold the group.
+	// be those members: their nodes serve no JetStream or are still
+	// recovering it, so the sweep does not show whether they hold the group.
 	Unnamed int      `json:"unnamed,omitempty"`
 	MayHold []string `json:"mayHold,omitempty"`
 	// Reason is one sentence, for example "stream demo (R3) would keep 1 of
@@ -71,9 +71,10 @@ type Violation struct {
 // alone: the sweep may not reach every server of a super-cluster.
 //
 // A leaderless group may have members that no report names (see
-// natsraft.Group.Unnamed). They are on nodes that serve no JetStream, so a
-// newly requested pod whose node serves none (or that the view has no node
-// for) and that the group does not list may be one of them: the group
+// natsraft.Group.Unnamed). They are on nodes that do not list all their
+// groups (natsraft.Node.ListsAllGroups: JetStream off, or still recovering
+// its streams), so a newly requested pod whose node does not (or that the
+// view has no node for) and that the group does not list may be one of them: the group
 // counts as touched by it, and its quorum counts the unnamed members, none
 // of which counts towards it. Without this, a prober that has just started
 // (no earlier view to complete the group from) let the last members of an
@@ -283,14 +284,14 @@ func judge(view *natsraft.View, requested, inMaintenance, draining []string, dra
 
 // mayHoldUnnamed returns the newly requested pods, sorted, that could hold
 // one of g's unnamed members: not listed by g, and with no node in the view
-// that serves JetStream.
+// that lists all its groups (serving JetStream, recovered).
 func mayHoldUnnamed(view *natsraft.View, g natsraft.Group, req map[string]bool) []string {
 	var out []string
 	for p := range req {
 		if slices.ContainsFunc(g.Peers, func(q natsraft.Peer) bool { return q.Name == p }) {
 			continue
 		}
-		if n, ok := view.Node(p); ok && n.Serving() {
+		if n, ok := view.Node(p); ok && n.ListsAllGroups() {
 			continue // it would report the group
 		}
 		out = append(out, p)

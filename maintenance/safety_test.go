@@ -74,6 +74,17 @@ func safetyNoJetStream(v *natsraft.View, name string) *natsraft.View {
 	return v
 }
 
+// safetyRecovering marks the named node as still recovering its JetStream
+// (on, no meta group yet).
+func safetyRecovering(v *natsraft.View, name string) *natsraft.View {
+	for i := range v.Nodes {
+		if v.Nodes[i].Name == name {
+			v.Nodes[i].Recovering = true
+		}
+	}
+	return v
+}
+
 // safetyHalfSeen makes g a group configured with replicas replicas whose
 // reports name only the peers it has: with no leader (its peers not
 // current), as a sweep sees a group whose one answering member has just
@@ -157,6 +168,13 @@ func TestCheckSafety(t *testing.T) {
 			requested: []string{"b1", "a2"},
 			want: []string{"trio: stream trio of account APP (R3) would keep 0 of 3 peers, needs 2: a1 not current; " +
 				"no report names 2 of its members, and b1 may hold one (requested)"},
+		},
+		{
+			name:      "leaderless R2 named by one member, the requested pod still recovering its JetStream",
+			view:      safetyRecovering(safetyView(safetyHalfSeen(safetyStream("pair", "c1"), 2, false)), "c2"),
+			requested: []string{"c2"},
+			want: []string{"pair: stream pair of account APP (R2) would keep 0 of 2 peers, needs 2: c1 not current; " +
+				"no report names 1 of its members, and c2 may hold one (requested)"},
 		},
 		{
 			name:      "leaderless R2 named by one member, the requested pod serves JetStream",

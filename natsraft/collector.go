@@ -529,17 +529,18 @@ func (c *Collector) record(ctx context.Context, from time.Time, reports []*nodeR
 }
 
 // keepUnreported adds to v the groups of the previous view that no node
-// reported this time while a member is unreachable or has its JetStream
-// off: a stream of one replica on a node in maintenance, or on a node that
-// went down, is not gone but unavailable, and the view shows it so
-// (leaderless, its members not current) instead of dropping it. So is a
-// group whose other members are up but do not report it yet: a node that
-// has just restarted recovers its streams after its server answers, and a
-// group of two replicas, one in maintenance and one restarting, vanished
-// from the view that way and the safety rule let the restarted member go
-// too. A group that every member has stopped reporting while all are up
-// is gone (deleted). Once a member reports again, the group is what it
-// reports.
+// reported this time while a member is unreachable, has its JetStream off
+// or is still recovering it (see Node.ListsAllGroups): a stream of one
+// replica on a node in maintenance, or on a node that went down or is
+// still recovering its streams after a restart or a resume, is not gone
+// but unavailable, and the view shows it so (leaderless, its members not
+// current) instead of dropping it. So is a group whose other members are
+// up but do not report it yet: a node that has just restarted recovers its
+// streams after its server answers, and a group of two replicas, one in
+// maintenance and one restarting, vanished from the view that way and the
+// safety rule let the restarted member go too. A group that every member
+// has stopped reporting while all list every group they hold is gone
+// (deleted). Once a member reports again, the group is what it reports.
 func keepUnreported(v, prev *View) {
 	if prev == nil {
 		return
@@ -550,7 +551,7 @@ func keepUnreported(v, prev *View) {
 	}
 	down := func(name string) bool {
 		n, ok := v.Node(name)
-		return ok && !n.Serving()
+		return ok && !n.ListsAllGroups()
 	}
 	added := false
 	for _, g := range prev.Groups {
@@ -937,6 +938,9 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 				n.DC = r.varz.Cluster.Name
 			}
 			n.JetStream = !r.jsz.Disabled
+			// A clustered server starts its meta group once it has
+			// recovered every stream on its disk.
+			n.Recovering = n.JetStream && r.jsz.Meta == nil && r.varz.Cluster.Name != ""
 			n.Routes = r.routes
 			n.Gateways = r.gws
 			n.Leads = leads[n.Name]

@@ -54,9 +54,13 @@ func TestKeepUnreported(t *testing.T) {
 	// A group of two replicas on two nodes that are up: deleted.
 	deleted2 := Group{Kind: KindStream, Account: "APP", Stream: "deleted2", Name: "deleted2", Leader: "n2",
 		Peers: []Peer{{Name: "n2", Leader: true, Current: true, Healthy: true}, {Name: "n3", Current: true, Healthy: true}}}
-	prev := &View{At: at, Nodes: []Node{node("n0", true, true), node("n1", true, true), node("n2", true, true), node("n3", true, true)},
-		Groups: []Group{r1("quiesced", "n0"), r1("crashed", "n1"), r1("deleted", "n2"), r2, deleted2}}
-	v := &View{At: at.Add(time.Second), Nodes: []Node{node("n0", true, false), node("n1", false, false), node("n2", true, true), node("n3", true, true)}}
+	// n4 is back with its JetStream on, still recovering its streams from
+	// disk: it does not list its stream of one replica yet.
+	recovering := node("n4", true, true)
+	recovering.Recovering = true
+	prev := &View{At: at, Nodes: []Node{node("n0", true, true), node("n1", true, true), node("n2", true, true), node("n3", true, true), node("n4", true, true)},
+		Groups: []Group{r1("quiesced", "n0"), r1("crashed", "n1"), r1("deleted", "n2"), r2, deleted2, r1("recovering", "n4")}}
+	v := &View{At: at.Add(time.Second), Nodes: []Node{node("n0", true, false), node("n1", false, false), node("n2", true, true), node("n3", true, true), recovering}}
 	keepUnreported(v, prev)
 	var names []string
 	for _, g := range v.Groups {
@@ -68,8 +72,35 @@ func TestKeepUnreported(t *testing.T) {
 			assert.Nil(t, p.Own)
 		}
 	}
-	assert.Equal(t, []string{"crashed", "quiesced", "restarting"}, names)
+	assert.Equal(t, []string{"crashed", "quiesced", "recovering", "restarting"}, names)
 	assert.True(t, prev.Groups[0].Peers[0].Current, "the previous view is left alone")
+}
+
+// TestRecoveringNode checks that a clustered server whose JetStream is on
+// but has no meta group yet counts as recovering: NATS lists a stream in
+// /jsz once it has recovered it and starts the meta group after all of
+// them, so such a node may not list every group it holds, and it is not
+// ready. A server with no cluster has no meta group at all.
+func TestRecoveringNode(t *testing.T) {
+	rs := synthHealthy()
+	rs["n2"].jsz.Meta = nil
+	rs["n2"].jsz.Accounts = nil
+	v := buildView(time.Now(), reportList(rs))
+	n2, _ := v.Node("n2")
+	assert.True(t, n2.Recovering)
+	assert.True(t, n2.Serving())
+	assert.False(t, n2.ListsAllGroups())
+	ready, why := v.NodeReady("n2")
+	assert.False(t, ready)
+	assert.Contains(t, why, "still recovering")
+	n0, _ := v.Node("n0")
+	assert.False(t, n0.Recovering)
+	assert.True(t, n0.ListsAllGroups())
+
+	rs["n2"].varz.Cluster.Name = ""
+	v = buildView(time.Now(), reportList(rs))
+	n2, _ = v.Node("n2")
+	assert.False(t, n2.Recovering, "no cluster, no meta group")
 }
 
 // TestCompleteLeaderless checks that a leaderless group keeps the members

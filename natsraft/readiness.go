@@ -29,6 +29,8 @@ func (v *View) NodeReady(node string) (ready bool, why string) {
 		return false, fmt.Sprintf("%s is unreachable: %s", node, n.Error)
 	case !n.JetStream:
 		return false, fmt.Sprintf("%s has JetStream off", node)
+	case n.Recovering:
+		return false, fmt.Sprintf("%s is still recovering its streams (no meta group yet)", node)
 	}
 	var behind []string
 	meta := false

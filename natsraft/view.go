@@ -42,6 +42,13 @@ type Node struct {
 	Reachable bool `json:"reachable"`
 	// JetStream is false when JetStream is disabled (for example quiesced).
 	JetStream bool `json:"jetstream"`
+	// Recovering is set while the clustered node's JetStream is on but has
+	// not finished recovering the streams on its disk (a start, a resume):
+	// NATS lists a stream in /jsz once it has recovered it, with its
+	// consumers after it, and starts the meta group only after all of them,
+	// so until /jsz shows the meta group the groups it lists may be only
+	// some of those it holds. See ListsAllGroups.
+	Recovering bool `json:"recovering,omitempty"`
 	// Routes names the servers this node has a route to.
 	Routes []string `json:"routes"`
 	// Gateways names the remote clusters this node has an outbound gateway to.
@@ -76,6 +83,11 @@ type Node struct {
 // Serving reports whether the node answered and runs JetStream: whether it
 // can hold a leadership or take one over.
 func (n Node) Serving() bool { return n.Reachable && n.JetStream }
+
+// ListsAllGroups reports whether the node's report names every group it
+// holds: it serves JetStream and has finished recovering it. A group that
+// such a node does not list is not on it.
+func (n Node) ListsAllGroups() bool { return n.Serving() && !n.Recovering }
 
 // RouteError is a configured route that cannot be used.
 type RouteError struct {
@@ -227,7 +239,7 @@ func (g Group) Quorum() int { return (len(g.Peers)+g.Unnamed())/2 + 1 }
 // started reports its streams before their Raft nodes run, with no peer
 // but itself; when every member that answers reports it so, the others
 // are named nowhere in the sweep. Such a member is on a node that does not
-// serve JetStream (a node that does reports the group). A group with a
+// list all its groups (Node.ListsAllGroups). A group with a
 // leader is what its leader lists (during a change of replicas it lists
 // fewer or more than configured), and has none.
 func (g Group) Unnamed() int {

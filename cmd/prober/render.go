@@ -149,7 +149,11 @@ func renderRaft(w io.Writer, raft *raftAnswer, now time.Time) {
 		if n.Error != "" {
 			routes += " (" + n.Error + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", n.Name, orDash(n.DC), yesNo(n.Reachable), yesNo(n.JetStream), routes, n.Leads)
+		js := yesNo(n.JetStream)
+		if n.Recovering {
+			js = "recovering"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", n.Name, orDash(n.DC), yesNo(n.Reachable), js, routes, n.Leads)
 	}
 	_ = tw.Flush()
 

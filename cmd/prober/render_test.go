@@ -21,7 +21,7 @@ const sickRaft = `{
   "at": "2026-01-02T03:04:04Z", "ageSeconds": 1.2,
   "nodes": [
     {"name": "nats-0", "dc": "dc1", "reachable": true, "jetstream": true, "routes": ["nats-1"], "leads": 1},
-    {"name": "nats-1", "dc": "dc1", "reachable": true, "jetstream": true, "routes": ["nats-0"], "leads": 0},
+    {"name": "nats-1", "dc": "dc1", "reachable": true, "jetstream": true, "recovering": true, "routes": ["nats-0"], "leads": 0},
     {"name": "nats-2", "dc": "dc1", "reachable": false, "jetstream": false, "routes": [], "leads": 0, "error": "connection refused"}
   ],
   "groups": [
@@ -46,10 +46,10 @@ func TestRenderRaft(t *testing.T) {
 	var b bytes.Buffer
 	renderRaft(&b, &raft, now)
 	want := `NODES (view 1.2s old)
-NODE    DC   REACHABLE  JETSTREAM  ROUTES                  LEADS
-nats-0  dc1  yes        yes        1                       1
-nats-1  dc1  yes        yes        1                       0
-nats-2  dc1  no         no         0 (connection refused)  0
+NODE    DC   REACHABLE  JETSTREAM   ROUTES                  LEADS
+nats-0  dc1  yes        yes         1                       1
+nats-1  dc1  yes        recovering  1                       0
+nats-2  dc1  no         no          0 (connection refused)  0
 
 GROUPS (2)
 GROUP   KIND    ACCOUNT  LEADER        TERM  COMMIT  APPLIED  PEERS
