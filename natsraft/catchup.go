@@ -44,6 +44,10 @@ func (v *View) memberBehind(g *Group, self Peer) string {
 		return ""
 	case self.Pending:
 		return fmt.Sprintf("pending, not a Raft member yet (leader %s)", g.Leader)
+	case self.Active == 0 && !self.Current && g.LeaderSince != nil && v.At.Sub(*g.LeaderSince) > ActiveThreshold:
+		// A working follower answers every append and heartbeat.
+		return fmt.Sprintf("never heard from by leader %s in the %s it has led", g.Leader,
+			v.At.Sub(*g.LeaderSince).Round(time.Second))
 	case self.Active == 0 && !self.Current:
 		// A leader that has just taken over has heard from nobody yet (and
 		// reports the whole log as lag): then the member's own report

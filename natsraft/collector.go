@@ -919,7 +919,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 	v.Groups = make([]Group, 0, len(obs))
 	leads := map[string]int{}
 	for _, o := range obs {
-		g := o.group(nodes, names)
+		g := o.group(at, nodes, names)
 		setMemberTerms(&g, nodes)
 		if g.Leader != "" {
 			leads[g.Leader]++
@@ -963,9 +963,9 @@ func compareGroups(a, b Group) int {
 	)
 }
 
-// group settles one group: its leader, and its peers as that leader sees
-// them, corrected by what the sweep knows about the nodes.
-func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) Group {
+// group settles one group, swept at at: its leader, and its peers as that
+// leader sees them, corrected by what the sweep knows about the nodes.
+func (o *groupObs) group(at time.Time, nodes map[string]*nodeReport, names map[string]string) Group {
 	g := Group{
 		Kind:      o.key.kind,
 		Account:   o.key.account,
@@ -1000,9 +1000,15 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 	}
 
 	g.Leader = leader.node
-	ln := nodes[leader.node]
-	if rs, ok := ln.raft[o.raftGroup]; ok {
+	lead := leaderState{node: nodes[leader.node]}
+	if rs, ok := lead.node.raft[o.raftGroup]; ok {
 		g.Term, g.Commit, g.Applied = rs.Term, rs.Committed, rs.Applied
+		lead.known, lead.commit = true, rs.Committed
+		if rs.LeaderSince != nil {
+			since := *rs.LeaderSince
+			g.LeaderSince = &since
+			lead.led = at.Sub(since)
+		}
 	}
 	if g.Kind == KindStream {
 		g.LastSeq = leader.lastSeq
@@ -1012,17 +1018,30 @@ func (o *groupObs) group(nodes map[string]*nodeReport, names map[string]string) 
 		Own: o.memberState(leader.node, nodes)})
 	for _, p := range leader.ci.Replicas {
 		if name := peerName(p, names); name != leader.node {
-			g.Peers = append(g.Peers, o.peer(name, p, g.Commit, ln, nodes))
+			g.Peers = append(g.Peers, o.peer(name, p, lead, nodes))
 		}
 	}
-	g.Peers = o.addUnlisted(g, ln, nodes, names)
+	g.Peers = o.addUnlisted(g, lead, nodes, names)
 	slices.SortFunc(g.Peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	return g
 }
 
-// peer settles the member name of a group whose leader ln reports it as
-// p and has commit, corrected by what the sweep knows about its node.
-func (o *groupObs) peer(name string, p peerDoc, commit uint64, ln *nodeReport, nodes map[string]*nodeReport) Peer {
+// leaderState is what a group's leader reports of itself, against which
+// its members are settled.
+type leaderState struct {
+	node *nodeReport
+	// known is set when the leader's /raftz reported the group, with
+	// commit its commit index.
+	known  bool
+	commit uint64
+	// led is how long it has led at the sweep (its /raftz's
+	// leader_since), 0 when unknown.
+	led time.Duration
+}
+
+// peer settles the member name of a group whose leader lead reports it as
+// p, corrected by what the sweep knows about its node.
+func (o *groupObs) peer(name string, p peerDoc, lead leaderState, nodes map[string]*nodeReport) Peer {
 	peer := Peer{Name: name, Current: p.Current, Offline: p.Offline, Active: p.Active, Lag: p.Lag,
 		Pending: p.Pending, Own: o.memberState(name, nodes),
 		Healthy: !p.Offline && (p.Current || p.Lag <= HealthyLag)}
@@ -1030,12 +1049,19 @@ func (o *groupObs) peer(name string, p peerDoc, commit uint64, ln *nodeReport, n
 	case peer.Pending:
 		// Assigned but not a Raft member: it neither votes nor replicates.
 		peer.Current, peer.Healthy = false, false
+	case peer.Active == 0 && !peer.Current && lead.led > ActiveThreshold:
+		// NATS reports active 0 for a peer the leader never heard from.
+		// A working follower answers every append and heartbeat (one a
+		// second): one it has not heard from in all the time it has led
+		// does not work, whatever its own report says.
+		peer.Healthy = false
 	case peer.Active == 0 && !peer.Current:
 		// NATS reports active 0 (and lag = commit) for a peer the
 		// leader never heard from, as for every peer of a leader that
 		// has just taken over. The member's own report decides then, as
-		// it does for readiness (the route is checked below).
-		peer.Healthy = peer.Own != nil && !peer.Own.CatchingUp && peer.Own.Committed+HealthyLag >= commit
+		// it does for readiness (the route is checked below), against
+		// the leader's commit, which must be known.
+		peer.Healthy = lead.known && peer.Own != nil && !peer.Own.CatchingUp && peer.Own.Committed+HealthyLag >= lead.commit
 	case peer.Active > ActiveThreshold:
 		peer.Current, peer.Healthy = false, false
 	}
@@ -1043,7 +1069,7 @@ func (o *groupObs) peer(name string, p peerDoc, commit uint64, ln *nodeReport, n
 		switch {
 		case r.err != nil:
 			peer.Current, peer.Healthy, peer.Offline = false, false, true
-		case r.jsz.Disabled, !connected(ln, r):
+		case r.jsz.Disabled, !connected(lead.node, r):
 			peer.Current, peer.Healthy = false, false
 		}
 	}
@@ -1059,11 +1085,11 @@ func (o *groupObs) peer(name string, p peerDoc, commit uint64, ln *nodeReport, n
 // is settled as one the leader reports it never heard from (a zero
 // peerDoc: active 0, not current): healthy when its own report shows it as
 // far as the leader's commit, else not.
-func (o *groupObs) addUnlisted(g Group, ln *nodeReport, nodes map[string]*nodeReport, names map[string]string) []Peer {
+func (o *groupObs) addUnlisted(g Group, lead leaderState, nodes map[string]*nodeReport, names map[string]string) []Peer {
 	peers := g.Peers
 	add := func(name string) {
 		if name != "" && !slices.ContainsFunc(peers, func(p Peer) bool { return p.Name == name }) {
-			peers = append(peers, o.peer(name, peerDoc{}, g.Commit, ln, nodes))
+			peers = append(peers, o.peer(name, peerDoc{}, lead, nodes))
 		}
 	}
 	for _, r := range o.reports {

@@ -333,6 +333,48 @@ func TestBuildViewPeerHealth(t *testing.T) {
 	}
 }
 
+// TestBuildViewPeerNeverHeardFrom checks a member its leader reports
+// never having heard from (active 0, not current), whose own report is in
+// step with the leader's commit: a healthy voter and caught up while the
+// leader has just taken over, but not once the leader has led for longer
+// than ActiveThreshold (a working follower answers every append and
+// heartbeat, one a second), nor when the leader's own commit is unknown.
+func TestBuildViewPeerNeverHeardFrom(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sweep := func(led time.Duration, leaderRaft bool) (Peer, *View) {
+		rs := synthHealthy()
+		for i := range rs["n0"].jsz.Accounts[0].Streams[0].Cluster.Replicas {
+			if p := &rs["n0"].jsz.Accounts[0].Streams[0].Cluster.Replicas[i]; p.Name == "n1" {
+				p.Current, p.Active, p.Lag = false, 0, 10
+			}
+		}
+		rg := rs["n0"].raft["S-1"]
+		since := at.Add(-led)
+		rg.LeaderSince = &since
+		rs["n0"].raft["S-1"] = rg
+		if !leaderRaft {
+			delete(rs["n0"].raft, "S-1")
+		}
+		v := buildView(at, reportList(rs))
+		s := groupNamed(t, v, "s")
+		require.Equal(t, "n0", s.Leader)
+		p, ok := peerOf(s, "n1")
+		require.True(t, ok)
+		return p, v
+	}
+	p, v := sweep(time.Second, true)
+	assert.True(t, p.Healthy, "a leader of 1s: its own report decides")
+	assert.Equal(t, at.Add(-time.Second), *groupNamed(t, v, "s").LeaderSince)
+	assert.Empty(t, v.memberBehind(new(groupNamed(t, v, "s")), p))
+
+	p, v = sweep(ActiveThreshold+time.Second, true)
+	assert.False(t, p.Healthy, "a leader of 4s has never heard from it")
+	assert.Equal(t, "never heard from by leader n0 in the 4s it has led", v.memberBehind(new(groupNamed(t, v, "s")), p))
+
+	p, _ = sweep(time.Second, false)
+	assert.False(t, p.Healthy, "the leader's commit is unknown")
+}
+
 // TestBuildViewMemberTheLeaderDoesNotList checks that a member that
 // reports a group, or that a follower lists, is a peer of the group even
 // when its leader does not list it (a leader that has just recovered the

@@ -256,4 +256,7 @@ type raftzGroupDoc struct {
 	// always writes it; a peer's report from a prober that did not read it
 	// leaves it nil (unknown).
 	EverHadLeader *bool `json:"ever_had_leader,omitempty"`
+	// LeaderSince is when the node took the group's leadership, on the
+	// node that leads it.
+	LeaderSince *time.Time `json:"leader_since,omitempty"`
 }

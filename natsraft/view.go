@@ -156,6 +156,8 @@ type Group struct {
 	// so losing it costs no data and refuses no maintenance.
 	Ephemeral bool   `json:"ephemeral,omitempty"`
 	Leader    string `json:"leader,omitempty"`
+	// LeaderSince is when the leader took over (its /raftz), when known.
+	LeaderSince *time.Time `json:"leaderSince,omitempty"`
 	// LeaderlessSince is set while no node claims leadership.
 	LeaderlessSince *time.Time `json:"leaderlessSince,omitempty"`
 	// QuorumLostSince is set while fewer than a quorum of the members are
