@@ -156,6 +156,16 @@ func TestCheckSafety(t *testing.T) {
 			want:      []string{"demo: stream demo of account APP (R3) would keep 1 of 3 peers, needs 2: a1 requested, a2 unreachable"},
 		},
 		{
+			name: "the leader's Raft quorum is more than a majority of the listed members",
+			view: safetyView(func() natsraft.Group {
+				g := safetyStream("moving", "a1", "a2", "b1")
+				g.RaftQuorum = 3
+				return g
+			}()),
+			requested: []string{"a2"},
+			want:      []string{"moving: stream moving of account APP (R3) would keep 2 of 3 peers, needs 3: a2 requested"},
+		},
+		{
 			name:      "leaderless R2 named by one member, the requested pod serves no JetStream",
 			view:      safetyNoJetStream(safetyView(safetyHalfSeen(safetyStream("pair", "c1"), 2, false)), "c2"),
 			requested: []string{"c2"},

@@ -1002,7 +1002,7 @@ func (o *groupObs) group(at time.Time, nodes map[string]*nodeReport, names map[s
 	g.Leader = leader.node
 	lead := leaderState{node: nodes[leader.node]}
 	if rs, ok := lead.node.raft[o.raftGroup]; ok {
-		g.Term, g.Commit, g.Applied = rs.Term, rs.Committed, rs.Applied
+		g.Term, g.Commit, g.Applied, g.RaftQuorum = rs.Term, rs.Committed, rs.Applied, rs.QuorumNeeded
 		lead.known, lead.commit = true, rs.Committed
 		if rs.LeaderSince != nil {
 			since := *rs.LeaderSince

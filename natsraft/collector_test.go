@@ -375,6 +375,30 @@ func TestBuildViewPeerNeverHeardFrom(t *testing.T) {
 	assert.False(t, p.Healthy, "the leader's commit is unknown")
 }
 
+// TestBuildViewRaftQuorum checks that a group's quorum is its leader's
+// Raft quorum when that is more than a majority of the members its reports
+// list: NATS counts its Raft cluster size, which a move of peers can leave
+// larger than the list. A follower's report of its quorum is not used.
+func TestBuildViewRaftQuorum(t *testing.T) {
+	rs := synthHealthy()
+	v := buildView(time.Now(), reportList(rs))
+	assert.Equal(t, 2, groupNamed(t, v, "s").Quorum(), "no Raft quorum reported: a majority of three")
+
+	rg := rs["n1"].raft["S-1"]
+	rg.QuorumNeeded = 3
+	rs["n1"].raft["S-1"] = rg
+	v = buildView(time.Now(), reportList(rs))
+	assert.Equal(t, 2, groupNamed(t, v, "s").Quorum(), "a follower's word is not the leader's")
+
+	rg = rs["n0"].raft["S-1"]
+	rg.QuorumNeeded = 3
+	rs["n0"].raft["S-1"] = rg
+	v = buildView(time.Now(), reportList(rs))
+	s := groupNamed(t, v, "s")
+	assert.Equal(t, 3, s.RaftQuorum)
+	assert.Equal(t, 3, s.Quorum(), "the leader's Raft cluster of four or five")
+}
+
 // TestBuildViewMemberTheLeaderDoesNotList checks that a member that
 // reports a group, or that a follower lists, is a peer of the group even
 // when its leader does not list it (a leader that has just recovered the

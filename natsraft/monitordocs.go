@@ -259,4 +259,7 @@ type raftzGroupDoc struct {
 	// LeaderSince is when the node took the group's leadership, on the
 	// node that leads it.
 	LeaderSince *time.Time `json:"leader_since,omitempty"`
+	// QuorumNeeded is the quorum of the node's Raft cluster size (0 in a
+	// report that does not say).
+	QuorumNeeded int `json:"quorum_needed,omitempty"`
 }

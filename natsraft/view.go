@@ -175,6 +175,10 @@ type Group struct {
 	LastSeq uint64 `json:"lastSeq,omitempty"`
 	// Peers lists every member, the leader included.
 	Peers []Peer `json:"peers"`
+	// RaftQuorum is the quorum the leader's Raft node needs (its /raftz's
+	// quorum_needed, from the Raft cluster size), 0 when unknown. See
+	// Quorum.
+	RaftQuorum int `json:"raftQuorum,omitempty"`
 	// Replicas is the number of replicas the stream or consumer is
 	// configured with (from /jsz's config), 0 when no report said, and
 	// for the meta group. See Unnamed.
@@ -232,8 +236,11 @@ type MemberState struct {
 }
 
 // Quorum is the number of members a group needs to elect a leader and
-// commit, its unnamed members counted.
-func (g Group) Quorum() int { return (len(g.Peers)+g.Unnamed())/2 + 1 }
+// commit: a majority of its members, its unnamed ones counted, or what its
+// leader's Raft node needs when that is more (NATS counts its Raft cluster
+// size, which can include a member its reports no longer list, during a
+// move of peers).
+func (g Group) Quorum() int { return max((len(g.Peers)+g.Unnamed())/2+1, g.RaftQuorum) }
 
 // Unnamed is how many members of a leaderless group no report names: the
 // configured replicas less the listed peers. A leaderless group's members
