@@ -558,7 +558,7 @@ func keepUnreported(v, prev *View) {
 		if reported[keyOf(&g)] || len(g.Peers) == 0 || !slices.ContainsFunc(g.Peers, func(p Peer) bool { return down(p.Name) }) {
 			continue
 		}
-		g.Leader, g.LeaderlessSince = "", nil
+		g.Leader, g.LeaderSince, g.LeaderlessSince = "", nil, nil
 		g.Peers = slices.Clone(g.Peers)
 		for i := range g.Peers {
 			g.Peers[i].Leader, g.Peers[i].Current, g.Peers[i].Healthy, g.Peers[i].Own = false, false, false, nil

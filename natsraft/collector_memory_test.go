@@ -44,7 +44,7 @@ func TestKeepUnreported(t *testing.T) {
 		return Node{Name: name, Reachable: reachable, JetStream: js}
 	}
 	r1 := func(name, on string) Group {
-		return Group{Kind: KindStream, Account: "APP", Stream: name, Name: name, Leader: on,
+		return Group{Kind: KindStream, Account: "APP", Stream: name, Name: name, Leader: on, LeaderSince: &at,
 			Peers: []Peer{{Name: on, Leader: true, Current: true, Healthy: true, Own: &MemberState{}}}}
 	}
 	// A group of two replicas, n0 quiesced and n3 up but restarting: n3
@@ -66,6 +66,7 @@ func TestKeepUnreported(t *testing.T) {
 	for _, g := range v.Groups {
 		names = append(names, g.Name)
 		assert.Empty(t, g.Leader, g.Name)
+		assert.Nil(t, g.LeaderSince, g.Name)
 		for _, p := range g.Peers {
 			assert.False(t, p.Current, "%s on %s", g.Name, p.Name)
 			assert.False(t, p.Healthy)

@@ -248,9 +248,9 @@ func (g Group) Quorum() int { return max((len(g.Peers)+g.Unnamed())/2+1, g.RaftQ
 // started reports its streams before their Raft nodes run, with no peer
 // but itself; when every member that answers reports it so, the others
 // are named nowhere in the sweep. Such a member is on a node that does not
-// list all its groups (Node.ListsAllGroups). A group with a
-// leader is what its leader lists (during a change of replicas it lists
-// fewer or more than configured), and has none.
+// list all its groups (Node.ListsAllGroups). A group with a leader is what
+// its leader lists (during a change of replicas it lists fewer or more
+// than configured), and has none.
 func (g Group) Unnamed() int {
 	if g.Leader != "" || g.Replicas <= len(g.Peers) {
 		return 0
