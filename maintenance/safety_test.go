@@ -54,35 +54,30 @@ func safetyPeer(g natsraft.Group, name string, edit func(*natsraft.Peer)) natsra
 func safetyNotCurrent(p *natsraft.Peer) { p.Current, p.Healthy = false, false }
 func safetyOffline(p *natsraft.Peer)    { p.Current, p.Healthy, p.Offline = false, false, true }
 
-func safetyUnreachable(v *natsraft.View, name string) *natsraft.View {
+// safetyNode changes the named node of v, and returns v.
+func safetyNode(v *natsraft.View, name string, edit func(*natsraft.Node)) *natsraft.View {
 	for i := range v.Nodes {
 		if v.Nodes[i].Name == name {
-			v.Nodes[i].Reachable = false
+			edit(&v.Nodes[i])
 		}
 	}
 	return v
+}
+
+func safetyUnreachable(v *natsraft.View, name string) *natsraft.View {
+	return safetyNode(v, name, func(n *natsraft.Node) { n.Reachable = false })
 }
 
 // safetyNoJetStream marks the named node as serving no JetStream (quiesced,
 // or starting).
 func safetyNoJetStream(v *natsraft.View, name string) *natsraft.View {
-	for i := range v.Nodes {
-		if v.Nodes[i].Name == name {
-			v.Nodes[i].JetStream = false
-		}
-	}
-	return v
+	return safetyNode(v, name, func(n *natsraft.Node) { n.JetStream = false })
 }
 
 // safetyRecovering marks the named node as still recovering its JetStream
 // (on, no meta group yet).
 func safetyRecovering(v *natsraft.View, name string) *natsraft.View {
-	for i := range v.Nodes {
-		if v.Nodes[i].Name == name {
-			v.Nodes[i].Recovering = true
-		}
-	}
-	return v
+	return safetyNode(v, name, func(n *natsraft.Node) { n.Recovering = true })
 }
 
 // safetyHalfSeen makes g a group configured with replicas replicas whose
