@@ -330,11 +330,10 @@ func violationReason(g natsraft.Group, v Violation, drain bool) string {
 	}
 	var unnamed string
 	if v.Unnamed > 0 {
-		unnamed = fmt.Sprintf("; no report names %d of its members, and %s may hold one (requested)",
-			v.Unnamed, strings.Join(v.MayHold, ", "))
-		if len(v.MayHold) == 0 {
-			unnamed = fmt.Sprintf("; no report names %d of its members", v.Unnamed)
-		}
+		unnamed = fmt.Sprintf("; no report names %d of its members", v.Unnamed)
+	}
+	if len(v.MayHold) > 0 {
+		unnamed += fmt.Sprintf(", and %s may hold one (requested)", strings.Join(v.MayHold, ", "))
 	}
 	switch {
 	case len(v.Peers) == 1 && v.Unnamed == 0 && drain:
