@@ -44,7 +44,23 @@ type PhaseChange struct {
 type StateChange struct {
 	ResourceVersion string `json:"resourceVersion"`
 	Previous        string `json:"previous"`
+	// Changed names the sections of the document that differ from the
+	// previous version's, among Sections. A status refreshed with nothing
+	// but its observedAt is "status" alone: a client that shows the
+	// entries (pods, dcs) reads them again only when they changed.
+	Changed []string `json:"changed,omitempty"`
 }
+
+// The sections of the stored document, as a StateChange names them.
+const (
+	SectionPods     = "pods"
+	SectionDCs      = "dcs"
+	SectionStatus   = "status"
+	SectionRollouts = "rollouts"
+)
+
+// Sections lists the sections of the stored document in its order.
+var Sections = []string{SectionPods, SectionDCs, SectionStatus, SectionRollouts}
 
 // The changes of a FindingChange.
 const (

@@ -1,7 +1,9 @@
 package events
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -45,12 +47,16 @@ type WatcherOptions struct {
 // stored document after each of its changes (state and phase events), and
 // the cluster view after each sweep (phase, leader and finding events).
 // Level-triggered: a missed change notification costs nothing, the next
-// comparison finds the difference. The first look only sets the baseline.
+// comparison finds the difference. The first look only sets the baseline,
+// and so does the first cluster view, which may come looks later: a
+// prober that has just started has no view until its first sweep.
 type Watcher struct {
 	o WatcherOptions
 
 	started  bool
+	viewSeen bool
 	version  string
+	sections map[string][]byte // section -> its JSON at version
 	phases   map[string]PhaseChange
 	leaders  map[string]string // group key -> leader
 	findings map[string]natsraft.Finding
@@ -115,17 +121,49 @@ func (w *Watcher) Step(ctx context.Context) {
 	w.docAt = doc.ResourceVersion
 
 	if doc.ResourceVersion != w.version {
+		changed := w.compareSections(doc)
 		if !first {
-			w.publish(TypeState, StateChange{ResourceVersion: doc.ResourceVersion, Previous: w.version})
+			w.publish(TypeState, StateChange{ResourceVersion: doc.ResourceVersion, Previous: w.version, Changed: changed})
 		}
 		w.version = doc.ResourceVersion
 	}
 	if view == nil {
 		return
 	}
-	w.comparePhases(view, doc, now, first)
-	w.compareLeaders(view, first)
-	w.compareFindings(view, doc, now, first)
+	baseline := !w.viewSeen
+	w.viewSeen = true
+	w.comparePhases(view, doc, now, baseline)
+	w.compareLeaders(view, baseline)
+	w.compareFindings(view, doc, now, baseline)
+}
+
+// compareSections returns the sections of doc that differ from those of
+// the version seen before, and keeps doc's.
+func (w *Watcher) compareSections(doc *maintenance.Document) []string {
+	next := make(map[string][]byte, len(Sections))
+	var changed []string
+	for _, name := range Sections {
+		var section any
+		switch name {
+		case SectionPods:
+			section = doc.Pods
+		case SectionDCs:
+			section = doc.DCs
+		case SectionStatus:
+			section = doc.Status
+		case SectionRollouts:
+			section = doc.Rollouts
+		}
+		// Maps are encoded in key order: equal sections, equal bytes. An
+		// error (none is expected of these types) counts as a change.
+		b, err := json.Marshal(section)
+		if err != nil || !bytes.Equal(b, w.sections[name]) {
+			changed = append(changed, name)
+		}
+		next[name] = b
+	}
+	w.sections = next
+	return changed
 }
 
 // hasExpiry reports whether an entry of doc has a TTL: its phase may

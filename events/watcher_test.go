@@ -135,6 +135,81 @@ func TestEventsWatcherBaselineIsQuiet(t *testing.T) {
 	assert.Empty(t, e.drain(), "nothing changed")
 }
 
+// TestEventsWatcherFirstViewIsBaseline starts a watcher the way a prober
+// starts: nats-1 stored in maintenance, a finding standing, and no cluster
+// view at the first look (the collector has not swept yet). The first view
+// only sets the baseline: nothing happened, so nothing is published.
+func TestEventsWatcherFirstViewIsBaseline(t *testing.T) {
+	store, err := filestore.Open(filepath.Join(t.TempDir(), "maintenance.json"), filestore.Options{PollInterval: 20 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, store.Close()) })
+	ctx := context.Background()
+	_, err = store.Update(ctx, func(d *maintenance.Document) error {
+		d.Pods = map[string]maintenance.Entry{"nats-1": {Reason: "kernel", Since: time.Now()}}
+		d.Status = map[string]maintenance.Status{"nats-1": {Phase: maintenance.PhaseInMaintenance, Message: "fenced", ObservedAt: time.Now(), PhaseSince: time.Now()}}
+		return nil
+	})
+	require.NoError(t, err)
+	cluster := &fakeCluster{}
+	hub := events.NewHub(events.HubOptions{})
+	w := events.NewWatcher(events.WatcherOptions{Hub: hub, Store: store, Latest: cluster.latest, Diagnose: cluster.diagnose, Logger: zerolog.Nop()})
+	w.Step(ctx) // no view yet
+	sub := hub.Subscribe(0, false)
+	t.Cleanup(sub.Close)
+
+	cluster.sweep("nats-0", natsraft.Finding{Cause: "maintenance", Nodes: []string{"nats-1"}, Summary: "nats-1 is in maintenance"})
+	w.Step(ctx) // the first view
+	w.Step(ctx)
+	var got []string
+	for len(sub.C()) > 0 {
+		ev := <-sub.C()
+		got = append(got, ev.Type+" "+string(ev.Data))
+	}
+	assert.Empty(t, got, "no event for a change that did not happen")
+
+	// What changes after the first view is news again.
+	cluster.sweep("nats-2")
+	w.Step(ctx)
+	got = nil
+	for len(sub.C()) > 0 {
+		got = append(got, (<-sub.C()).Type)
+	}
+	assert.ElementsMatch(t, []string{events.TypeLeader, events.TypeFinding}, got, "the meta leader moved, the finding cleared")
+}
+
+// TestEventsWatcherStateSections checks that a state event names the
+// sections of the document that changed, and a status refreshed alone
+// names the status only.
+func TestEventsWatcherStateSections(t *testing.T) {
+	e := newWatcherEnv(t)
+	ctx := context.Background()
+	changed := func() []string {
+		t.Helper()
+		e.w.Step(ctx)
+		states := ofType(e.drain(), events.TypeState)
+		require.Len(t, states, 1)
+		return decode[events.StateChange](t, states[0]).Changed
+	}
+	e.update(t, func(d *maintenance.Document) {
+		d.Pods = map[string]maintenance.Entry{"nats-1": {Reason: "kernel", Since: time.Now()}}
+	})
+	assert.Equal(t, []string{events.SectionPods}, changed())
+	e.setPhase(t, "nats-1", maintenance.PhaseInMaintenance, "")
+	assert.Equal(t, []string{events.SectionStatus}, changed())
+	e.update(t, func(d *maintenance.Document) {
+		st := d.Status["nats-1"]
+		st.ObservedAt = st.ObservedAt.Add(5 * time.Second)
+		d.Status["nats-1"] = st
+	})
+	assert.Equal(t, []string{events.SectionStatus}, changed(), "a refresh of observedAt")
+	e.update(t, func(d *maintenance.Document) {
+		ttl := time.Now().Add(time.Hour)
+		d.Pods["nats-1"] = maintenance.Entry{Reason: "kernel 6.12", Since: d.Pods["nats-1"].Since, ExpiresAt: &ttl}
+		d.DCs = map[string]maintenance.Entry{"dc2": {Reason: "rack", Since: time.Now()}}
+	})
+	assert.Equal(t, []string{events.SectionPods, events.SectionDCs}, changed(), "an entry put again with a new reason, and a dc")
+}
+
 // TestEventsWatcherPhasesInOrder walks two pods through their phases,
 // interleaved, and checks that each pod's events come in its order, each
 // naming the phase before, and that the ids increase.

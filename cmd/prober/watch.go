@@ -153,6 +153,16 @@ func concerns(f events.Frame, pods []string) (string, bool) {
 			return "", false
 		}
 		return fmt.Sprintf("finding %s: %s", fc.Change, fc.Finding.Summary), true
+	case events.TypeState:
+		// The entries (reason, who, expiry) show in the status and change
+		// without a phase event when an entry is put again; a status
+		// refreshed alone is news to no one.
+		var sc events.StateChange
+		if len(pods) > 0 || json.Unmarshal(f.Data, &sc) != nil ||
+			!slices.ContainsFunc(sc.Changed, func(s string) bool { return s == events.SectionPods || s == events.SectionDCs }) {
+			return "", false
+		}
+		return "entries changed (resourceVersion " + sc.ResourceVersion + ")", true
 	case events.TypeReset, events.TypeDropped:
 		return f.Type, true
 	}

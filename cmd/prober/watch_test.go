@@ -282,3 +282,25 @@ func TestCLIStatusWatch(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIConcernsStateEvents: status --watch prints again when an entry
+// changed without a phase event (a PUT again with a new reason or TTL),
+// not when a status was refreshed alone; --wait on pods ignores both.
+func TestCLIConcernsStateEvents(t *testing.T) {
+	state := func(changed ...string) events.Frame {
+		data, err := json.Marshal(events.StateChange{ResourceVersion: "8", Previous: "7", Changed: changed})
+		require.NoError(t, err)
+		return events.Frame{ID: "7", HasID: true, Type: events.TypeState, Data: data}
+	}
+	what, ok := concerns(state(events.SectionPods, events.SectionStatus), nil)
+	assert.True(t, ok, "an entry changed")
+	assert.Equal(t, "entries changed (resourceVersion 8)", what)
+	_, ok = concerns(state(events.SectionDCs), nil)
+	assert.True(t, ok, "a dc entry changed")
+	_, ok = concerns(state(events.SectionStatus), nil)
+	assert.False(t, ok, "a status refreshed alone")
+	_, ok = concerns(state(events.SectionRollouts), nil)
+	assert.False(t, ok, "a rollout's progress shows in its phase events")
+	_, ok = concerns(state(events.SectionPods), []string{"nats-1"})
+	assert.False(t, ok, "a wait on pods follows their phases")
+}
