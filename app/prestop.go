@@ -72,7 +72,7 @@ func (a *Sidecar) PreStop(ctx context.Context, timeout time.Duration) (maintenan
 	a.preStopMu.Lock()
 	defer a.preStopMu.Unlock()
 	a.mu.Lock()
-	member, c := a.member, a.collector
+	member, c, scopeOf := a.member, a.collector, a.preStopScope
 	a.mu.Unlock()
 	if member == nil {
 		return maintenance.PreStopReport{}, maintenance.Errorf(maintenance.EUnavailable, "the sidecar of %s is not running", a.Pod)
@@ -95,7 +95,11 @@ func (a *Sidecar) PreStop(ctx context.Context, timeout time.Duration) (maintenan
 		pause()
 	}
 	log.Info().Dur("timeout", timeout).Msg("pre-stop: reconciler paused, handing off before the server stops")
-	rep := maintenance.PreStop(ctx, member, !a.PreStopKeepJetStream, log)
+	scope := natsraft.Scope{Leaving: true}
+	if scopeOf != nil {
+		scope = scopeOf(ctx)
+	}
+	rep := maintenance.PreStop(ctx, member, scope, !a.PreStopKeepJetStream, log)
 	a.recordPreStop(rep, log)
 	return rep, nil
 }
@@ -148,6 +152,14 @@ func (a *Sidecar) preStopHold() time.Duration {
 		return a.PreStopHold
 	}
 	return DefaultPreStopHold
+}
+
+// preStopping reports whether a pre-stop holds the local node: it readies
+// the server for its shutdown, or has.
+func (a *Sidecar) preStopping() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.hold != nil
 }
 
 // preStopReady is the readiness of a node a pre-stop holds.

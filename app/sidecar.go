@@ -102,6 +102,9 @@ type Sidecar struct {
 	localDC    string
 	member     *natsraft.Member
 	collector  *natsraft.Collector
+	// preStopScope is the Scope of a pre-stop's hand-off, from the
+	// stored document.
+	preStopScope func(context.Context) natsraft.Scope
 	// hold is set by PreStop; pauseReconciler stops the running local
 	// reconciler and returns once it has stopped.
 	hold            *preStopHold
@@ -217,6 +220,15 @@ func (a *Sidecar) Run(ctx context.Context) error {
 	member := natsraft.NewMember(a.Pod, a.Fence, handoff)
 	a.mu.Lock()
 	a.member, a.collector = member, collector
+	a.preStopScope = func(ctx context.Context) natsraft.Scope {
+		doc, err := store.Get(ctx)
+		if err != nil {
+			log.Warn().Err(err).Msg("pre-stop: the maintenance state is unreadable; the hand-off avoids no pod out of service")
+			return natsraft.Scope{Leaving: true}
+		}
+		v, _ := svc.Views.View(ctx)
+		return maintenance.HandOffScope(v, doc, a.Pod, true, now())
+	}
 	a.mu.Unlock()
 
 	g := newRunGroup(ctx)
@@ -238,7 +250,7 @@ func (a *Sidecar) Run(ctx context.Context) error {
 					}
 				}
 				return time.Time{}
-			}}, log.With().Str("component", "share").Logger())
+			}, stopping: a.preStopping}, log.With().Str("component", "share").Logger())
 		})
 	}
 

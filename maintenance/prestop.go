@@ -58,6 +58,8 @@ type PreStopReport struct {
 // stops as it would have without it. Calling it again is harmless: a node
 // that leads nothing and is quiesced has nothing to do.
 //
+// The hand-off goes as scope says (see HandOffScope), the node leaving.
+//
 // With quiesce false the JetStream step is left out (Quiesced reports what
 // the node is). The kernel fence switches JetStream off by a configuration
 // reload, and NATS then deletes the server's copy of the meta group's log:
@@ -65,7 +67,7 @@ type PreStopReport struct {
 // leader, but in a rolling restart every server in turn would boot without
 // it, and a restart that follows another before the first caught up loses
 // the meta state (seen on a real node: the stream was gone afterwards).
-func PreStop(ctx context.Context, node Node, quiesce bool, log zerolog.Logger) PreStopReport {
+func PreStop(ctx context.Context, node Node, scope natsraft.Scope, quiesce bool, log zerolog.Logger) PreStopReport {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultPreStopTimeout)
@@ -79,7 +81,8 @@ func PreStop(ctx context.Context, node Node, quiesce bool, log zerolog.Logger) P
 		log.Warn().Err(err).Str("step", step).Msg("pre-stop step failed; going on")
 	}
 
-	if err := node.HandOff(ctx, natsraft.Scope{Leaving: true}); err != nil {
+	scope.Leaving = true
+	if err := node.HandOff(ctx, scope); err != nil {
 		failed("hand off", err)
 	} else {
 		rep.HandedOff = true

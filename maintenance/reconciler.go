@@ -363,7 +363,7 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 	case err != nil:
 		// Whether the node is fenced cannot be told: acting either way
 		// would be a guess. The node stays as it is.
-		err = &stepError{fmt.Errorf("read the fence of %s: %w", r.pod, err)}
+		err = &stepError{err: fmt.Errorf("read the fence of %s: %w", r.pod, err)}
 	case desired:
 		delay, err = r.enter(ctx, doc, entry, source, status, hasStatus, fenced, quiesced, now)
 	default:
@@ -386,7 +386,23 @@ func (r *Reconciler) sync(ctx context.Context) (delay time.Duration, retry bool)
 
 // stepError is a failed call into the Node: it is reported as Failed.
 // Store errors are not (the status could not be written anyway).
-type stepError struct{ err error }
+type stepError struct {
+	err error
+	// serving says the node still serves as it did: a drain's step that
+	// failed after the node was found caught up takes it out of nothing,
+	// so its readiness stays.
+	serving bool
+}
+
+// serving marks err, when a stepError, as a failure that leaves the node
+// serving.
+func serving(err error) error {
+	var se *stepError
+	if errors.As(err, &se) {
+		se.serving = true
+	}
+	return err
+}
 
 func (e *stepError) Error() string { return e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
@@ -461,7 +477,7 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 			err := r.node.Fence(vctx)
 			cancel()
 			if err != nil {
-				return 0, &stepError{fmt.Errorf("verify the fence of %s: %w", r.pod, err)}
+				return 0, &stepError{err: fmt.Errorf("verify the fence of %s: %w", r.pod, err)}
 			}
 			r.fenceVerified = true
 		}
@@ -513,7 +529,7 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		if err := r.snapshot(ctx, st); err != nil {
 			return 0, err
 		}
-		scope := natsraft.Scope{Avoid: r.avoid(ctx, doc, now), Leaving: true}
+		scope := r.scope(ctx, doc, true, now)
 		if err := r.step(ctx, PhaseHandingOff, "handing off Raft leaderships", now, "hand off", func(ctx context.Context) error {
 			return r.node.HandOff(ctx, scope)
 		}); err != nil {
@@ -534,7 +550,7 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 		if !fenced && !r.forcedPast {
 			leads, err := r.node.Leads(ctx, natsraft.Scope{Leaving: true})
 			if err != nil {
-				return 0, &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
+				return 0, &stepError{err: fmt.Errorf("read what %s leads: %w", r.pod, err)}
 			}
 			if len(leads) > 0 {
 				r.log.Info().Strs("groups", leads).Msg("leads again after the hand-off; handing off again")
@@ -554,7 +570,7 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 			return 0, err
 		}
 		if !r.node.Quiesced() {
-			return 0, &stepError{fmt.Errorf("quiesce %s: JetStream still enabled after quiesce", r.pod)}
+			return 0, &stepError{err: fmt.Errorf("quiesce %s: JetStream still enabled after quiesce", r.pod)}
 		}
 	case !r.movedClients && !fenced:
 		if err := r.step(ctx, PhaseFencing, "moving clients to peers", now, "move clients", r.node.MoveClients); err != nil {
@@ -566,7 +582,7 @@ func (r *Reconciler) enter(ctx context.Context, doc *Document, entry Entry, sour
 			return 0, err
 		}
 		if ok, err := r.node.Fenced(); err != nil || !ok {
-			return 0, &stepError{fmt.Errorf("fence %s: node not fenced after fence (%v)", r.pod, err)}
+			return 0, &stepError{err: fmt.Errorf("fence %s: node not fenced after fence (%v)", r.pod, err)}
 		}
 		r.fenceVerified = true
 	}
@@ -585,7 +601,7 @@ func (r *Reconciler) awaitRestore(ctx context.Context, entry Entry, now time.Tim
 	streams, err := r.node.Restoring(ctx)
 	switch {
 	case err != nil:
-		return 0, &stepError{fmt.Errorf("read what %s restores: %w", r.pod, err)}
+		return 0, &stepError{err: fmt.Errorf("read what %s restores: %w", r.pod, err)}
 	case len(streams) == 0:
 		return 0, nil
 	case entry.Force:
@@ -616,7 +632,7 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 			return 0, err
 		}
 		if still, err := r.node.Fenced(); err != nil || still {
-			return 0, &stepError{fmt.Errorf("unfence %s: node still fenced after unfence (%v)", r.pod, err)}
+			return 0, &stepError{err: fmt.Errorf("unfence %s: node still fenced after unfence (%v)", r.pod, err)}
 		}
 		r.resumed = true
 		return 0, nil
@@ -626,7 +642,7 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 			return 0, err
 		}
 		if r.node.Quiesced() {
-			return 0, &stepError{fmt.Errorf("resume %s: JetStream still disabled after resume", r.pod)}
+			return 0, &stepError{err: fmt.Errorf("resume %s: JetStream still disabled after resume", r.pod)}
 		}
 		r.resumed = true
 		return 0, nil
@@ -648,11 +664,11 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 		}
 	}
 	if err := r.snapshot(ctx, st); err != nil {
-		return 0, err
+		return 0, serving(err)
 	}
 	leads, err := r.node.Leads(ctx, natsraft.Scope{})
 	if err != nil {
-		return 0, &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
+		return 0, serving(&stepError{err: fmt.Errorf("read what %s leads: %w", r.pod, err)})
 	}
 	if len(leads) > 0 {
 		phase, msg := PhaseHandingOff, "moving leaderships off: "+natsraft.JoinBounded(leads, statusListMax, ", ")
@@ -662,11 +678,23 @@ func (r *Reconciler) drain(ctx context.Context, doc *Document, entry Entry, key,
 			phase, msg = PhaseInMaintenance, "moving a regained leadership off: "+natsraft.JoinBounded(leads, statusListMax, ", ")
 			r.log.Info().Strs("groups", leads).Msg("leads again while draining; moving off")
 		}
-		scope := natsraft.Scope{Avoid: r.avoid(ctx, doc, now)}
+		scope := r.scope(ctx, doc, false, now)
 		if err := r.step(ctx, phase, msg, now, "hand off", func(ctx context.Context) error {
 			return r.node.HandOff(ctx, scope)
 		}); err != nil {
-			return 0, err
+			var se *stepError
+			if !entry.Force || !errors.As(err, &se) || ctx.Err() != nil {
+				return 0, serving(err)
+			}
+			// Forced: a leadership no healthy peer can take (its other
+			// members are down, or draining too) stays here; the rest
+			// moved. The pod is drained but for it, and tries again.
+			r.failures++
+			r.log.Warn().Err(err).Msg("forced drain goes on without a complete hand-off")
+			if err := r.report(ctx, PhaseInMaintenance, "drained but for what no healthy peer can take: "+err.Error()+" ("+why+")", now); err != nil {
+				return 0, err
+			}
+			return r.backoff(), nil
 		}
 		return 0, nil
 	}
@@ -697,7 +725,7 @@ func (r *Reconciler) snapshot(ctx context.Context, st Status) error {
 	}
 	leaders, err := r.node.Leaders(ctx)
 	if err != nil {
-		return &stepError{fmt.Errorf("read what %s leads: %w", r.pod, err)}
+		return &stepError{err: fmt.Errorf("read what %s leads: %w", r.pod, err)}
 	}
 	if len(leaders) > 0 {
 		if _, err := r.amendStatus(ctx, "record the leaderships of "+r.pod, func(st *Status) bool {
@@ -848,7 +876,7 @@ func (r *Reconciler) judge(ctx context.Context, doc *Document, drain bool, now t
 	}
 	view, err := ClusterView(ctx, r.views, r.log)
 	if err != nil {
-		return nil, "", &stepError{fmt.Errorf("judge the safety of %s: %w", r.pod, err)}
+		return nil, "", &stepError{err: fmt.Errorf("judge the safety of %s: %w", r.pod, err)}
 	}
 	busy := OutOfService(view, doc, now)
 	delete(busy, r.pod)
@@ -899,18 +927,30 @@ func (r *Reconciler) amendStatus(ctx context.Context, what string, change func(*
 	return true, nil
 }
 
-// avoid names the pods a hand-off should not move leaderships to: every
-// other pod out of service as the document says (on its way into
-// maintenance, in it, or not back yet). Without a view it names the pods
-// with an entry or a status of their own.
-func (r *Reconciler) avoid(ctx context.Context, doc *Document, now time.Time) []string {
+// scope is the Scope of the pod's hand-off (see HandOffScope). Without a
+// view it names the pods with an entry or a status of their own.
+func (r *Reconciler) scope(ctx context.Context, doc *Document, leaving bool, now time.Time) natsraft.Scope {
 	var view *natsraft.View
 	if r.views != nil {
 		view, _ = r.views.View(ctx)
 	}
-	busy := OutOfService(view, doc, now)
-	delete(busy, r.pod)
-	return slices.Sorted(maps.Keys(busy))
+	return HandOffScope(view, doc, r.pod, leaving, now)
+}
+
+// HandOffScope is the Scope of pod's hand-off as the document says: it
+// avoids every other pod out of service (on its way into maintenance, in
+// it, or not back yet), and knows the other pods draining, which a drain
+// never moves a leadership to.
+func HandOffScope(view *natsraft.View, doc *Document, pod string, leaving bool, now time.Time) natsraft.Scope {
+	others := func(pods map[string]bool) []string {
+		delete(pods, pod)
+		return slices.Sorted(maps.Keys(pods))
+	}
+	return natsraft.Scope{
+		Avoid:    others(OutOfService(view, doc, now)),
+		Draining: others(Draining(view, doc, now)),
+		Leaving:  leaving,
+	}
 }
 
 // reasons returns each violation's reason.
@@ -932,7 +972,7 @@ func (r *Reconciler) leave(ctx context.Context, st Status, hasStatus, fenced, qu
 			return 0, err
 		}
 		if still, err := r.node.Fenced(); err != nil || still {
-			return 0, &stepError{fmt.Errorf("unfence %s: node still fenced after unfence (%v)", r.pod, err)}
+			return 0, &stepError{err: fmt.Errorf("unfence %s: node still fenced after unfence (%v)", r.pod, err)}
 		}
 		return 0, nil
 	case quiesced:
@@ -941,7 +981,7 @@ func (r *Reconciler) leave(ctx context.Context, st Status, hasStatus, fenced, qu
 			return 0, err
 		}
 		if r.node.Quiesced() {
-			return 0, &stepError{fmt.Errorf("resume %s: JetStream still disabled after resume", r.pod)}
+			return 0, &stepError{err: fmt.Errorf("resume %s: JetStream still disabled after resume", r.pod)}
 		}
 		return 0, nil
 	case hasStatus && st.Phase == PhaseActive:
@@ -1021,7 +1061,7 @@ func (r *Reconciler) caughtUp(ctx context.Context) (ok bool, detail string, err 
 	defer cancel()
 	ok, detail, err = r.node.CaughtUp(sctx)
 	if err != nil {
-		return false, "", &stepError{fmt.Errorf("catch up %s: %w", r.pod, err)}
+		return false, "", &stepError{err: fmt.Errorf("catch up %s: %w", r.pod, err)}
 	}
 	if !ok && detail == "" {
 		detail = "not caught up yet"
@@ -1110,7 +1150,7 @@ func (r *Reconciler) stepWithin(ctx context.Context, timeout time.Duration, phas
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := fn(sctx); err != nil {
-		return &stepError{fmt.Errorf("%s %s: %w", op, r.pod, err)}
+		return &stepError{err: fmt.Errorf("%s %s: %w", op, r.pod, err)}
 	}
 	return nil
 }
@@ -1125,7 +1165,9 @@ func (r *Reconciler) fail(ctx context.Context, err error) {
 		return
 	}
 	r.log.Warn().Err(err).Int("attempt", r.failures).Msg("maintenance step failed; retrying")
-	r.setReady(false, "maintenance step failed: "+err.Error())
+	if !se.serving {
+		r.setReady(false, "maintenance step failed: "+err.Error())
+	}
 	if werr := r.report(ctx, PhaseFailed, err.Error(), r.now()); werr != nil && ctx.Err() == nil {
 		r.log.Warn().Err(werr).Msg("report failed step")
 	}

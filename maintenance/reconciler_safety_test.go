@@ -295,25 +295,48 @@ func TestReconcilerStaysWhenForceEndsSafely(t *testing.T) {
 	assert.False(t, st.InByForce, "judged once: in on the entry left")
 }
 
-// TestReconcilerHandOffAvoidsPodsOnTheirWay checks that the hand-off is
-// told to avoid the pods that are out of service as the document says, so
-// that a leadership is not moved twice.
-func TestReconcilerHandOffAvoidsPodsOnTheirWay(t *testing.T) {
-	fs := recFileStore(t)
-	node := &recNode{}
-	r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: &recCluster{}, Resync: time.Second})
-	recUpdate(t, fs, func(d *maintenance.Document) {
-		now := time.Now()
-		d.Pods["nats-0"] = maintenance.Entry{Reason: "forced earlier", Force: true, Since: now}
-		d.Status["nats-0"] = maintenance.Status{Phase: maintenance.PhaseFencing, ObservedAt: now, PhaseSince: now}
-		d.Pods[recPod] = maintenance.Entry{Reason: "also", Force: true, Since: now}
-	})
-	recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
-	node.mu.Lock()
-	defer node.mu.Unlock()
-	require.NotEmpty(t, node.avoided)
-	assert.Equal(t, []string{"nats-0"}, node.avoided[0])
-	assert.True(t, node.leaving[0], "a fence's hand-off is told the node is leaving")
+// TestReconcilerHandOffScope checks what the hand-off is told of the
+// other pods: to avoid those out of service as the document says, so that
+// a leadership is not moved twice, and which are draining, which a drain
+// never moves a leadership to (two pods draining at once would hand the
+// groups they share back and forth).
+func TestReconcilerHandOffScope(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		other, self       maintenance.Entry
+		otherStatus       maintenance.Phase
+		avoided, draining []string
+		leaving           bool
+	}{
+		{name: "a fence avoids a pod on its way in",
+			other: maintenance.Entry{Reason: "forced earlier", Force: true}, otherStatus: maintenance.PhaseFencing,
+			self: maintenance.Entry{Reason: "also", Force: true}, avoided: []string{"nats-0"}, leaving: true},
+		{name: "a drain knows the other drains",
+			other: maintenance.Entry{Reason: "drain too", Mode: maintenance.ModeDrain},
+			self:  maintenance.Entry{Reason: "drain", Mode: maintenance.ModeDrain}, draining: []string{"nats-0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := recFileStore(t)
+			node := &recNode{leads: leadsOnce("stream ORDERS")}
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Views: &recCluster{}, Resync: time.Second})
+			recUpdate(t, fs, func(d *maintenance.Document) {
+				now := time.Now()
+				tc.other.Since, tc.self.Since = now, now
+				d.Pods["nats-0"] = tc.other
+				if tc.otherStatus != "" {
+					d.Status["nats-0"] = maintenance.Status{Phase: tc.otherStatus, ObservedAt: now, PhaseSince: now}
+				}
+				d.Pods[recPod] = tc.self
+			})
+			recWaitPhase(t, r, fs, maintenance.PhaseInMaintenance)
+			node.mu.Lock()
+			defer node.mu.Unlock()
+			require.NotEmpty(t, node.avoided)
+			assert.Equal(t, tc.avoided, node.avoided[0])
+			assert.Equal(t, tc.draining, node.draining[0])
+			assert.Equal(t, tc.leaving, node.leaving[0], "a fence's hand-off is told the node is leaving, a drain's not")
+		})
+	}
 }
 
 // TestReconcilerHandOffScopeByMode checks what each mode tells the
@@ -334,6 +357,53 @@ func TestReconcilerHandOffScopeByMode(t *testing.T) {
 			for _, leaving := range node.leaving {
 				assert.Equal(t, mode == maintenance.ModeFence, leaving)
 			}
+		})
+	}
+}
+
+// TestReconcilerDrainFailureKeepsReady checks that a drain whose hand-off
+// fails leaves the pod ready (a drain takes it out of nothing), Failed
+// and retried when the entry is not forced, and, when it is (its peers
+// are down: what one forces for), in maintenance but for what no peer can
+// take.
+func TestReconcilerDrainFailureKeepsReady(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		t.Run(fmt.Sprintf("force %v", force), func(t *testing.T) {
+			fs := recFileStore(t)
+			node := &recNode{
+				leads: func() []string { return []string{"stream ORDERS"} },
+				before: func(_ context.Context, op string, _ int) error {
+					if op == recOpHandOff {
+						return errors.New("no other healthy peer to take over stream ORDERS")
+					}
+					return nil
+				},
+			}
+			r, _ := recStart(t, maintenance.ReconcilerOptions{Store: fs, Node: node, Resync: time.Second})
+			recUpdate(t, fs, func(d *maintenance.Document) {
+				d.Pods[recPod] = maintenance.Entry{Reason: "peers down", Force: force, Since: time.Now(), Mode: maintenance.ModeDrain}
+			})
+			want, msg := maintenance.PhaseFailed, "hand off nats-1: no other healthy peer to take over stream ORDERS"
+			if force {
+				want, msg = maintenance.PhaseInMaintenance, "drained but for what no healthy peer can take: "+msg
+			}
+			recWaitFor(t, "the drain's "+string(want), func() bool {
+				st, ok := recStatus(t, fs)
+				return ok && st.Phase == want && strings.HasPrefix(st.Message, msg)
+			})
+			// The next attempts fail the same way.
+			recWaitFor(t, "another hand-off", func() bool {
+				n := 0
+				for _, c := range node.Calls() {
+					if c == recOpHandOff {
+						n++
+					}
+				}
+				return n >= 2
+			})
+			ready, why := r.Ready()
+			assert.True(t, ready, why)
+			assert.Contains(t, why, "draining")
 		})
 	}
 }

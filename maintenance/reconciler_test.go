@@ -73,9 +73,9 @@ type recNode struct {
 	// be read.
 	fenceErr error
 	calls    []string
-	// avoided and leaving record the scope of each HandOff.
-	avoided [][]string
-	leaving []bool
+	// avoided, draining and leaving record the scope of each HandOff.
+	avoided, draining [][]string
+	leaving           []bool
 	// singles are the streams of one replica Evacuate moves; restored
 	// those Restore was given.
 	singles, restored []string
@@ -227,6 +227,7 @@ func (f *recNode) call(ctx context.Context, op string, set func()) error {
 func (f *recNode) HandOff(ctx context.Context, s natsraft.Scope) error {
 	f.mu.Lock()
 	f.avoided = append(f.avoided, s.Avoid)
+	f.draining = append(f.draining, s.Draining)
 	f.leaving = append(f.leaving, s.Leaving)
 	f.mu.Unlock()
 	return f.call(ctx, recOpHandOff, nil)

@@ -185,7 +185,8 @@ const maxMoveReplicas = 5
 func (h *HandOff) move(ctx context.Context, s StreamRef, from string, target func(peers []string) string) error {
 	ctx, cancel := context.WithTimeout(ctx, DefaultEvacuateTimeout)
 	defer cancel()
-	js, nc, err := h.jetStream(s.Account, from)
+	avoid := h.dialAvoid(ctx, from)
+	js, nc, err := h.jetStream(s.Account, avoid)
 	if err != nil {
 		return err
 	}
@@ -201,7 +202,7 @@ func (h *HandOff) move(ctx context.Context, s StreamRef, from string, target fun
 		}
 		to = target(peers)
 	}
-	return h.lower(ctx, js, s, to)
+	return h.lower(ctx, js, s, to, avoid)
 }
 
 // grow sets s to n replicas (or leaves it at more, as a move cut short left
@@ -248,9 +249,9 @@ func (h *HandOff) grow(ctx context.Context, js jetstream.JetStream, s StreamRef,
 
 // lower steps the leadership of s over to to and sets s back to one
 // replica, which NATS keeps on its leader; it returns once to is the only
-// peer.
-func (h *HandOff) lower(ctx context.Context, js jetstream.JetStream, s StreamRef, to string) error {
-	conns := &connCache{dial: h.Dial}
+// peer. Its step downs go through a server other than avoid.
+func (h *HandOff) lower(ctx context.Context, js jetstream.JetStream, s StreamRef, to string, avoid []string) error {
+	conns := &connCache{dial: h.Dial, avoid: avoid}
 	defer conns.close()
 	g := Group{Kind: KindStream, Name: s.Name, Account: s.Account, Stream: s.Name}
 	var stepped time.Time
@@ -299,9 +300,9 @@ func (h *HandOff) lower(ctx context.Context, js jetstream.JetStream, s StreamRef
 	return nil
 }
 
-// jetStream connects to s's account, avoiding from.
-func (h *HandOff) jetStream(account, from string) (jetstream.JetStream, *nats.Conn, error) {
-	nc, err := h.Dial(account, from)
+// jetStream connects to account through a server other than avoid.
+func (h *HandOff) jetStream(account string, avoid []string) (jetstream.JetStream, *nats.Conn, error) {
+	nc, err := h.Dial(account, avoid...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial account %s: %w", account, err)
 	}
@@ -313,9 +314,25 @@ func (h *HandOff) jetStream(account, from string) (jetstream.JetStream, *nats.Co
 	return js, nc, nil
 }
 
+// dialAvoid names the servers a connection should not go through: from
+// (unless ""), and the nodes a fresh view shows fenced, quiesced or down,
+// whose client port may accept a connection whose requests then go
+// nowhere. Without a view, from alone.
+func (h *HandOff) dialAvoid(ctx context.Context, from string) []string {
+	var avoid []string
+	if from != "" {
+		avoid = append(avoid, from)
+	}
+	if v, err := h.freshView(ctx); err == nil {
+		avoid = append(avoid, outOfReach(v, from)...)
+	}
+	slices.Sort(avoid)
+	return avoid
+}
+
 // streamInfo reads the stream's info from its account.
 func (h *HandOff) streamInfo(ctx context.Context, s StreamRef) (*jetstream.StreamInfo, error) {
-	js, nc, err := h.jetStream(s.Account, "")
+	js, nc, err := h.jetStream(s.Account, h.dialAvoid(ctx, ""))
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,5 +174,37 @@ func TestGiveBackRounds(t *testing.T) {
 			assert.Equal(t, tc.stepDowns, dials, "step downs")
 			assert.NoError(t, ctx.Err())
 		})
+	}
+}
+
+// TestLeaderMovesDialAroundFencedNodes: a balance's move, a give-back and
+// an evacuation's stream moves send their requests through a connection
+// that avoids a node fenced or quiesced for maintenance, whose client port
+// may accept it while its routes are cut (every request would go nowhere).
+func TestLeaderMovesDialAroundFencedNodes(t *testing.T) {
+	v := diagCluster()
+	v.node("n2").JetStream = false // n2 fenced and quiesced
+	var mu sync.Mutex
+	var dialled [][]string
+	dial := func(account string, avoid ...string) (*nats.Conn, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		dialled = append(dialled, slices.Clone(avoid))
+		return nil, errors.New("no server in this test")
+	}
+	h := &HandOff{Views: viewFunc(func(context.Context) (*View, error) { return v, nil }), Dial: dial, Logger: zerolog.Nop()}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	account := v.group("s").Account
+	assert.Error(t, h.MoveLeader(ctx, LeaderMove{Group: "s", Kind: KindStream, Account: account, From: "n0", To: "n1"}))
+	_, _, err := h.GiveBack(ctx, "n1", []string{"s"})
+	require.NoError(t, err)
+	_, err = h.Restore(ctx, "n1", []StreamRef{{Account: account, Name: "s"}})
+	assert.Error(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.GreaterOrEqual(t, len(dialled), 3)
+	for _, avoid := range dialled {
+		assert.Equal(t, []string{"n2"}, avoid, "only the fenced n2 is avoided")
 	}
 }

@@ -62,6 +62,12 @@ type Scope struct {
 	// Avoid names peers on their way into maintenance themselves: they take
 	// a leadership only when no other can, so that it does not move twice.
 	Avoid []string
+	// Draining names peers that are draining themselves: they would move a
+	// leadership right off again. A drain never moves one to them (two
+	// draining pods would hand it back and forth for as long as both
+	// entries last); a node that leaves takes them, like Avoid, only when
+	// no other can.
+	Draining []string
 	// Leaving says the node is about to lose its routes (a fence, a
 	// restart), not merely its leaderships (a drain). A group that then
 	// loses its quorum whoever leads it stays led by the node (see
@@ -176,7 +182,7 @@ func (h *HandOff) Run(ctx context.Context, node string, s Scope) error {
 				}
 				return fmt.Errorf("%s %s still led after %d step downs: %w", g.Kind, g.Name, attempts[k], last)
 			}
-			to := preferredPeer(v, g, node, leads, s.Avoid)
+			to := preferredPeer(v, g, node, leads, s)
 			if to == "" {
 				stuck = append(stuck, fmt.Sprintf("%s %s", g.Kind, g.Name))
 				continue
@@ -344,16 +350,19 @@ func leaderlessAmong(v *View, keys map[groupKey]bool, node string) (electing, or
 }
 
 // preferredPeer picks the peer to take over g from node: a member on a
-// reachable node with JetStream on, not in avoid if any other can, current
-// if any is, else healthy (under a write load a follower is rarely at lag
-// 0), and of those the one that leads least so that a hand-off spreads the
+// reachable node with JetStream on, neither in s.Avoid nor in s.Draining
+// if any other can (a drain never picks one in s.Draining), current if any
+// is, else healthy (under a write load a follower is rarely at lag 0), and
+// of those the one that leads least so that a hand-off spreads the
 // leaderships. "" when there is none.
-func preferredPeer(v *View, g Group, node string, leads map[string]int, avoid []string) string {
+func preferredPeer(v *View, g Group, node string, leads map[string]int, s Scope) string {
 	best, bestRank := "", 0
 	for _, p := range g.Peers {
 		rank := 0
+		draining := slices.Contains(s.Draining, p.Name)
 		switch {
 		case p.Name == node || p.Leader || p.Offline || p.Pending:
+		case draining && !s.Leaving:
 		case p.Current:
 			rank = 2
 		case p.Healthy:
@@ -362,7 +371,7 @@ func preferredPeer(v *View, g Group, node string, leads map[string]int, avoid []
 		if rank == 0 {
 			continue
 		}
-		if !slices.Contains(avoid, p.Name) {
+		if !draining && !slices.Contains(s.Avoid, p.Name) {
 			rank += 2
 		}
 		if n, ok := v.Node(p.Name); ok && !n.Serving() {

@@ -41,11 +41,13 @@ func TestPreferredPeer(t *testing.T) {
 		{Name: "n4", Reachable: false},
 	}
 	tests := []struct {
-		name  string
-		peers []Peer
-		leads map[string]int
-		avoid []string
-		want  string
+		name     string
+		peers    []Peer
+		leads    map[string]int
+		avoid    []string
+		draining []string
+		leaving  bool
+		want     string
 	}{
 		{
 			name:  "the current peer that leads least",
@@ -99,6 +101,34 @@ func TestPreferredPeer(t *testing.T) {
 			name:  "a single replica has no one to hand off to",
 			peers: []Peer{{Name: "n0", Leader: true, Current: true}},
 		},
+		{
+			// n1 leads least, but would hand it back: the two draining
+			// pods would pass it back and forth.
+			name:     "a drain never picks a draining peer",
+			peers:    []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true}, {Name: "n2", Current: true}},
+			leads:    map[string]int{"n2": 5},
+			draining: []string{"n1"},
+			want:     "n2",
+		},
+		{
+			name:     "nor when it is the only one",
+			peers:    []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true}, {Name: "n2", Current: true, Offline: true}},
+			draining: []string{"n1"},
+		},
+		{
+			name:     "a node that leaves takes a draining peer when no other can",
+			peers:    []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true}, {Name: "n2", Current: true, Offline: true}},
+			draining: []string{"n1"},
+			leaving:  true,
+			want:     "n1",
+		},
+		{
+			name:     "and another first",
+			peers:    []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "n1", Current: true}, {Name: "n2", Healthy: true, Lag: 5}},
+			draining: []string{"n1"},
+			leaving:  true,
+			want:     "n2",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +137,8 @@ func TestPreferredPeer(t *testing.T) {
 			if leads == nil {
 				leads = map[string]int{}
 			}
-			assert.Equal(t, tt.want, preferredPeer(v, v.Groups[0], "n0", leads, tt.avoid))
+			s := Scope{Avoid: tt.avoid, Draining: tt.draining, Leaving: tt.leaving}
+			assert.Equal(t, tt.want, preferredPeer(v, v.Groups[0], "n0", leads, s))
 		})
 	}
 }

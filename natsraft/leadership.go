@@ -87,6 +87,9 @@ func (h *HandOff) MoveLeader(ctx context.Context, m LeaderMove) error {
 		if err != nil {
 			return err
 		}
+		// Not through a node fenced or quiesced: its client port may
+		// accept the connection, but its routes are cut.
+		conns.setAvoid(outOfReach(v, ""))
 		g, ok := v.Group(m.Kind, m.Account, m.Group)
 		switch {
 		case !ok:
@@ -195,6 +198,8 @@ func (h *HandOff) GiveBack(ctx context.Context, node string, groups []string) ([
 	// moved are the groups that came back here, for settle.
 	var moved []Group
 	for {
+		// Not through a node fenced or quiesced (see MoveLeader).
+		conns.setAvoid(outOfReach(v, ""))
 		var steps []stepDown
 		var stepping []*move
 		idx := indexGroups(v)
