@@ -165,6 +165,10 @@ type RolloutPod struct {
 	Restarted     *time.Time `json:"restarted,omitempty"`
 	Exited        *time.Time `json:"exited,omitempty"`
 	Ready         *time.Time `json:"ready,omitempty"`
+	// Restart says, while the pod restarts, what the restart waits for, or
+	// its last error (the pod may not be deleted: RBAC, say); it is tried
+	// again.
+	Restart string `json:"restart,omitempty"`
 }
 
 // Rollout is a rolling maintenance (key "rollout.<name>"): its pods go

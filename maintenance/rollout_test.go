@@ -94,7 +94,7 @@ func TestRolloutRestartTurnJudgedByQuorum(t *testing.T) {
 
 	delete(d.Pods, "b1")
 	require.Empty(t, turnBlocked("r", ro, "a1", d, view, now))
-	require.True(t, advance("r", ro, d, view, now, false))
+	require.True(t, advance("r", ro, d, view, now, restartOutcome{}))
 	require.Equal(t, StepEntering, ro.Pods[0].Step)
 	d.Rollouts = map[string]Rollout{"r": *ro}
 	assert.True(t, OutOfService(view, d, now)["a1"], "entering a restart turn")
@@ -131,7 +131,7 @@ func TestRolloutTurnEndsWithItsEntry(t *testing.T) {
 		if tc.entry != nil {
 			d.Pods["a1"] = *tc.entry
 		}
-		require.True(t, advance("r", ro, d, view, now.Add(time.Second), false), "%s", tc.step)
+		require.True(t, advance("r", ro, d, view, now.Add(time.Second), restartOutcome{}), "%s", tc.step)
 		assert.Equal(t, StepExiting, ro.Pods[0].Step, "%s", tc.step)
 		if tc.entry != nil {
 			assert.Equal(t, *tc.entry, d.Pods["a1"], "an entry taken over is not the rollout's to remove")
@@ -143,7 +143,7 @@ func TestRolloutTurnEndsWithItsEntry(t *testing.T) {
 		Pods: []RolloutPod{{Pod: "a1", Step: StepHolding, InMaintenance: &now}}}
 	d := NewDocument()
 	d.Pods["a1"] = ro.entry("r", now)
-	assert.False(t, advance("r", ro, d, view, now.Add(time.Second), false))
+	assert.False(t, advance("r", ro, d, view, now.Add(time.Second), restartOutcome{}))
 	assert.Equal(t, StepHolding, ro.Pods[0].Step)
 }
 
@@ -158,13 +158,13 @@ func TestRolloutStopsWhenItsPodIsGone(t *testing.T) {
 	ro := &Rollout{Spec: RolloutSpec{Hold: "1h"}, State: RolloutStopping,
 		Pods: []RolloutPod{{Pod: "gone-0", Step: StepExiting, Exited: &now}, {Pod: "a1", Step: StepPending}}}
 	d := NewDocument()
-	require.True(t, advance("r", ro, d, view, now, false))
+	require.True(t, advance("r", ro, d, view, now, restartOutcome{}))
 	assert.Equal(t, RolloutStopped, ro.State)
 
 	ro = &Rollout{Spec: RolloutSpec{Hold: "1h"}, State: RolloutStopping,
 		Pods: []RolloutPod{{Pod: "a1", Step: StepExiting, Exited: &now}}}
 	d.Status["a1"] = Status{Phase: PhaseCatchingUp, Message: "catching up"}
-	assert.False(t, advance("r", ro, d, view, now, false))
+	assert.False(t, advance("r", ro, d, view, now, restartOutcome{}))
 	assert.Equal(t, RolloutStopping, ro.State)
 	v := rolloutView("r", *ro, d, view, now)
 	assert.Equal(t, "a1", v.Current)

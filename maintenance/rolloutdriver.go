@@ -109,20 +109,27 @@ func (r *RolloutDriver) Sync(ctx context.Context) error {
 	// A restart happens outside the store update: it takes a while and
 	// its effect is not in the document. Restarted, stored before it is
 	// first asked for, lets it tell the old instance from the new.
-	back := false
+	var rs restartOutcome
 	if i := ro.current(); i >= 0 && ro.Pods[i].Step == StepRestarting && ro.Pods[i].Restarted != nil &&
 		ro.State != RolloutStopping && r.svc.Restarter != nil && owns(name, &ro, d, ro.Pods[i].Pod) {
 		// Only while the rollout's entry keeps the pod in: one removed
 		// (DELETE /pods/<pod>) or taken over ends the turn, and the pod,
 		// on its way back or serving again, must not be stopped.
 		p := ro.Pods[i]
-		var detail string
-		back, detail, err = r.svc.Restarter.Restart(ctx, p.Pod, *p.Restarted)
-		if err != nil {
-			return fmt.Errorf("restart %s: %w", p.Pod, err)
-		}
-		if !back {
-			r.log.Debug().Str("pod", p.Pod).Str("detail", detail).Msg("waiting for the restart")
+		rs.asked = true
+		if rs.blocked = restartBlocked(name, &ro, p, d, view, r.svc.now()); rs.blocked == "" {
+			back, detail, err := r.svc.Restarter.Restart(ctx, p.Pod, *p.Restarted)
+			switch {
+			case err != nil:
+				// Stored with the turn, so that GET says why it does not
+				// move, and tried again.
+				r.log.Warn().Err(err).Str("pod", p.Pod).Msg("restart failed; retrying")
+				rs.waiting = "restart failed, trying again: " + err.Error()
+			case !back:
+				r.log.Debug().Str("pod", p.Pod).Str("detail", detail).Msg("waiting for the restart")
+				rs.waiting = detail
+			}
+			rs.back = back
 		}
 	}
 	var before, after Rollout
@@ -133,7 +140,7 @@ func (r *RolloutDriver) Sync(ctx context.Context) error {
 			return errNotDriving
 		}
 		before = ro.clone()
-		changed := advance(name, &ro, d, view, now, back)
+		changed := advance(name, &ro, d, view, now, rs)
 		if changed || ro.Driver != r.id || ro.LeaseUntil == nil || ro.LeaseUntil.Sub(now) < r.lease/2 {
 			until := now.Add(r.lease)
 			ro.Driver, ro.LeaseUntil = r.id, &until
@@ -188,17 +195,29 @@ func (d *Document) Unfinished() (string, Rollout, bool) {
 	return names[0], d.Rollouts[names[0]], true
 }
 
+// restartOutcome is what the driver found of the pod restarting before
+// its store update.
+type restartOutcome struct {
+	// asked says the restart was looked at; back that the pod came back.
+	asked, back bool
+	// waiting is what the restart waits for, or its error.
+	waiting string
+	// blocked says why the pod may not be restarted now (see
+	// restartBlocked); the Restarter was not asked.
+	blocked string
+}
+
 // advance takes ro one step further on d, the document about to be
-// written, and reports whether it changed anything. back says whether the
-// pod restarting has come back. It is the whole state machine of a
-// rollout, re-derived from what is stored and seen on every call.
-func advance(name string, ro *Rollout, d *Document, view *natsraft.View, now time.Time, back bool) bool {
+// written, and reports whether it changed anything. rs is what the pod
+// restarting showed. It is the whole state machine of a rollout,
+// re-derived from what is stored and seen on every call.
+func advance(name string, ro *Rollout, d *Document, view *natsraft.View, now time.Time, rs restartOutcome) bool {
 	before := ro.clone()
-	step(name, ro, d, view, now, back)
+	step(name, ro, d, view, now, rs)
 	return !reflect.DeepEqual(before, *ro)
 }
 
-func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.Time, back bool) {
+func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.Time, rs restartOutcome) {
 	i := ro.current()
 	if ro.State == RolloutStopping {
 		if i < 0 || !ro.Pods[i].Step.inTurn() {
@@ -246,10 +265,16 @@ func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.T
 		if d.Phase(p.Pod, dcsOf(view)[p.Pod], now) != PhaseInMaintenance {
 			return
 		}
-		p.InMaintenance = &now
 		if ro.Spec.Restart {
+			if why := restartBlocked(name, ro, *p, d, view, now); why != "" {
+				ro.State, ro.PauseReason = RolloutPaused, why
+				return
+			}
+			ro.State, ro.PauseReason = RolloutRunning, ""
+			p.InMaintenance = &now
 			p.Step, p.Restarted = StepRestarting, &now
 		} else {
+			p.InMaintenance = &now
 			p.Step = StepHolding
 		}
 	case StepHolding:
@@ -263,8 +288,19 @@ func step(name string, ro *Rollout, d *Document, view *natsraft.View, now time.T
 		}
 		exitTurn(name, ro, p, d, now)
 	case StepRestarting:
-		if back || !owns(name, ro, d, p.Pod) {
+		if rs.back || !owns(name, ro, d, p.Pod) {
+			p.Restart = ""
 			exitTurn(name, ro, p, d, now)
+			return
+		}
+		if !rs.asked {
+			return
+		}
+		p.Restart = rs.waiting
+		if rs.blocked != "" {
+			ro.State, ro.PauseReason = RolloutPaused, rs.blocked
+		} else {
+			ro.State, ro.PauseReason = RolloutRunning, ""
 		}
 	case StepExiting:
 		finishTurn(name, ro, p, d, view, now)
@@ -340,11 +376,7 @@ func turnBlocked(name string, ro *Rollout, pod string, d *Document, view *natsra
 	}
 	busy := OutOfService(view, d, now)
 	delete(busy, pod)
-	others := make([]string, 0, len(busy))
-	for p := range busy {
-		others = append(others, p)
-	}
-	slices.Sort(others)
+	others := slices.Sorted(maps.Keys(busy))
 	verdict, what := Judge(view, []string{pod}, others), "their quorum"
 	if !ro.Spec.takesOut() {
 		draining := Draining(view, d, now)
@@ -352,12 +384,40 @@ func turnBlocked(name string, ro *Rollout, pod string, d *Document, view *natsra
 		verdict, what = JudgeDrain(view, []string{pod}, others, slices.Sorted(maps.Keys(draining))), "every member that can lead"
 	}
 	if v := verdict.Violations; len(v) > 0 {
-		reasons := make([]string, len(v))
-		for i, x := range v {
-			reasons[i] = x.Reason
-		}
 		return fmt.Sprintf("unsafe: the turn of %s would cost %d Raft group(s) %s: %s",
-			pod, len(v), what, natsraft.JoinBounded(reasons, statusListMax, "; "))
+			pod, len(v), what, natsraft.JoinBounded(reasons(v), statusListMax, "; "))
+	}
+	return ""
+}
+
+// restartBlocked says why the pod of a drain rollout's turn may not be
+// restarted now, "" when it may. A drain judged the turn by the drain rule
+// (with the quorum rule too, since the pod stops: see turnBlocked), but
+// until the restart the pod serves, and its peers may have gone meanwhile:
+// the quorum rule judges again, counting every other pod out of service,
+// before the turn goes on to the restart and before each call of the
+// Restarter while the instance the turn began with still runs (its server
+// started before Restarted; a newer one is only waited for). A fence
+// turn's pod is out already.
+func restartBlocked(name string, ro *Rollout, p RolloutPod, d *Document, view *natsraft.View, now time.Time) string {
+	if ro.Spec.Mode != ModeDrain {
+		return ""
+	}
+	if view == nil {
+		return "the cluster view is not available"
+	}
+	node, ok := view.Node(p.Pod)
+	if !ok || !node.Serving() {
+		return ""
+	}
+	if p.Restarted != nil && !node.Started.IsZero() && !node.Started.Before(*p.Restarted) {
+		return ""
+	}
+	busy := OutOfService(view, d, now)
+	delete(busy, p.Pod)
+	if v := Judge(view, []string{p.Pod}, slices.Sorted(maps.Keys(busy))).Violations; len(v) > 0 {
+		return fmt.Sprintf("unsafe: restarting %s now would cost %d Raft group(s) their quorum: %s",
+			p.Pod, len(v), natsraft.JoinBounded(reasons(v), statusListMax, "; "))
 	}
 	return ""
 }

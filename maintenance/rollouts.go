@@ -50,6 +50,9 @@ type RolloutView struct {
 	Finished   *time.Time       `json:"finished,omitempty"`
 	Driver     string           `json:"driver,omitempty"`
 	LeaseUntil *time.Time       `json:"leaseUntil,omitempty"`
+	// Deleted says that the DELETE answered with it removed the record
+	// (a finished rollout); a rollout stopped at once is kept.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // RolloutChange is the outcome of a PUT or DELETE of a rollout.
@@ -91,6 +94,8 @@ func turnWaits(p RolloutPod, d *Document, view *natsraft.View, now time.Time) st
 		if ok && (st.Phase == PhaseFailed || (st.Phase == PhaseRequested && strings.HasPrefix(st.Message, heldMessage))) {
 			return fmt.Sprintf("pod %s is %s: %s", p.Pod, st.Phase, st.Message)
 		}
+	case StepRestarting:
+		return p.Restart
 	case StepExiting:
 		if ok, why := podBack(p.Pod, d, view, now); !ok {
 			return why
@@ -228,13 +233,14 @@ func (s *Service) StopRollout(ctx context.Context, name, by string) (RolloutView
 		return RolloutView{}, err
 	}
 	var last Rollout
+	var deleted bool
 	now := s.now()
 	stored, err := s.Store.Update(ctx, func(d *Document) error {
 		ro, ok := d.Rollouts[name]
 		if !ok {
 			return unknownRollout(name)
 		}
-		last = ro
+		last, deleted = ro, false
 		switch ro.State {
 		case RolloutRunning, RolloutPaused:
 			ro.State, ro.PauseReason = RolloutStopping, ""
@@ -250,6 +256,7 @@ func (s *Service) StopRollout(ctx context.Context, name, by string) (RolloutView
 			d.Rollouts[name] = ro
 		case RolloutStopped, RolloutDone:
 			delete(d.Rollouts, name)
+			deleted = true
 		}
 		return nil
 	})
@@ -261,7 +268,9 @@ func (s *Service) StopRollout(ctx context.Context, name, by string) (RolloutView
 	if ro, ok := stored.Rollouts[name]; ok {
 		last = ro
 	}
-	return rolloutView(name, last, stored, view, now), nil
+	v := rolloutView(name, last, stored, view, now)
+	v.Deleted = deleted
+	return v, nil
 }
 
 // rolloutPods resolves the spec's pods against the view.

@@ -887,17 +887,21 @@ func TestStopRolloutTwice(t *testing.T) {
 	assert.Equal(t, "n0", v.Current)
 	assert.Equal(t, "pod n0 is Failed: fence failed", v.Waiting)
 
+	assert.False(t, v.Deleted)
+
 	v, err = f.svc.StopRollout(ctx, "weekly", "ops")
 	require.NoError(t, err)
 	assert.Equal(t, maintenance.RolloutStopped, v.State)
 	assert.Empty(t, v.Current)
+	assert.False(t, v.Deleted, "stopped at once, the record kept")
 	d := f.doc(t)
 	assert.NotContains(t, d.Pods, "n0", "the rollout's entry goes")
 	assert.Equal(t, maintenance.StepExiting, d.Rollouts["weekly"].Pods[0].Step)
 	assert.Equal(t, maintenance.StepPending, d.Rollouts["weekly"].Pods[1].Step)
 
-	_, err = f.svc.StopRollout(ctx, "weekly", "ops")
+	v, err = f.svc.StopRollout(ctx, "weekly", "ops")
 	require.NoError(t, err)
+	assert.True(t, v.Deleted)
 	assert.NotContains(t, f.doc(t).Rollouts, "weekly")
 	_, err = f.svc.StopRollout(ctx, "weekly", "ops")
 	requireCode(t, err, maintenance.ENotFound)

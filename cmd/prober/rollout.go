@@ -165,8 +165,20 @@ func (x *cli) stopRollout(ctx context.Context, o *RolloutOptions) error {
 	if err != nil {
 		return err
 	}
-	if status == http.StatusOK {
+	switch {
+	case status == http.StatusOK && v.Deleted:
 		fmt.Fprintf(x.out, "rollout %s was %s; its record is deleted\n", o.name, v.State)
+		return nil
+	case status == http.StatusOK:
+		// Stopped at once: the pod whose turn was cut comes back alone.
+		back := ""
+		for _, p := range v.Pods {
+			if p.Step == maintenance.StepExiting {
+				back = p.Pod
+			}
+		}
+		fmt.Fprintf(x.out, "rollout %s is %s at once: %s comes back by itself, not waited for; stop it again to delete its record\n",
+			o.name, v.State, orDash(back))
 		return nil
 	}
 	fmt.Fprintf(x.out, "rollout %s is stopping: %s comes back first\n", o.name, orDash(v.Current))
