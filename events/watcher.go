@@ -47,9 +47,10 @@ type WatcherOptions struct {
 // stored document after each of its changes (state and phase events), and
 // the cluster view after each sweep (phase, leader and finding events).
 // Level-triggered: a missed change notification costs nothing, the next
-// comparison finds the difference. The first look only sets the baseline,
-// and so does the first cluster view, which may come looks later: a
-// prober that has just started has no view until its first sweep.
+// comparison finds the difference. The first look only sets the baseline.
+// A prober that has just started has no cluster view until its first
+// sweep: the phases' baseline is then the document's, and the first view
+// sets the baseline of the leaders and the findings.
 type Watcher struct {
 	o WatcherOptions
 
@@ -128,11 +129,14 @@ func (w *Watcher) Step(ctx context.Context) {
 		w.version = doc.ResourceVersion
 	}
 	if view == nil {
+		if first {
+			w.phases = docPhases(doc, now)
+		}
 		return
 	}
 	baseline := !w.viewSeen
 	w.viewSeen = true
-	w.comparePhases(view, doc, now, baseline)
+	w.comparePhases(view, doc, now, first)
 	w.compareLeaders(view, baseline)
 	w.compareFindings(view, doc, now, baseline)
 }
@@ -184,6 +188,22 @@ func hasExpiry(doc *maintenance.Document) bool {
 
 func (w *Watcher) publish(typ string, data any) {
 	_, _ = w.o.Hub.Publish(typ, data)
+}
+
+// docPhases is the baseline of the phases before the first cluster view:
+// those of the pods the document names, as it says (an entry of a dc is
+// placed by the view only, and counts from the first view on).
+func docPhases(doc *maintenance.Document, now time.Time) map[string]PhaseChange {
+	out := map[string]PhaseChange{}
+	for _, pod := range slices.Concat(slices.Collect(maps.Keys(doc.Pods)), slices.Collect(maps.Keys(doc.Status))) {
+		_, _, desired := doc.Desired(pod, "", now)
+		pc := PhaseChange{Pod: pod, Phase: doc.Phase(pod, "", now), InMaintenance: desired}
+		if st, ok := doc.Status[pod]; ok && st.Phase != "" {
+			pc.Message = st.Message
+		}
+		out[pod] = pc
+	}
+	return out
 }
 
 // comparePhases publishes a phase event for every pod whose phase or

@@ -137,8 +137,10 @@ func TestEventsWatcherBaselineIsQuiet(t *testing.T) {
 
 // TestEventsWatcherFirstViewIsBaseline starts a watcher the way a prober
 // starts: nats-1 stored in maintenance, a finding standing, and no cluster
-// view at the first look (the collector has not swept yet). The first view
-// only sets the baseline: nothing happened, so nothing is published.
+// view at the first look (the collector has not swept yet). The phases'
+// baseline is the document's, the findings' the first view's: what stood
+// before is not published as news, what changed since the first look is
+// (nats-2 requested before the first sweep).
 func TestEventsWatcherFirstViewIsBaseline(t *testing.T) {
 	store, err := filestore.Open(filepath.Join(t.TempDir(), "maintenance.json"), filestore.Options{PollInterval: 20 * time.Millisecond})
 	require.NoError(t, err)
@@ -157,20 +159,33 @@ func TestEventsWatcherFirstViewIsBaseline(t *testing.T) {
 	sub := hub.Subscribe(0, false)
 	t.Cleanup(sub.Close)
 
+	_, err = store.Update(ctx, func(d *maintenance.Document) error {
+		d.Pods["nats-2"] = maintenance.Entry{Reason: "disk", Since: time.Now()}
+		return nil
+	})
+	require.NoError(t, err)
 	cluster.sweep("nats-0", natsraft.Finding{Cause: "maintenance", Nodes: []string{"nats-1"}, Summary: "nats-1 is in maintenance"})
 	w.Step(ctx) // the first view
 	w.Step(ctx)
-	var got []string
+	var phases []events.PhaseChange
+	var types []string
 	for len(sub.C()) > 0 {
 		ev := <-sub.C()
-		got = append(got, ev.Type+" "+string(ev.Data))
+		types = append(types, ev.Type)
+		if ev.Type == events.TypePhase {
+			phases = append(phases, decode[events.PhaseChange](t, ev))
+		}
 	}
-	assert.Empty(t, got, "no event for a change that did not happen")
+	assert.Equal(t, []string{events.TypeState, events.TypePhase}, types, "no event for what stood before")
+	require.Len(t, phases, 1)
+	assert.Equal(t, "nats-2", phases[0].Pod)
+	assert.Equal(t, maintenance.PhaseRequested, phases[0].Phase)
+	assert.Equal(t, maintenance.PhaseActive, phases[0].Previous)
+	var got []string
 
 	// What changes after the first view is news again.
 	cluster.sweep("nats-2")
 	w.Step(ctx)
-	got = nil
 	for len(sub.C()) > 0 {
 		got = append(got, (<-sub.C()).Type)
 	}

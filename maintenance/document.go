@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -326,8 +328,9 @@ func entryKeyProblem(key string) string {
 }
 
 // DecodeStrict decodes exactly one JSON value from data into v: unknown
-// object fields and anything after the value are errors, so that a typo in
-// a stored document or a request body is refused rather than ignored.
+// object fields, a key given twice in an object, a field's name in another
+// case and anything after the value are errors, so that a typo in a stored
+// document or a request body is refused rather than ignored.
 func DecodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -337,7 +340,111 @@ func DecodeStrict(data []byte, v any) error {
 	if err := dec.Decode(new(json.RawMessage)); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("trailing data after the JSON value")
 	}
-	return nil
+	keys := json.NewDecoder(bytes.NewReader(data))
+	keys.UseNumber()
+	return exactKeys(keys, reflect.TypeOf(v))
+}
+
+// exactKeys walks the next JSON value of dec, decoded into a t, and refuses
+// what encoding/json accepts even with DisallowUnknownFields: a key given
+// twice in an object (the last one wins: {"force":false,"force":true}) and
+// a struct field's name in another case ({"FORCE":true}). A type that
+// decodes itself (json.Unmarshaler) is checked for duplicates only.
+func exactKeys(dec *json.Decoder, t reflect.Type) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+		t = nil
+	}
+	switch delim {
+	case '[':
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for dec.More() {
+			if err := exactKeys(dec, elem); err != nil {
+				return err
+			}
+		}
+	case '{':
+		var fields map[string]reflect.Type
+		if t != nil && t.Kind() == reflect.Struct {
+			fields = jsonFields(t)
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := tok.(string)
+			if seen[key] {
+				return fmt.Errorf("key %q given twice in one object", key)
+			}
+			seen[key] = true
+			var next reflect.Type
+			switch {
+			case fields != nil:
+				ft, known := fields[key]
+				if !known {
+					for name := range fields {
+						if strings.EqualFold(name, key) {
+							return fmt.Errorf("key %q: the field is %q (keys are case-sensitive)", key, name)
+						}
+					}
+				}
+				next = ft
+			case t != nil && t.Kind() == reflect.Map:
+				next = t.Elem()
+			}
+			if err := exactKeys(dec, next); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = dec.Token() // the closing delimiter
+	return err
+}
+
+// jsonFields maps the JSON names of struct type t's fields (embedded
+// structs' included) to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		if !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		if name == "-" && tag == "-" {
+			continue
+		}
+		ft := f.Type
+		if f.Anonymous && name == "" {
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				maps.Copy(out, jsonFields(ft))
+				continue
+			}
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = ft
+	}
+	return out
 }
 
 func checkKey(prefix, name, key string) error {

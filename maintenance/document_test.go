@@ -90,6 +90,11 @@ func TestDecodeDataRejects(t *testing.T) {
 		{"unknown field", map[string]string{"pod.nats-0": `{"reson":"typo"}`}, `unknown field "reson"`},
 		{"trailing value", map[string]string{"pod.nats-0": `{} {}`}, "trailing data"},
 		{"trailing garbage", map[string]string{"pod.nats-0": `{}}`}, "trailing data"},
+		{"a key twice", map[string]string{"pod.nats-0": `{"force":false,"reason":"r","force":true}`}, `key "force" given twice`},
+		{"a key twice deeper", map[string]string{
+			"status.nats-0": `{"phase":"InMaintenance","dark":[{"kind":"stream","group":"A","group":"B","peers":["nats-0"]}]}`,
+		}, `key "group" given twice`},
+		{"a key in another case", map[string]string{"pod.nats-0": `{"FORCE":true,"reason":"r"}`}, `key "FORCE": the field is "force"`},
 		{"unknown phase", map[string]string{"status.nats-0": `{"phase":"Sleeping"}`}, `unknown phase "Sleeping"`},
 		{"missing phase", map[string]string{"status.nats-0": `{}`}, `unknown phase ""`},
 		{"first bad key reported", map[string]string{"pod.b": `x`, "pod.a": `y`, "pod.c": `{}`}, `"pod.a"`},

@@ -174,6 +174,44 @@ func (s *Server) WithAuthentication(next http.Handler) http.Handler {
 	})
 }
 
+// stillAuthorized says whether the caller of a request that lasts (the
+// event stream) may still make it: its token still authenticates and its
+// user is still allowed the verb, as WithAuthentication and
+// WithAuthorization decided when it began; why says what ended. A check
+// that cannot be made now (the API server does not answer) keeps the
+// request: it is looked at again later.
+func (s *Server) stillAuthorized(r *http.Request) (ok bool, why string) {
+	u, known := UserFromContext(r.Context())
+	if !known || u.Loopback {
+		return true, ""
+	}
+	token, _ := bearerToken(r)
+	if s.auth.Authenticator == nil || token == "" {
+		return false, "no token can be checked"
+	}
+	log := s.log.With().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Str("token", tokenID(token)).Logger()
+	now, valid, err := s.auth.Authenticator.Authenticate(r.Context(), token)
+	if err != nil {
+		log.Warn().Err(err).Msg("re-authentication of a lasting request failed; kept until the next look")
+		return true, ""
+	}
+	if !valid || now.Name == "" {
+		return false, "the token is no longer valid"
+	}
+	if s.auth.Authorizer == nil {
+		return false, "no authorizer configured"
+	}
+	allowed, _, err := s.auth.Authorizer.Authorize(r.Context(), now, requestVerb(r))
+	if err != nil {
+		log.Warn().Err(err).Msg("re-authorization of a lasting request failed; kept until the next look")
+		return true, ""
+	}
+	if !allowed {
+		return false, fmt.Sprintf("%s may no longer %s it", now.Name, requestVerb(r))
+	}
+	return true, ""
+}
+
 // WithAuthorization lets the user that WithAuthentication put in the
 // context through if the Authorizer allows the request's verb, and answers
 // 403 naming the verb and the resource otherwise. Loopback callers are
@@ -729,6 +767,15 @@ func (a *SubjectAccessReviewAuthorizer) review(ctx context.Context, key [32]byte
 	}
 	st := review.Status
 	res := authzResult{allowed: st.Allowed && !st.Denied, reason: st.Reason}
+	if !res.allowed && !st.Denied && st.EvaluationError != "" {
+		// No authorizer decided, and one failed (a webhook that timed
+		// out): the API server itself answers 500 then. Unavailable, not
+		// a denial, and not cached.
+		a.log.Warn().Str("user", u.Name).Str("verb", verb).Str("error", st.EvaluationError).
+			Msg("subject access review: no decision, evaluation error")
+		return authzResult{}, fmt.Errorf("subject access review (%s %s for %s): no decision: %w: %s",
+			verb, a.Resource(), u.Name, ErrAuthUnavailable, st.EvaluationError)
+	}
 	if st.EvaluationError != "" {
 		a.log.Warn().Str("user", u.Name).Str("verb", verb).Str("error", st.EvaluationError).
 			Msg("subject access review: evaluation error")

@@ -600,6 +600,9 @@ func TestSubjectAccessReviewAuthorizer(t *testing.T) {
 			return nil, apierrors.NewTimeoutError("slow", 1)
 		case sar.Spec.User == "evil":
 			out.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Denied: true, Reason: "contradiction"}
+		case sar.Spec.User == "mallory":
+			// One authorizer denied, another failed: a denial.
+			out.Status = authorizationv1.SubjectAccessReviewStatus{Denied: true, Reason: "policy", EvaluationError: "webhook timed out"}
 		case sar.Spec.ResourceAttributes.Verb == "get":
 			out.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: "RBAC: allowed by RoleBinding"}
 		default:
@@ -621,15 +624,19 @@ func TestSubjectAccessReviewAuthorizer(t *testing.T) {
 	for i, s := range []step{
 		{user: alice, verb: "get", allowed: true, reason: "RBAC: allowed by RoleBinding", asks: 1},
 		{user: alice, verb: "get", allowed: true, reason: "RBAC: allowed by RoleBinding", asks: 1},
-		{user: alice, verb: "update", reason: "evaluation error: webhook timed out", asks: 2},
-		{user: alice, verb: "update", advance: 1500 * time.Millisecond, reason: "evaluation error: webhook timed out", asks: 2},
-		{user: alice, verb: "update", advance: 500 * time.Millisecond, reason: "evaluation error: webhook timed out", asks: 3},
+		// No decision and an evaluation error: unavailable (503), as the
+		// API server answers 500, and asked again each time.
+		{user: alice, verb: "update", err: true, asks: 2},
+		{user: alice, verb: "update", err: true, asks: 3},
+		{user: prober.User{Name: "mallory"}, verb: "update", reason: "policy; evaluation error: webhook timed out", asks: 4},
+		{user: prober.User{Name: "mallory"}, verb: "update", advance: 1500 * time.Millisecond, reason: "policy; evaluation error: webhook timed out", asks: 4},
+		{user: prober.User{Name: "mallory"}, verb: "update", advance: 500 * time.Millisecond, reason: "policy; evaluation error: webhook timed out", asks: 5},
 		{user: prober.User{Name: "alice", UID: "uid-a", Groups: []string{"ops", "admins"}}, verb: "get",
-			allowed: true, reason: "RBAC: allowed by RoleBinding", asks: 4},
-		{user: alice, verb: "get", advance: 8 * time.Second, allowed: true, reason: "RBAC: allowed by RoleBinding", asks: 5},
-		{user: prober.User{Name: "evil"}, verb: "get", reason: "contradiction", asks: 6},
-		{user: prober.User{Name: "down"}, verb: "get", err: true, asks: 7},
-		{user: prober.User{Name: "down"}, verb: "get", err: true, asks: 8},
+			allowed: true, reason: "RBAC: allowed by RoleBinding", asks: 6},
+		{user: alice, verb: "get", advance: 8 * time.Second, allowed: true, reason: "RBAC: allowed by RoleBinding", asks: 7},
+		{user: prober.User{Name: "evil"}, verb: "get", reason: "contradiction", asks: 8},
+		{user: prober.User{Name: "down"}, verb: "get", err: true, asks: 9},
+		{user: prober.User{Name: "down"}, verb: "get", err: true, asks: 10},
 	} {
 		clock.Add(s.advance)
 		allowed, reason, err := a.Authorize(context.Background(), s.user, s.verb)

@@ -137,6 +137,9 @@ func (s *Server) serveExit(w http.ResponseWriter, r *http.Request,
 	if err == nil {
 		err = berr
 	}
+	if err == nil {
+		err = noBody(w, r, "its options are query parameters (?restoreLeaders=false, ?wait=30s)")
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -1,10 +1,7 @@
 package prober
 
 import (
-	"bytes"
 	"net/http"
-
-	"github.com/prober-dev/prober/maintenance"
 )
 
 func (s *Server) registerConfigRoutes() {
@@ -29,12 +26,7 @@ func (s *Server) handleGetConfig(w http.ResponseWriter, r *http.Request) {
 // read the configuration: it answers as GET does. A body is refused, since
 // the state changes only through /pods and /dcs.
 func (s *Server) handlePutConfig(w http.ResponseWriter, r *http.Request) {
-	raw, err := readBody(w, r)
-	if err == nil && len(bytes.TrimSpace(raw)) > 0 {
-		err = maintenance.Errorf(maintenance.EInvalid,
-			"PUT /config takes no body: change the state through /pods/{pod} and /dcs/{dc}")
-	}
-	if err != nil {
+	if err := noBody(w, r, "change the state through /pods/{pod} and /dcs/{dc}"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -124,6 +124,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-s.closing:
 			return
 		case <-heartbeat.C:
+			// A stream outlives any cached verdict: the caller's token and
+			// permission are looked at again (from the caches, mostly),
+			// and a revoked caller's stream ends.
+			if ok, why := s.stillAuthorized(r); !ok {
+				s.log.Info().Str("remote", r.RemoteAddr).Str("reason", why).Msg("event stream ended: access revoked")
+				writeEvent(&buf, events.Event{Type: events.TypeDropped, Data: eventData(events.Dropped{Reason: "access revoked: " + why})})
+				send()
+				return
+			}
 			buf.WriteString(": heartbeat\n\n")
 		case ev, ok := <-sub.C():
 			if !ok {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,6 +252,44 @@ func TestEventsAuth(t *testing.T) {
 	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	assert.Equal(t, "text/event-stream", rec.Header().Get("Content-Type"))
 	assert.Contains(t, rec.Body.String(), "id: ")
+}
+
+// TestEventsEndWhenAccessIsRevoked checks that an open stream outlives no
+// revoke: its caller's permission is looked at again on each heartbeat,
+// and once it is withdrawn the stream ends with a last event saying why.
+// A check that cannot be made (the API server does not answer) keeps it.
+func TestEventsEndWhenAccessIsRevoked(t *testing.T) {
+	var allowed, unavailable atomic.Bool
+	allowed.Store(true)
+	auth := prober.AuthOptions{
+		Authenticator: authnFunc(func(context.Context, string) (prober.User, bool, error) {
+			return prober.User{Name: "eve"}, true, nil
+		}),
+		Authorizer: authzFunc(func(_ context.Context, _ prober.User, verb string) (bool, string, error) {
+			if unavailable.Load() {
+				return false, "", prober.ErrAuthUnavailable
+			}
+			return allowed.Load() && verb == "get", "", nil
+		}),
+		LoopbackNeedsToken: true, // the test's listener is on loopback
+	}
+	h := events.NewHub(events.HubOptions{})
+	ts := mustOpenServer(t, withAuth(auth), withEvents(h, 20*time.Millisecond))
+	st := openEvents(t, ts, "", http.Header{"Authorization": {"Bearer some-token-0123456789"}})
+
+	unavailable.Store(true)
+	for range 3 { // heartbeats go on: the stream is kept
+		f, err := st.next(t)
+		require.NoError(t, err)
+		require.Empty(t, f.Type, "frame %+v", f)
+	}
+	unavailable.Store(false)
+	allowed.Store(false) // the RoleBinding is removed
+	f := st.nextEvent(t)
+	assert.Equal(t, events.TypeDropped, f.Type)
+	assert.Contains(t, string(f.Data), "access revoked: eve may no longer get it")
+	_, err := st.next(t)
+	assert.ErrorIs(t, err, io.EOF, "the stream ends")
 }
 
 func TestEventsBadRequests(t *testing.T) {

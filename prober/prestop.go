@@ -55,6 +55,9 @@ func (s *Server) handlePreStop(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		timeout, err = durationParam(r, "timeout", maintenance.DefaultPreStopTimeout, MaxPreStopTimeout, false, "25s")
 	}
+	if err == nil {
+		err = noBody(w, r, "its option is a query parameter (?timeout=25s)")
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,20 +50,41 @@ type changeQuery struct {
 // knownParams refuses (400) a query parameter of a request that changes
 // something that is not one of names: a misspelt one (?dryrun=true,
 // ?dry-run) would otherwise be ignored and the change made for real, as an
-// unknown field of the body is refused rather than ignored.
+// unknown field of the body is refused rather than ignored. For the same
+// reason it refuses a query that does not parse (URL.Query drops such a
+// pair: ?dryRun=true;wait=5s, a bad %-escape) and a parameter given twice
+// (?dryRun=false&dryRun=true: only the first would count).
 func knownParams(r *http.Request, names ...string) error {
-	for _, k := range slices.Sorted(maps.Keys(r.URL.Query())) {
-		if slices.Contains(names, k) {
-			continue
+	values, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return maintenance.Errorf(maintenance.EInvalid, "invalid query %q: %v (separate parameters with &)", r.URL.RawQuery, err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		if !slices.Contains(names, k) {
+			takes := "no query parameter"
+			if len(names) > 0 {
+				takes = strings.Join(names, ", ")
+			}
+			return maintenance.Errorf(maintenance.EInvalid, "unknown query parameter %q: %s %s takes %s",
+				k, r.Method, r.URL.Path, takes)
 		}
-		takes := "no query parameter"
-		if len(names) > 0 {
-			takes = strings.Join(names, ", ")
+		if n := len(values[k]); n > 1 {
+			return maintenance.Errorf(maintenance.EInvalid, "query parameter %q given %d times: give it once", k, n)
 		}
-		return maintenance.Errorf(maintenance.EInvalid, "unknown query parameter %q: %s %s takes %s",
-			k, r.Method, r.URL.Path, takes)
 	}
 	return nil
+}
+
+// noBody refuses (400) a body of a request that takes none, rather than
+// ignore it: DELETE /pods/{pod} with {"restoreLeaders":false} would give
+// the leaderships back, POST /balance with {"dc":"west"} balance every pod.
+// what says where the request's options go instead.
+func noBody(w http.ResponseWriter, r *http.Request, what string) error {
+	raw, err := readBody(w, r)
+	if err == nil && len(bytes.TrimSpace(raw)) > 0 {
+		err = maintenance.Errorf(maintenance.EInvalid, "%s %s takes no body: %s", r.Method, r.URL.Path, what)
+	}
+	return err
 }
 
 // parseChangeQuery reads dryRun (a bool; present without a value means

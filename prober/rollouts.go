@@ -86,7 +86,11 @@ func (s *Server) handlePutRollout(w http.ResponseWriter, r *http.Request) {
 // record (200).
 func (s *Server) handleDeleteRollout(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
-	if err := knownParams(r); err != nil {
+	err := knownParams(r)
+	if err == nil {
+		err = noBody(w, r, "it stops the rollout, or deletes a finished one's record")
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}

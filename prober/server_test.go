@@ -271,6 +271,9 @@ func TestRoutes(t *testing.T) {
 		{name: "PUT raft", method: "PUT", path: "/raft", status: 405, code: maintenance.EMethod, allow: "GET, HEAD"},
 		{name: "POST livez", method: "POST", path: "/livez", status: 405, code: maintenance.EMethod, allow: "GET, HEAD"},
 		{name: "unknown body field", method: "PUT", path: "/pods/n0", body: `{"reason":"x","ttl":"1h","color":"red"}`, status: 400, code: maintenance.EInvalid},
+		{name: "a body key twice", method: "PUT", path: "/pods/n0", body: `{"reason":"r","force":false,"force":true}`, status: 400, code: maintenance.EInvalid},
+		{name: "a body key in another case", method: "PUT", path: "/pods/n0", body: `{"Reason":"r"}`, status: 400, code: maintenance.EInvalid},
+		{name: "a rollout's key twice", method: "PUT", path: "/rollouts/r", body: `{"hold":"5m","hold":"1s"}`, status: 400, code: maintenance.EInvalid},
 		{name: "malformed body", method: "PUT", path: "/pods/n0", body: `{"reason":`, status: 400, code: maintenance.EInvalid},
 		{name: "trailing body", method: "PUT", path: "/pods/n0", body: `{"reason":"x"} {}`, status: 400, code: maintenance.EInvalid},
 		{name: "ttl not a duration", method: "PUT", path: "/pods/n0", body: `{"ttl":"soon"}`, status: 400, code: maintenance.EInvalid},
@@ -287,6 +290,33 @@ func TestRoutes(t *testing.T) {
 			},
 		},
 		{name: "misspelt dryRun of a dc", method: "PUT", path: "/dcs/east?dry-run", status: 400, code: maintenance.EInvalid},
+		// URL.Query drops a pair that does not parse: the dry run would
+		// be lost and the change made for real.
+		{
+			name: "a ; in the query", method: "PUT", path: "/pods/n0?dryRun=true;wait=5s", status: 400, code: maintenance.EInvalid,
+			check: func(t *testing.T, b []byte) {
+				assert.Contains(t, decodeError(t, b).Message, "separate parameters with &")
+			},
+		},
+		{name: "a bad escape in the query", method: "PUT", path: "/pods/n0?dryRun=tru%e", status: 400, code: maintenance.EInvalid},
+		{name: "a ; in a balance's query", method: "POST", path: "/balance?dryRun=true;dc=east", status: 400, code: maintenance.EInvalid},
+		{
+			name: "dryRun given twice", method: "PUT", path: "/pods/n0?dryRun=false&dryRun=true", status: 400, code: maintenance.EInvalid,
+			check: func(t *testing.T, b []byte) {
+				assert.Contains(t, decodeError(t, b).Message, `query parameter "dryRun" given 2 times`)
+			},
+		},
+		{
+			name: "a body on DELETE", method: "DELETE", path: "/pods/n0", body: `{"restoreLeaders":false}`, seed: inMaintenance("n0"),
+			status: 400, code: maintenance.EInvalid,
+			check: func(t *testing.T, b []byte) {
+				assert.Contains(t, decodeError(t, b).Message, "DELETE /pods/n0 takes no body: its options are query parameters")
+			},
+		},
+		{name: "a body on DELETE of a dc", method: "DELETE", path: "/dcs/east", body: `{"restoreLeaders":false}`, status: 400, code: maintenance.EInvalid},
+		{name: "a body on a balance", method: "POST", path: "/balance?dryRun=true", body: `{"dc":"east"}`, status: 400, code: maintenance.EInvalid},
+		{name: "a body on DELETE of a rollout", method: "DELETE", path: "/rollouts/r", body: `{}`, status: 400, code: maintenance.EInvalid},
+		{name: "a blank body on DELETE", method: "DELETE", path: "/pods/n0", body: " \n", seed: inMaintenance("n0"), status: 200},
 		{
 			name: "misspelt restoreLeaders", method: "DELETE", path: "/pods/n0?restoreleaders=false", seed: inMaintenance("n0"),
 			status: 400, code: maintenance.EInvalid,
