@@ -96,10 +96,13 @@ type Collector struct {
 	// sweep reuse its result.
 	sem chan struct{}
 
-	mu         sync.Mutex
-	latest     *View
-	latestErr  error     // what Sweep returned with latest
-	latestFrom time.Time // when the sweep of latest started asking
+	mu        sync.Mutex
+	latest    *View
+	latestErr error // what Sweep returned with latest
+	// latestRead is when the oldest read that latest holds started: its
+	// sweep's start, or earlier when it reused a read (its own server's,
+	// a peer's report; see report.go). Reuse is judged by it.
+	latestRead time.Time
 	leaderless map[groupKey]time.Time
 	// accounts remembers, per node, the accounts with streams on it, so
 	// that the next sweep asks for their /raftz without waiting for /jsz.
@@ -197,12 +200,12 @@ func (c *Collector) ViewSince(ctx context.Context, since time.Time) (*View, erro
 	return c.sweep(ctx, max(0, c.o.Now().Sub(since)))
 }
 
-// since returns the latest view and its error when its sweep started at
-// or after t.
+// since returns the latest view and its error when every read it holds
+// started at or after t.
 func (c *Collector) since(t time.Time) (v *View, ok bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.latest != nil && !c.latestFrom.Before(t) {
+	if c.latest != nil && !c.latestRead.Before(t) {
 		return c.latest, true, c.latestErr
 	}
 	return nil, false, nil
@@ -460,12 +463,13 @@ func (c *Collector) serverUp(ctx context.Context, ep Endpoint) bool {
 }
 
 // fresh returns the latest view and its error when the view is young
-// enough to be reused.
+// enough to be reused: its oldest read started less than viewFreshness
+// ago (a background sweep reuses reads made before it began).
 func (c *Collector) fresh() (v *View, ok bool, err error) {
 	c.mu.Lock()
-	v, err = c.latest, c.latestErr
+	v, err, read := c.latest, c.latestErr, c.latestRead
 	c.mu.Unlock()
-	if v != nil && c.o.Now().Sub(v.At) < viewFreshness {
+	if v != nil && c.o.Now().Sub(read) < viewFreshness {
 		return v, true, err
 	}
 	return nil, false, nil
@@ -523,7 +527,13 @@ func (c *Collector) record(ctx context.Context, from time.Time, reports []*nodeR
 	}
 	c.trackLeaderless(v)
 	c.trackHealth(v, reports)
-	c.latest, c.latestErr, c.latestFrom = v, err, from
+	read := from
+	for _, r := range reports {
+		if !r.read.IsZero() && r.read.Before(read) {
+			read = r.read
+		}
+	}
+	c.latest, c.latestErr, c.latestRead = v, err, read
 	c.mu.Unlock()
 	return v, err
 }
@@ -638,7 +648,10 @@ const metaRaftGroup = "_meta_"
 
 // nodeReport is what one node answered in one sweep.
 type nodeReport struct {
-	ep     Endpoint
+	ep Endpoint
+	// read is when the read of the node's server started, on this
+	// collector's clock (for a peer's report, no later than that).
+	read   time.Time
 	err    error
 	varz   varzDoc
 	routes []string
@@ -662,7 +675,7 @@ func (r *nodeReport) name() string {
 // shows only in its /jsz: the wave asks for the accounts of the previous
 // sweep and a second request covers any new one.
 func (c *Collector) fetchNode(ctx context.Context, ep Endpoint) *nodeReport {
-	r := &nodeReport{ep: ep}
+	r := &nodeReport{ep: ep, read: c.o.Now()}
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 

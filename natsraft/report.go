@@ -137,6 +137,12 @@ func (c *Collector) readLocal(ctx context.Context, maxAge time.Duration) (*local
 	}
 	from := c.o.Now()
 	r := c.fetchNode(ctx, self)
+	if err := ctx.Err(); err != nil {
+		// The asker gave up (a peer's request timed out, a client hung
+		// up) and cut the read short: its failure is not the server's,
+		// and is not kept for the next askers.
+		return nil, fmt.Errorf("local report: %w", err)
+	}
 	lr = &localRead{from: from, at: c.o.Now(), report: r}
 	c.localMu.Lock()
 	c.local = lr
@@ -178,6 +184,7 @@ func (c *Collector) fetchShared(ctx context.Context, ep Endpoint, maxAge time.Du
 	defer cancel()
 	u := ep.ReportURL + "?" + url.Values{"maxAge": {maxAge.String()}}.Encode()
 	var d reportDoc
+	sent := c.o.Now()
 	err := getJSON(rctx, c.o.Client, u, &d)
 	if err == nil && d.Name != ep.Name {
 		err = fmt.Errorf("the sidecar reports on %q", d.Name)
@@ -194,7 +201,11 @@ func (c *Collector) fetchShared(ctx context.Context, ep Endpoint, maxAge time.Du
 		return c.fetchNode(ctx, ep)
 	}
 	c.shared.Add(1)
-	return d.report(ep)
+	r := d.report(ep)
+	// The read was Age old when the peer answered, on its clock: it
+	// started no later than that before the request was sent.
+	r.read = sent.Add(-d.Age)
+	return r
 }
 
 // SharedStats tells how the peers' reports were got since the collector
