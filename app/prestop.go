@@ -57,6 +57,7 @@ func (a *Sidecar) holding(c *natsraft.Collector, log zerolog.Logger) bool {
 	if ok, why := a.hold.lifted(c.Latest(), a.Pod, time.Now()); ok {
 		log.Info().Str("why", why).Msg("pre-stop hold ended: the reconciler takes over again")
 		a.hold = nil
+		c.SetStopping(false)
 		return false
 	}
 	return true
@@ -91,6 +92,9 @@ func (a *Sidecar) PreStop(ctx context.Context, timeout time.Duration) (maintenan
 	a.hold = &hold
 	pause := a.pauseReconciler
 	a.mu.Unlock()
+	// The other probers' safety rule counts the pod as gone from now on:
+	// its report says it is stopping.
+	c.SetStopping(true)
 	if pause != nil {
 		pause()
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,18 @@ func testSidecarPreStop(t *testing.T, e *scEnv) {
 	assert.Equal(t, http.StatusServiceUnavailable, code, body)
 	assert.Contains(t, body, "stopping")
 
+	// The other probers count the pod as gone (its report says it is
+	// stopping): a request that needs it for a quorum is refused.
+	next := otherPod(pod)
+	other := e.sidecars[next]
+	nextPut := func() (int, string) {
+		return e.call(t, other, e.operator, http.MethodPut, "/pods/"+next+"?dryRun=true", `{"reason":"the next pod"}`)
+	}
+	waitFor(t, 10*time.Second, "the other probers see "+pod+" stopping", func() (bool, string) {
+		code, body := nextPut()
+		return strings.Contains(body, `"safe": false`) && strings.Contains(body, pod+" stopping"), fmt.Sprint(code, " ", body)
+	})
+
 	// The paused reconciler leaves JetStream off for longer than its
 	// resync (2s) would: the server stops as it is.
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -140,6 +153,11 @@ func testSidecarPreStop(t *testing.T, e *scEnv) {
 	var pv maintenance.PodView
 	e.decode(t, e.sidecars[otherPod(pod)], e.viewer, http.MethodGet, "/pods/"+pod, "", http.StatusOK, &pv)
 	assert.False(t, pv.InMaintenance)
+	// Back, it counts again.
+	waitFor(t, 10*time.Second, pod+" no longer stopping", func() (bool, string) {
+		code, body := nextPut()
+		return code == http.StatusOK && strings.Contains(body, `"safe": true`), fmt.Sprint(code, " ", body)
+	})
 	e.requireClean(t)
 }
 

@@ -135,13 +135,14 @@ func (s *Service) Balance(ctx context.Context, r BalanceRequest) (BalanceResult,
 }
 
 // balancePods names the pods of dc (of every dc with all) that can lead:
-// reachable, JetStream on, neither out of service nor draining, sorted.
+// reachable, JetStream on, neither out of service, draining nor stopping,
+// sorted.
 func balancePods(view *natsraft.View, doc *Document, dc string, all bool, now time.Time) []string {
 	busy := OutOfService(view, doc, now)
 	draining := Draining(view, doc, now)
 	pods := []string{}
 	for _, n := range view.Nodes {
-		if (all || n.DC == dc) && n.Serving() && !busy[n.Name] && !draining[n.Name] {
+		if (all || n.DC == dc) && n.Serving() && !n.Stopping && !busy[n.Name] && !draining[n.Name] {
 			pods = append(pods, n.Name)
 		}
 	}

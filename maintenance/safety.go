@@ -17,6 +17,10 @@ const (
 	LostUnreachable   = "unreachable"
 	LostNotCurrent    = "not current"
 	LostOffline       = "offline"
+	// LostStopping is a peer whose pod is being stopped: its sidecar
+	// readies its server for the shutdown (a preStop hook), and it is
+	// about to go whatever it serves now.
+	LostStopping = "stopping"
 	// LostDraining is a peer that is draining: it stays a voter but takes
 	// no leadership (it counts against a drain, never against a quorum).
 	LostDraining = "draining"
@@ -204,9 +208,13 @@ func judge(view *natsraft.View, requested, inMaintenance, draining []string, dra
 		return Verdict{}
 	}
 	unreachable := make(map[string]bool)
+	stopping := make(map[string]bool)
 	for _, n := range view.Nodes {
 		if !n.Reachable {
 			unreachable[n.Name] = true
+		}
+		if n.Stopping {
+			stopping[n.Name] = true
 		}
 	}
 
@@ -251,6 +259,8 @@ func judge(view *natsraft.View, requested, inMaintenance, draining []string, dra
 				why = LostDraining
 			case unreachable[p.Name]:
 				why = LostUnreachable
+			case stopping[p.Name]:
+				why = LostStopping
 			case p.Offline:
 				why = LostOffline
 			case !p.Healthy:

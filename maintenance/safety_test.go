@@ -151,6 +151,15 @@ func TestCheckSafety(t *testing.T) {
 			want:      []string{"demo: stream demo of account APP (R3) would keep 1 of 3 peers, needs 2: a1 requested, a2 unreachable"},
 		},
 		{
+			// Its pod is being deleted (a rolling restart): the preStop
+			// hook runs, the server still serves, and goes in seconds.
+			name: "R3, another pod stopping",
+			view: safetyNode(safetyView(safetyStream("demo", "a1", "a2", "b1")), "a2",
+				func(n *natsraft.Node) { n.Stopping = true }),
+			requested: []string{"a1"},
+			want:      []string{"demo: stream demo of account APP (R3) would keep 1 of 3 peers, needs 2: a1 requested, a2 stopping"},
+		},
+		{
 			name: "the leader's Raft quorum is more than a majority of the listed members",
 			view: safetyView(func() natsraft.Group {
 				g := safetyStream("moving", "a1", "a2", "b1")

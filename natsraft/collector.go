@@ -123,6 +123,9 @@ type Collector struct {
 	// shared and direct count the peers' reports got from their sidecars
 	// and from their servers (the sidecar did not answer).
 	shared, direct atomic.Int64
+	// stopping is SetStopping's: the local server is readied for a
+	// shutdown.
+	stopping atomic.Bool
 }
 
 // NewCollector returns a Collector with the defaults filled in.
@@ -661,6 +664,9 @@ type nodeReport struct {
 	raft map[string]raftzGroupDoc
 	// healthz is the node's /healthz verdict, "" when it did not answer.
 	healthz string
+	// stopping says the node's sidecar readies the server for a shutdown
+	// (Collector.SetStopping, shared in its report).
+	stopping bool
 }
 
 func (r *nodeReport) name() string {
@@ -942,7 +948,7 @@ func buildView(at time.Time, reports []*nodeReport) *View {
 	slices.SortFunc(v.Groups, compareGroups)
 
 	for _, r := range reports {
-		n := Node{Name: r.name(), DC: r.ep.DC, Reachable: r.err == nil, Routes: []string{}}
+		n := Node{Name: r.name(), DC: r.ep.DC, Reachable: r.err == nil, Stopping: r.stopping, Routes: []string{}}
 		if r.err != nil {
 			n.Error = r.err.Error()
 		} else {

@@ -351,10 +351,10 @@ func leaderlessAmong(v *View, keys map[groupKey]bool, node string) (electing, or
 
 // preferredPeer picks the peer to take over g from node: a member on a
 // reachable node with JetStream on, neither in s.Avoid nor in s.Draining
-// if any other can (a drain never picks one in s.Draining), current if any
-// is, else healthy (under a write load a follower is rarely at lag 0), and
-// of those the one that leads least so that a hand-off spreads the
-// leaderships. "" when there is none.
+// nor stopping if any other can (a drain never picks one in s.Draining),
+// current if any is, else healthy (under a write load a follower is rarely
+// at lag 0), and of those the one that leads least so that a hand-off
+// spreads the leaderships. "" when there is none.
 func preferredPeer(v *View, g Group, node string, leads map[string]int, s Scope) string {
 	best, bestRank := "", 0
 	for _, p := range g.Peers {
@@ -371,11 +371,13 @@ func preferredPeer(v *View, g Group, node string, leads map[string]int, s Scope)
 		if rank == 0 {
 			continue
 		}
-		if !draining && !slices.Contains(s.Avoid, p.Name) {
-			rank += 2
-		}
-		if n, ok := v.Node(p.Name); ok && !n.Serving() {
+		n, known := v.Node(p.Name)
+		if known && !n.Serving() {
 			continue
+		}
+		// A peer whose pod is being stopped would lead for seconds.
+		if !draining && !slices.Contains(s.Avoid, p.Name) && !(known && n.Stopping) {
+			rank += 2
 		}
 		if best == "" || rank > bestRank ||
 			(rank == bestRank && (leads[p.Name] < leads[best] || (leads[p.Name] == leads[best] && p.Name < best))) {

@@ -39,6 +39,7 @@ func TestPreferredPeer(t *testing.T) {
 		{Name: "n2", Reachable: true, JetStream: true},
 		{Name: "n3", Reachable: true, JetStream: false},
 		{Name: "n4", Reachable: false},
+		{Name: "stopping", Reachable: true, JetStream: true, Stopping: true},
 	}
 	tests := []struct {
 		name     string
@@ -128,6 +129,18 @@ func TestPreferredPeer(t *testing.T) {
 			draining: []string{"n1"},
 			leaving:  true,
 			want:     "n2",
+		},
+		{
+			// n1 leads least, but its pod is being stopped.
+			name:  "a peer whose pod is stopping only when no other can",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "stopping", Current: true}, {Name: "n2", Healthy: true, Lag: 5}},
+			leads: map[string]int{"n2": 5},
+			want:  "n2",
+		},
+		{
+			name:  "a stopping peer when it is the only one",
+			peers: []Peer{{Name: "n0", Leader: true, Current: true}, {Name: "stopping", Current: true}},
+			want:  "stopping",
 		},
 	}
 	for _, tt := range tests {

@@ -47,12 +47,14 @@ type reportDoc struct {
 	Jsz      jszDoc                   `json:"jsz"`
 	Raft     map[string]raftzGroupDoc `json:"raft,omitempty"`
 	Healthz  string                   `json:"healthz,omitempty"`
+	// Stopping says the sidecar readies the server for a shutdown.
+	Stopping bool `json:"stopping,omitempty"`
 }
 
 // wire turns a report into its document.
 func (r *nodeReport) wire(age time.Duration) reportDoc {
 	d := reportDoc{Name: r.ep.Name, Age: age, Varz: r.varz, Routes: r.routes, Gateways: r.gws, Jsz: r.jsz,
-		Raft: r.raft, Healthz: r.healthz}
+		Raft: r.raft, Healthz: r.healthz, Stopping: r.stopping}
 	if r.err != nil {
 		d.Error = r.err.Error()
 	}
@@ -61,7 +63,8 @@ func (r *nodeReport) wire(age time.Duration) reportDoc {
 
 // report turns a document back into the report of ep.
 func (d *reportDoc) report(ep Endpoint) *nodeReport {
-	r := &nodeReport{ep: ep, varz: d.Varz, routes: d.Routes, gws: d.Gateways, jsz: d.Jsz, raft: d.Raft, healthz: d.Healthz}
+	r := &nodeReport{ep: ep, varz: d.Varz, routes: d.Routes, gws: d.Gateways, jsz: d.Jsz, raft: d.Raft, healthz: d.Healthz,
+		stopping: d.Stopping}
 	if d.Error != "" {
 		r.err = errors.New(d.Error)
 	}
@@ -143,11 +146,25 @@ func (c *Collector) readLocal(ctx context.Context, maxAge time.Duration) (*local
 		// and is not kept for the next askers.
 		return nil, fmt.Errorf("local report: %w", err)
 	}
+	r.stopping = c.stopping.Load()
 	lr = &localRead{from: from, at: c.o.Now(), report: r}
 	c.localMu.Lock()
 	c.local = lr
 	c.localMu.Unlock()
 	return lr, nil
+}
+
+// SetStopping says whether the local server is being readied for a
+// shutdown (a preStop hook): every report of it says so from the next read
+// on, which starts at once, so that the other probers' safety rule counts
+// it as going.
+func (c *Collector) SetStopping(on bool) {
+	if c.stopping.Swap(on) == on {
+		return
+	}
+	c.localMu.Lock()
+	c.local = nil
+	c.localMu.Unlock()
 }
 
 // setLocal keeps the endpoint of the local node (CollectorOptions.Self)

@@ -265,6 +265,22 @@ func TestLocalReportMaxAge(t *testing.T) {
 	none := NewCollector(CollectorOptions{Endpoints: eps, Self: "n9", Logger: zerolog.Nop()})
 	_, err = none.LocalReport(ctx, 0)
 	require.ErrorIs(t, err, ErrNoLocalNode)
+
+	// A pre-stop: the next report, read anew whatever its max age, says
+	// the server is being stopped, and a view built from it too.
+	c.SetStopping(true)
+	b, err = c.LocalReport(ctx, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), reads.Load(), "stopping reads again")
+	require.NoError(t, decodeDoc(b, &d))
+	assert.True(t, d.Stopping)
+	assert.True(t, buildView(time.Now(), []*nodeReport{d.report(eps[0])}).Nodes[0].Stopping)
+	c.SetStopping(false)
+	b, err = c.LocalReport(ctx, time.Minute)
+	require.NoError(t, err)
+	d = reportDoc{}
+	require.NoError(t, decodeDoc(b, &d))
+	assert.False(t, d.Stopping)
 }
 
 func groupNames(v *View) []string {

@@ -49,6 +49,11 @@ type Node struct {
 	// so until /jsz shows the meta group the groups it lists may be only
 	// some of those it holds. See ListsAllGroups.
 	Recovering bool `json:"recovering,omitempty"`
+	// Stopping is set while the node's own sidecar readies its server for
+	// a shutdown (the preStop hook of a pod being deleted, a rolling
+	// restart): it still serves, but is about to go. Only a report from
+	// its sidecar says so (see report.go).
+	Stopping bool `json:"stopping,omitempty"`
 	// Routes names the servers this node has a route to.
 	Routes []string `json:"routes"`
 	// Gateways names the remote clusters this node has an outbound gateway to.

@@ -150,7 +150,10 @@ func renderRaft(w io.Writer, raft *raftAnswer, now time.Time) {
 			routes += " (" + n.Error + ")"
 		}
 		js := yesNo(n.JetStream)
-		if n.Recovering {
+		switch {
+		case n.Stopping:
+			js += " (stopping)"
+		case n.Recovering:
 			js = "recovering"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", n.Name, orDash(n.DC), yesNo(n.Reachable), js, routes, n.Leads)
