@@ -106,7 +106,7 @@ func TestOpenAPIDocument(t *testing.T) {
 
 		assert.ElementsMatch(t, []string{
 			maintenance.LostRequested, maintenance.LostInMaintenance, maintenance.LostUnreachable,
-			maintenance.LostNotCurrent, maintenance.LostOffline, maintenance.LostDraining,
+			maintenance.LostStopping, maintenance.LostNotCurrent, maintenance.LostOffline, maintenance.LostDraining,
 		}, d.enum(t, "#/components/schemas/LostPeer/properties/why"))
 
 		// In the diagnosis's own order, so that the document lists the
