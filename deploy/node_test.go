@@ -207,8 +207,9 @@ func portForwardFlow(t *testing.T, n *kubenode.WithDeploy, a api, namespace, pre
 
 	t.Run("NotReady in kubectl get pods, out of the clients' Service, the budget spent", func(t *testing.T) {
 		eventually(t, 30*time.Second, p1+" NotReady", func() (bool, string) {
+			// Both containers follow the prober's readiness.
 			r := kubectlReady(t, n, namespace, p1)
-			return r == "1/2", "READY " + r
+			return r == "0/2", "READY " + r
 		})
 		if namespace == ns {
 			ready, all := endpoints(t, "nats")
@@ -588,7 +589,10 @@ func TestNodeSidecarKilled(t *testing.T) {
 	r, err := routesOf(t, n, podIP(t, cs, ns, target))
 	require.NoError(t, err)
 	assert.Empty(t, r, "still fenced after the restart")
-	assert.Equal(t, "1/2", kubectlReady(t, n, ns, target), "still not ready")
+	eventually(t, 30*time.Second, target+" still not ready", func() (bool, string) {
+		r := kubectlReady(t, n, ns, target)
+		return r == "0/2", "READY " + r
+	})
 
 	a.json(t, http.MethodDelete, "/pods/"+target+"?wait=120s", "", http.StatusOK, &v)
 	assert.Equal(t, "Active", v.Phase)
@@ -684,7 +688,7 @@ func TestNodePodDeletedInMaintenance(t *testing.T) {
 		if code != http.StatusOK || json.Unmarshal(b, &v) != nil {
 			return false, string(b)
 		}
-		return v.Phase == "InMaintenance" && kubectlReady(t, n, ns, target) == "1/2", v.Phase + " READY " + kubectlReady(t, n, ns, target)
+		return v.Phase == "InMaintenance" && kubectlReady(t, n, ns, target) == "0/2", v.Phase + " READY " + kubectlReady(t, n, ns, target)
 	})
 
 	a.json(t, http.MethodDelete, "/pods/"+target+"?wait=180s", "", http.StatusOK, &v)
