@@ -63,8 +63,14 @@ type BalanceResult struct {
 // are made (ENotFound for a pod the view does not know; no moves when it
 // cannot lead: out of service, draining, JetStream off).
 func (s *Service) Balance(ctx context.Context, r BalanceRequest) (BalanceResult, error) {
+	// Names first: a bad one is 400 also without a mover or a view.
 	if r.DC != "" {
 		if err := ValidDCName(r.DC); err != nil {
+			return BalanceResult{}, err
+		}
+	}
+	if r.To != "" {
+		if err := ValidName(r.To); err != nil {
 			return BalanceResult{}, err
 		}
 	}
@@ -79,9 +85,6 @@ func (s *Service) Balance(ctx context.Context, r BalanceRequest) (BalanceResult,
 		return BalanceResult{}, unknownDC(r.DC)
 	}
 	if r.To != "" {
-		if err := ValidName(r.To); err != nil {
-			return BalanceResult{}, err
-		}
 		n, ok := view.Node(r.To)
 		if !ok {
 			return BalanceResult{}, unknownPod(r.To)

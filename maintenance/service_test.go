@@ -987,3 +987,18 @@ func TestExitPodHeldByItsDCWithoutAView(t *testing.T) {
 	assert.Contains(t, e.Message, "DELETE /dcs/east")
 	assert.Equal(t, before, f.doc(t))
 }
+
+// TestBalanceNamesFirst checks that a balance refuses a bad dc or pod name
+// (400) before it needs a leader mover or a cluster view (503).
+func TestBalanceNamesFirst(t *testing.T) {
+	f := newFixture(t, viewFunc(func(context.Context) (*natsraft.View, error) {
+		return nil, errors.New("no view yet")
+	}))
+	ctx := context.Background()
+	for _, r := range []maintenance.BalanceRequest{{DC: "bad dc"}, {To: "Bad_Pod"}, {To: "Bad_Pod", DryRun: true}} {
+		_, err := f.svc.Balance(ctx, r)
+		requireCode(t, err, maintenance.EInvalid)
+	}
+	_, err := f.svc.Balance(ctx, maintenance.BalanceRequest{To: "n0", DryRun: true})
+	requireCode(t, err, maintenance.EUnavailable)
+}

@@ -36,20 +36,6 @@ func (s *Server) handleBalance(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, maintenance.Errorf(maintenance.EInvalid, "invalid pod name in to: empty (leave to out to balance among all)"))
 		return
 	}
-	// Names are checked before anything is asked of the cluster: a bad
-	// one is 400 also when there is no view (503).
-	for _, check := range []struct {
-		value string
-		valid func(string) error
-	}{{q.Get("dc"), maintenance.ValidDCName}, {q.Get("to"), maintenance.ValidName}} {
-		if check.value == "" {
-			continue
-		}
-		if err := check.valid(check.value); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
 	res, err := s.svc.Balance(r.Context(), maintenance.BalanceRequest{DC: q.Get("dc"), To: q.Get("to"), DryRun: dry, RequestedBy: requestedBy(r)})
 	if err != nil {
 		s.writeError(w, r, err)
