@@ -144,23 +144,13 @@ func (w *Watcher) Step(ctx context.Context) {
 // compareSections returns the sections of doc that differ from those of
 // the version seen before, and keeps doc's.
 func (w *Watcher) compareSections(doc *maintenance.Document) []string {
+	sections := map[string]any{SectionPods: doc.Pods, SectionDCs: doc.DCs, SectionStatus: doc.Status, SectionRollouts: doc.Rollouts}
 	next := make(map[string][]byte, len(Sections))
 	var changed []string
 	for _, name := range Sections {
-		var section any
-		switch name {
-		case SectionPods:
-			section = doc.Pods
-		case SectionDCs:
-			section = doc.DCs
-		case SectionStatus:
-			section = doc.Status
-		case SectionRollouts:
-			section = doc.Rollouts
-		}
 		// Maps are encoded in key order: equal sections, equal bytes. An
 		// error (none is expected of these types) counts as a change.
-		b, err := json.Marshal(section)
+		b, err := json.Marshal(sections[name])
 		if err != nil || !bytes.Equal(b, w.sections[name]) {
 			changed = append(changed, name)
 		}

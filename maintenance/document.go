@@ -425,10 +425,10 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 			continue
 		}
 		tag := f.Tag.Get("json")
-		name, _, _ := strings.Cut(tag, ",")
-		if name == "-" && tag == "-" {
+		if tag == "-" {
 			continue
 		}
+		name, _, _ := strings.Cut(tag, ",")
 		ft := f.Type
 		if f.Anonymous && name == "" {
 			for ft.Kind() == reflect.Pointer {

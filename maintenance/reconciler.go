@@ -878,16 +878,12 @@ func (r *Reconciler) judge(ctx context.Context, doc *Document, drain bool, now t
 	if err != nil {
 		return nil, "", &stepError{err: fmt.Errorf("judge the safety of %s: %w", r.pod, err)}
 	}
-	busy := OutOfService(view, doc, now)
-	delete(busy, r.pod)
-	others := slices.Sorted(maps.Keys(busy))
+	out, draining := othersOut(view, doc, r.pod, now)
 	if drain {
-		draining := Draining(view, doc, now)
-		delete(draining, r.pod)
-		return JudgeDrain(view, []string{r.pod}, others, slices.Sorted(maps.Keys(draining))).Violations,
+		return JudgeDrain(view, []string{r.pod}, out, draining).Violations,
 			"leave %d Raft group(s) no peer to lead them", nil
 	}
-	return CheckSafety(withDark(view, doc), []string{r.pod}, others), "cost %d Raft group(s) their quorum", nil
+	return CheckSafety(withDark(view, doc), []string{r.pod}, out), "cost %d Raft group(s) their quorum", nil
 }
 
 // recordEvacuated adds streams to the status's list of streams to move
@@ -942,15 +938,18 @@ func (r *Reconciler) scope(ctx context.Context, doc *Document, leaving bool, now
 // it, or not back yet), and knows the other pods draining, which a drain
 // never moves a leadership to.
 func HandOffScope(view *natsraft.View, doc *Document, pod string, leaving bool, now time.Time) natsraft.Scope {
-	others := func(pods map[string]bool) []string {
-		delete(pods, pod)
-		return slices.Sorted(maps.Keys(pods))
-	}
-	return natsraft.Scope{
-		Avoid:    others(OutOfService(view, doc, now)),
-		Draining: others(Draining(view, doc, now)),
-		Leaving:  leaving,
-	}
+	out, draining := othersOut(view, doc, pod, now)
+	return natsraft.Scope{Avoid: out, Draining: draining, Leaving: leaving}
+}
+
+// othersOut names, sorted, the pods other than pod that doc says are out
+// of service (OutOfService), and those draining (Draining): what a
+// judgement of pod's own maintenance, or its hand-off, counts as gone.
+func othersOut(view *natsraft.View, doc *Document, pod string, now time.Time) (out, draining []string) {
+	busy, drains := OutOfService(view, doc, now), Draining(view, doc, now)
+	delete(busy, pod)
+	delete(drains, pod)
+	return slices.Sorted(maps.Keys(busy)), slices.Sorted(maps.Keys(drains))
 }
 
 // reasons returns each violation's reason.

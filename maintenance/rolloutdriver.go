@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
 	"slices"
 	"time"
@@ -374,14 +373,10 @@ func turnBlocked(name string, ro *Rollout, pod string, d *Document, view *natsra
 	if ok, why := podBack(pod, d, view, now); !ok {
 		return "waiting for its turn: " + why
 	}
-	busy := OutOfService(view, d, now)
-	delete(busy, pod)
-	others := slices.Sorted(maps.Keys(busy))
-	verdict, what := Judge(view, []string{pod}, others), "their quorum"
+	out, draining := othersOut(view, d, pod, now)
+	verdict, what := Judge(view, []string{pod}, out), "their quorum"
 	if !ro.Spec.takesOut() {
-		draining := Draining(view, d, now)
-		delete(draining, pod)
-		verdict, what = JudgeDrain(view, []string{pod}, others, slices.Sorted(maps.Keys(draining))), "every member that can lead"
+		verdict, what = JudgeDrain(view, []string{pod}, out, draining), "every member that can lead"
 	}
 	if v := verdict.Violations; len(v) > 0 {
 		return fmt.Sprintf("unsafe: the turn of %s would cost %d Raft group(s) %s: %s",
@@ -413,9 +408,8 @@ func restartBlocked(name string, ro *Rollout, p RolloutPod, d *Document, view *n
 	if p.Restarted != nil && !node.Started.IsZero() && !node.Started.Before(*p.Restarted) {
 		return ""
 	}
-	busy := OutOfService(view, d, now)
-	delete(busy, p.Pod)
-	if v := Judge(view, []string{p.Pod}, slices.Sorted(maps.Keys(busy))).Violations; len(v) > 0 {
+	out, _ := othersOut(view, d, p.Pod, now)
+	if v := Judge(view, []string{p.Pod}, out).Violations; len(v) > 0 {
 		return fmt.Sprintf("unsafe: restarting %s now would cost %d Raft group(s) their quorum: %s",
 			p.Pod, len(v), natsraft.JoinBounded(reasons(v), statusListMax, "; "))
 	}

@@ -314,20 +314,15 @@ func (h *HandOff) jetStream(account string, avoid []string) (jetstream.JetStream
 	return js, nc, nil
 }
 
-// dialAvoid names the servers a connection should not go through: from
-// (unless ""), and the nodes a fresh view shows fenced, quiesced or down,
-// whose client port may accept a connection whose requests then go
-// nowhere. Without a view, from alone.
+// dialAvoid is avoidFrom on a fresh view: from, and the nodes fenced,
+// quiesced or down, whose client port may accept a connection whose
+// requests then go nowhere. Without a view, from alone.
 func (h *HandOff) dialAvoid(ctx context.Context, from string) []string {
-	var avoid []string
-	if from != "" {
-		avoid = append(avoid, from)
+	v, err := h.freshView(ctx)
+	if err != nil {
+		v = nil
 	}
-	if v, err := h.freshView(ctx); err == nil {
-		avoid = append(avoid, outOfReach(v, from)...)
-	}
-	slices.Sort(avoid)
-	return avoid
+	return avoidFrom(v, from)
 }
 
 // streamInfo reads the stream's info from its account.

@@ -137,7 +137,7 @@ func (h *HandOff) Run(ctx context.Context, node string, s Scope) error {
 		// Step downs go through a server that can pass them on: not node,
 		// and not a node fenced or quiesced for maintenance, whose client
 		// port still accepts connections but whose routes are cut.
-		conns.setAvoid(append([]string{node}, outOfReach(v, node)...))
+		conns.setAvoid(avoidFrom(v, node))
 
 		led, lost := ledBy(v, node, s.Leaving)
 		if round == 0 {
@@ -457,6 +457,20 @@ func (h *HandOff) stepDown(ctx context.Context, conns *connCache, s stepDown) er
 		return fmt.Errorf("step down %s: not successful: %s", s.group.Name, msg.Data)
 	}
 	return nil
+}
+
+// avoidFrom names the servers a request leaving from should not go
+// through: from itself (unless ""), and the other nodes out of reach in v
+// (none without a view).
+func avoidFrom(v *View, from string) []string {
+	var avoid []string
+	if from != "" {
+		avoid = append(avoid, from)
+	}
+	if v != nil {
+		avoid = append(avoid, outOfReach(v, from)...)
+	}
+	return avoid
 }
 
 // outOfReach names the nodes other than node that the view shows
